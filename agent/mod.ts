@@ -1,0 +1,1 @@
+/** The guest agent: qemu-ga protocol, command set and channels. */

@@ -1,0 +1,1 @@
+/** The emulator: qemu-system-x86_64 for demu (CPU, PC devices, firmware, KVM). */
