@@ -1,11 +1,11 @@
 /** The `file` protocol: a host file read and written with positioned I/O (pread/pwrite). */
 import * as sys from "@demu/sys";
 import {
-  BlockDriver,
+  type BlockDriver,
   BlockError,
-  BlockStatus,
-  TruncateOptions,
-  WriteZeroesOptions,
+  type BlockStatus,
+  type TruncateOptions,
+  type WriteZeroesOptions,
 } from "./types.ts";
 
 /** Options for {@link FileProtocol.open}. */

@@ -4,7 +4,7 @@
  */
 import { FileProtocol } from "./file.ts";
 import { RawFormat } from "./raw.ts";
-import { BlockDriver, BlockError } from "./types.ts";
+import { type BlockDriver, BlockError } from "./types.ts";
 
 /** Options for {@link openImage}. */
 export interface OpenOptions {

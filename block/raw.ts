@@ -1,5 +1,5 @@
 /** The `raw` format: the image's bytes are the virtual disk's bytes, passed straight to the protocol. */
-import { BlockDriver, BlockStatus, TruncateOptions, WriteZeroesOptions } from "./types.ts";
+import type { BlockDriver, BlockStatus, TruncateOptions, WriteZeroesOptions } from "./types.ts";
 
 /** A raw image over any protocol driver (file, nbd). */
 export class RawFormat implements BlockDriver {
