@@ -6,3 +6,8 @@ export * from "./types.ts";
 export * from "./file.ts";
 export * from "./raw.ts";
 export * from "./open.ts";
+export * from "./qcow2/mod.ts";
+
+import { registerFormat } from "./open.ts";
+import { openQcow2, probeQcow2 } from "./qcow2/mod.ts";
+registerFormat("qcow2", openQcow2, probeQcow2);
