@@ -6,6 +6,7 @@ export * from "./types.ts";
 export * from "./file.ts";
 export * from "./raw.ts";
 export * from "./open.ts";
+export * from "./nbd/mod.ts";
 export * from "./qcow2/mod.ts";
 
 import { registerFormat } from "./open.ts";
