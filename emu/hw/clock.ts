@@ -1,0 +1,104 @@
+/**
+ * The machine clock: virtual nanoseconds and callbacks scheduled on them. Devices never use
+ * wall-clock timers; the accelerator decides how virtual time advances (following the host's
+ * monotonic clock under KVM, or stepped by hand in tests so that runs are deterministic).
+ */
+
+/** A callback on the machine clock, re-armed with {@link ClockTimer.mod}. */
+export class ClockTimer {
+  /** The virtual time (ns) it fires at; -1 when not armed. */
+  expires = -1;
+  constructor(readonly clock: MachineClock, readonly callback: () => void) {}
+
+  /** Arms the timer for virtual time `at` (ns). */
+  mod(at: number): void {
+    this.expires = at;
+    this.clock.changed();
+  }
+
+  /** Disarms the timer. */
+  del(): void {
+    this.expires = -1;
+  }
+
+  get pending(): boolean {
+    return this.expires >= 0;
+  }
+}
+
+/** Where virtual time comes from. */
+export type TimeSource = () => number;
+
+/** The host's monotonic clock in ns. */
+export const hostTime: TimeSource = () => performance.now() * 1e6;
+
+/** Virtual time and the timers on it. */
+export class MachineClock {
+  readonly timers: ClockTimer[] = [];
+  #manual = 0;
+  #source: TimeSource | null;
+  #base = 0;
+  /** Called when a timer is armed (an accelerator re-computes its next wake-up). */
+  onChange: (() => void) | null = null;
+
+  /** With no source the clock is manual: it moves only through {@link MachineClock.advance}. */
+  constructor(source: TimeSource | null = null) {
+    this.#source = source;
+    if (source) this.#base = source();
+  }
+
+  /** Virtual nanoseconds since the machine was created. */
+  now(): number {
+    return this.#source ? this.#source() - this.#base : this.#manual;
+  }
+
+  /** A new (disarmed) timer. */
+  timer(callback: () => void): ClockTimer {
+    const t = new ClockTimer(this, callback);
+    this.timers.push(t);
+    return t;
+  }
+
+  changed(): void {
+    this.onChange?.();
+  }
+
+  /** The earliest armed expiry, or -1. */
+  nextDeadline(): number {
+    let best = -1;
+    for (const t of this.timers) {
+      if (t.expires >= 0 && (best < 0 || t.expires < best)) best = t.expires;
+    }
+    return best;
+  }
+
+  /** Runs every timer whose time has come (in expiry order); returns how many ran. */
+  runDue(): number {
+    let ran = 0;
+    for (;;) {
+      const now = this.now();
+      let due: ClockTimer | null = null;
+      for (const t of this.timers) {
+        if (t.expires >= 0 && t.expires <= now && (!due || t.expires < due.expires)) due = t;
+      }
+      if (!due) return ran;
+      due.expires = -1;
+      due.callback();
+      ran++;
+    }
+  }
+
+  /** Manual clock: moves time forward by ns, running the timers due on the way, in order. */
+  advance(ns: number): void {
+    if (this.#source) throw new Error("advance() needs a manual clock");
+    const end = this.#manual + ns;
+    for (;;) {
+      const d = this.nextDeadline();
+      if (d < 0 || d > end) break;
+      if (d > this.#manual) this.#manual = d;
+      this.runDue();
+    }
+    this.#manual = end;
+    this.runDue();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The Machine: guest memory, the I/O-port bus, the MMIO map, the interrupt controller and the
+ * clock, plus the run state an accelerator acts on (reset and power-off requests, deferred
+ * device work). The CPU — the interpreter or a KVM vCPU — reaches devices only through here;
+ * {@link Machine} implements the interpreter's {@link CpuBus}.
+ */
+import type { AccessSize, CpuBus, PageKind } from "./cpu/bus.ts";
+import { MachineClock, type TimeSource } from "./hw/clock.ts";
+import { IoBus } from "./hw/iobus.ts";
+import { PhysMemory } from "./hw/memory.ts";
+import { PicPair } from "./hw/pic.ts";
+
+/** Why the machine stopped running. */
+export type StopReason =
+  | { kind: "poweroff" }
+  | { kind: "quit" }
+  | { kind: "error"; message: string };
+
+/** A device that takes part in system reset. */
+export interface Resettable {
+  reset(): void;
+}
+
+export class Machine implements CpuBus {
+  readonly memory: PhysMemory;
+  readonly io = new IoBus();
+  readonly pic = new PicPair();
+  readonly clock: MachineClock;
+  readonly resettables: Resettable[] = [];
+  /** Device work in flight (disk I/O); the CPU does not run until it settles. */
+  readonly pending = new Set<Promise<unknown>>();
+  /** A reset was requested (0xCF9, port 0x92, the 8042, triple fault); the accelerator acts on it. */
+  resetRequested = false;
+  /** Set when the machine must stop (power-off, quit, fatal error). */
+  stopReason: StopReason | null = null;
+  /** -no-reboot: a reset request stops the machine instead. */
+  noReboot = false;
+  /** A20 gate state and its listeners (the CPU; KVM ignores it, as modern hosts do). */
+  a20 = true;
+  readonly a20Listeners: ((on: boolean) => void)[] = [];
+  /** Wakes an accelerator that waits for an event (halted guest, async I/O). */
+  #wakers: (() => void)[] = [];
+  /** Log sink for -d categories. */
+  log: ((category: string, message: string) => void) | null = null;
+
+  constructor(ram: Uint8Array, timeSource: TimeSource | null) {
+    this.memory = new PhysMemory(ram);
+    this.clock = new MachineClock(timeSource);
+    this.pic.onRaise = () => this.wake();
+    this.pic.register(this.io);
+  }
+
+  get ram(): Uint8Array {
+    return this.memory.ram;
+  }
+
+  // CpuBus.
+  pageKind(page: number): PageKind {
+    return this.memory.pageKind(page);
+  }
+  mmioRead(addr: number, size: AccessSize): number {
+    return this.memory.read(addr, size);
+  }
+  mmioWrite(addr: number, size: AccessSize, value: number): void {
+    this.memory.write(addr, size, value);
+  }
+  ioRead(port: number, size: AccessSize): number {
+    return this.io.read(port, size);
+  }
+  ioWrite(port: number, size: AccessSize, value: number): void {
+    this.io.write(port, size, value);
+  }
+  hasInterrupt(): boolean {
+    return this.pic.intr;
+  }
+  acknowledgeInterrupt(): number {
+    return this.pic.acknowledge();
+  }
+  shutdown(reason: string): void {
+    this.log?.("cpu_reset", `CPU shutdown: ${reason}`);
+    this.requestReset();
+  }
+
+  /** Asks for a system reset (or a stop with -no-reboot). */
+  requestReset(): void {
+    if (this.noReboot) this.stop({ kind: "poweroff" });
+    else this.resetRequested = true;
+    this.wake();
+  }
+
+  /** Stops the machine. The first reason wins. */
+  stop(reason: StopReason): void {
+    this.stopReason ??= reason;
+    this.wake();
+  }
+
+  setA20(on: boolean): void {
+    if (on === this.a20) return;
+    this.a20 = on;
+    for (const l of this.a20Listeners) l(on);
+  }
+
+  /** Resets every device (the accelerator resets the CPU). */
+  resetDevices(): void {
+    this.resetRequested = false;
+    for (const d of this.resettables) d.reset();
+    this.pic.reset();
+    this.setA20(true);
+  }
+
+  /** Registers device work the CPU must wait for. */
+  defer(p: Promise<unknown>): void {
+    const tracked = p.catch((e) => this.stop({ kind: "error", message: String(e?.message ?? e) }))
+      .finally(() => {
+        this.pending.delete(tracked);
+        this.wake();
+      });
+    this.pending.add(tracked);
+  }
+
+  /** Resolves at the next {@link Machine.wake} or after ms milliseconds (-1: no timeout). */
+  waitEvent(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+      this.#wakers.push(done);
+      if (ms >= 0) timer = setTimeout(() => this.wake(), ms);
+    });
+  }
+
+  wake(): void {
+    const w = this.#wakers;
+    if (!w.length) return;
+    this.#wakers = [];
+    for (const f of w) f();
+  }
+}
