@@ -1,0 +1,1444 @@
+/**
+ * The qcow2 consistency checker and repairer behind `qemu-img check [-r leaks|all]`.
+ *
+ * It works on the protocol layer (the image file) rather than on an open Qcow2Format: it reads
+ * the header, walks every L1/L2 table (the active one and each snapshot's), the snapshot table,
+ * the refcount table and blocks and the bitmap directory, builds an in-memory refcount table
+ * (IMRT) of what is really referenced, and compares it with the refcounts on disk. The walk, its
+ * counters and the lines it prints follow QEMU 7.2's qcow2 check so that the two tools report
+ * the same numbers and messages on the same image.
+ *
+ * Repairs are written so that a crash at any point leaves an image that is at most leaking:
+ * refcount decreases and increases touch only refcount entries, and a rebuilt refcount structure
+ * is written into free clusters and flushed before the header is switched over to it.
+ */
+import { type BlockDriver, BlockError } from "../types.ts";
+import {
+  getRefcount as getDiskRefcount,
+  MAX_CLUSTER_BITS,
+  MIN_CLUSTER_BITS,
+  parseHeader,
+  QCOW2_AUTOCLEAR_BITMAPS,
+  QCOW2_EXT_MAGIC_BITMAPS,
+  QCOW2_EXT_MAGIC_CRYPTO_HEADER,
+  QCOW2_INCOMPAT_COMPRESSION,
+  QCOW2_INCOMPAT_CORRUPT,
+  QCOW2_INCOMPAT_DATA_FILE,
+  QCOW2_INCOMPAT_DIRTY,
+  QCOW2_INCOMPAT_EXTL2,
+  QCOW2_INCOMPAT_MASK,
+  Qcow2FormatError,
+  QCOW_MAGIC,
+  QCOW_MAX_L1_SIZE,
+  QCOW_MAX_REFTABLE_SIZE,
+  QCOW_MAX_SNAPSHOT_EXTRA_DATA,
+  QCOW_MAX_SNAPSHOTS,
+  setRefcount as setDiskRefcount,
+} from "./format.ts";
+
+/** What a check found and fixed: QEMU's BdrvCheckResult plus the lines it printed. */
+export interface Qcow2CheckResult {
+  /** Internal errors (I/O failures, unreadable structures): the check could not finish. */
+  checkErrors: number;
+  corruptions: number;
+  leaks: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  /** End of the last cluster in use (by the refcounts on disk or by references). */
+  imageEndOffset: number;
+  /** Clusters of the virtual disk. */
+  totalClusters: number;
+  /** Guest clusters allocated in the active L1/L2 tables. */
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+  /** The lines QEMU prints on stderr while checking ("Leaked cluster 9 refcount=1 reference=0"). */
+  messages: string[];
+  /**
+   * Set when the check itself failed (QEMU returns an error and qemu-img prints
+   * "Check failed: <failure>" instead of the report): the strerror text, e.g. "Invalid argument".
+   */
+  failure?: string;
+}
+
+/** Options of {@link checkQcow2}. */
+export interface Qcow2CheckOptions {
+  /** Repair leaked clusters only, or every error that can be repaired (qemu-img check -r). */
+  repair?: "leaks" | "all";
+  /** Called with each message line as it is produced (besides collecting it in the result). */
+  log?: (line: string) => void;
+}
+
+// ---- constants the checker needs beyond format.ts ----
+
+const QCOW_MAX_SNAPSHOTS_SIZE = 1024 * QCOW_MAX_SNAPSHOTS;
+const QCOW2_MAX_BITMAPS = 65535;
+const QCOW2_MAX_BITMAP_DIRECTORY_SIZE = 1024 * QCOW2_MAX_BITMAPS;
+const BME_MAX_TABLE_SIZE = 0x8000000;
+const BME_MAX_GRANULARITY_BITS = 31;
+const BME_MIN_GRANULARITY_BITS = 9;
+const BME_MAX_NAME_SIZE = 1023;
+const BME_RESERVED_FLAGS = 0xfffffffc;
+const BME_FLAG_IN_USE = 1;
+const BT_DIRTY_TRACKING_BITMAP = 1;
+const BME_DIR_ENTRY_SIZE = 24;
+/** Size of the fixed part of a snapshot table entry. */
+const SNAPSHOT_HEADER_SIZE = 40;
+
+/** strerror texts of the errno values the checker reports. */
+const STRERROR = {
+  EIO: "Input/output error",
+  EINVAL: "Invalid argument",
+  EFBIG: "File too large",
+  ENOMEM: "Cannot allocate memory",
+  ENOTSUP: "Not supported",
+} as const;
+type Errno = keyof typeof STRERROR;
+
+/** An error that ends the check (QEMU's negative return from qcow2_co_check). */
+class CheckAbort extends Error {
+  constructor(readonly errno: Errno) {
+    super(STRERROR[errno]);
+  }
+}
+
+// ---- helpers ----
+
+function hex(v: number | bigint): string {
+  return v.toString(16);
+}
+
+/** printf's %#x: "0x"-prefixed, except for zero. */
+function hexAlt(v: number | bigint): string {
+  return v ? `0x${v.toString(16)}` : "0";
+}
+
+/** Metadata kinds of QEMU's overlap check, in its bit order, with the names it prints. */
+const OL = {
+  MAIN_HEADER: 1,
+  ACTIVE_L1: 2,
+  ACTIVE_L2: 4,
+  REFCOUNT_TABLE: 8,
+  REFCOUNT_BLOCK: 16,
+  SNAPSHOT_TABLE: 32,
+  INACTIVE_L1: 64,
+  INACTIVE_L2: 128,
+  BITMAP_DIRECTORY: 256,
+} as const;
+const OL_NAMES = [
+  "qcow2_header",
+  "active L1 table",
+  "active L2 table",
+  "refcount table",
+  "refcount block",
+  "snapshot table",
+  "inactive L1 table",
+  "inactive L2 table",
+  "bitmap directory",
+];
+
+/** A 64-bit big-endian word as PRIx64 prints it. */
+function hex64(bytes: Uint8Array, off: number): string {
+  return new DataView(bytes.buffer, bytes.byteOffset + off, 8).getBigUint64(0).toString(16);
+}
+
+function be32(b: Uint8Array, off: number): number {
+  return ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
+}
+
+/** A big-endian u64 as a number; exact below 2^53, approximate (but huge) beyond. */
+function be64(b: Uint8Array, off: number): number {
+  return be32(b, off) * 0x100000000 + be32(b, off + 4);
+}
+
+function be64n(b: Uint8Array, off: number): bigint {
+  return (BigInt(be32(b, off)) << 32n) | BigInt(be32(b, off + 4));
+}
+
+function putBe32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v >>> 24;
+  b[off + 1] = v >>> 16;
+  b[off + 2] = v >>> 8;
+  b[off + 3] = v;
+}
+
+function putBe64(b: Uint8Array, off: number, v: number): void {
+  putBe32(b, off, Math.floor(v / 0x100000000));
+  putBe32(b, off + 4, v >>> 0);
+}
+
+/** Host offset bits 9..55 of a table entry (exact: at most 47 significant bits). */
+function entryOffset(b: Uint8Array, off: number): number {
+  return (be32(b, off) & 0x00ffffff) * 0x100000000 + ((be32(b, off + 4) & 0xfffffe00) >>> 0);
+}
+
+/** Reads through the protocol layer; bytes past the end of the file read as zeros, as in QEMU. */
+class ImageFile {
+  constructor(readonly file: BlockDriver, public length: number) {}
+
+  async read(offset: number, size: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(size);
+    if (offset < this.length && size > 0) {
+      const n = Math.min(size, this.length - offset);
+      await this.file.read(offset, buf.subarray(0, n));
+    }
+    return buf;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    await this.file.write(offset, data);
+    if (offset + data.length > this.length) this.length = offset + data.length;
+  }
+}
+
+/**
+ * The in-memory refcount table: one counter per host cluster, as wide as the image's refcount
+ * entries need (QEMU keeps it in the on-disk entry format; plain typed arrays are faster here).
+ */
+class Imrt {
+  #a: Uint16Array | Uint32Array | Float64Array;
+  size: number;
+
+  constructor(private readonly order: number, size: number) {
+    this.size = size;
+    this.#a = this.#alloc(Math.max(size, 1));
+  }
+
+  #alloc(n: number): Uint16Array | Uint32Array | Float64Array {
+    if (this.order <= 4) return new Uint16Array(n);
+    if (this.order === 5) return new Uint32Array(n);
+    return new Float64Array(n);
+  }
+
+  get(i: number): number {
+    return i < this.size ? this.#a[i] : 0;
+  }
+
+  set(i: number, v: number): void {
+    this.#a[i] = v;
+  }
+
+  /** Grows to n clusters (never shrinks); new entries are zero. */
+  resize(n: number): void {
+    if (n > this.#a.length) {
+      const b = this.#alloc(Math.max(n, Math.ceil(this.#a.length * 1.5)));
+      b.set(this.#a);
+      this.#a = b;
+    }
+    if (n > this.size) this.size = n;
+  }
+
+  clear(): void {
+    this.#a.fill(0);
+  }
+}
+
+/** The header fields the checker works from, validated as QEMU's qcow2_do_open does. */
+interface Geometry {
+  version: number;
+  clusterBits: number;
+  clusterSize: number;
+  /** L2 entries per table. */
+  l2Size: number;
+  /** Bytes per L2 entry (8, or 16 with extended L2). */
+  l2EntrySize: number;
+  extL2: boolean;
+  refcountOrder: number;
+  refcountBlockBits: number;
+  refcountMax: number;
+  virtualSize: number;
+  l1TableOffset: number;
+  l1Size: number;
+  refcountTableOffset: number;
+  /** Entries of the refcount table. */
+  refcountTableSize: number;
+  incompatibleFeatures: bigint;
+  hasDataFile: boolean;
+  csizeShift: bigint;
+  csizeMask: bigint;
+  clusterOffsetMask: bigint;
+  crypto?: { offset: number; length: number };
+  bitmaps?: { count: number; dirOffset: number; dirSize: number };
+}
+
+/** One snapshot table entry, as much as the checker needs. */
+interface SnapshotEntry {
+  id: string;
+  name: string;
+  l1TableOffset: number;
+  l1Size: number;
+}
+
+function open(msg: string, code: "EINVAL" | "ENOTSUP" | "EFBIG" = "EINVAL"): BlockError {
+  return new BlockError(code, msg);
+}
+
+/** Reads and validates the header the way qcow2_do_open does in check mode. */
+async function readGeometry(img: ImageFile): Promise<Geometry> {
+  const h = await img.read(0, 112);
+  if (be32(h, 0) !== QCOW_MAGIC) throw open("Image is not in qcow2 format");
+  const version = be32(h, 4);
+  if (version < 2 || version > 3) throw open(`Unsupported qcow2 version ${version}`, "ENOTSUP");
+  const clusterBits = be32(h, 20);
+  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+    throw open(`Unsupported cluster size: 2^${clusterBits}`);
+  }
+  const clusterSize = 2 ** clusterBits;
+  let incompat = 0n;
+  let autoclear = 0n;
+  let refcountOrder = 4;
+  let headerLength = 72;
+  if (version === 3) {
+    incompat = be64n(h, 72);
+    autoclear = be64n(h, 88);
+    refcountOrder = be32(h, 96);
+    headerLength = be32(h, 100);
+    if (headerLength < 104) throw open("qcow2 header too short");
+  }
+  if (headerLength > clusterSize) throw open("qcow2 header exceeds cluster size");
+  const backingFileOffset = be64n(h, 8);
+  if (backingFileOffset > BigInt(clusterSize)) throw open("Invalid backing file offset");
+  const compressionType = headerLength > 104 ? h[104] : 0;
+  if (compressionType > 1) {
+    throw open(`qcow2: unknown compression type: ${compressionType}`, "ENOTSUP");
+  }
+  if (compressionType === 0 && (incompat & QCOW2_INCOMPAT_COMPRESSION)) {
+    throw open("qcow2: Compression type incompatible feature bit must not be set");
+  }
+  if (compressionType !== 0 && !(incompat & QCOW2_INCOMPAT_COMPRESSION)) {
+    throw open("qcow2: Compression type incompatible feature bit must be set");
+  }
+  if (incompat & ~QCOW2_INCOMPAT_MASK) {
+    throw open(
+      `Unsupported qcow2 feature(s): Unknown incompatible feature: ${
+        hex(incompat & ~QCOW2_INCOMPAT_MASK)
+      }`,
+      "ENOTSUP",
+    );
+  }
+  if (refcountOrder > 6) {
+    throw open("Reference count entry width too large; may not exceed 64 bits");
+  }
+  const extL2 = (incompat & QCOW2_INCOMPAT_EXTL2) !== 0n;
+  if (extL2 && clusterSize / 32 < 512) {
+    throw open(`Unsupported subcluster size: ${clusterSize / 32}`);
+  }
+  const l2EntrySize = extL2 ? 16 : 8;
+  const l2Size = clusterSize / l2EntrySize;
+  const l2Bits = Math.log2(l2Size);
+  const refcountTableClusters = be32(h, 56);
+  const refcountTableOffset = be64(h, 48);
+  validateTable(
+    refcountTableOffset,
+    refcountTableClusters,
+    clusterSize,
+    QCOW_MAX_REFTABLE_SIZE,
+    clusterSize,
+    "Reference count table",
+  );
+  const l1Size = be32(h, 36);
+  const l1TableOffset = be64(h, 40);
+  validateTable(l1TableOffset, l1Size, 8, QCOW_MAX_L1_SIZE, clusterSize, "Active L1 table");
+  const size = be64n(h, 24);
+  const l1Needed = (size + (1n << BigInt(clusterBits + l2Bits)) - 1n) >>
+    BigInt(clusterBits + l2Bits);
+  if (l1Needed > 0x7fffffffn) throw open("Image is too big", "EFBIG");
+  if (BigInt(l1Size) < l1Needed) throw open("L1 table is too small");
+  const csizeShift = BigInt(62 - (clusterBits - 8));
+  const geo: Geometry = {
+    version,
+    clusterBits,
+    clusterSize,
+    l2Size,
+    l2EntrySize,
+    extL2,
+    refcountOrder,
+    refcountBlockBits: clusterBits + 3 - refcountOrder,
+    refcountMax: refcountOrder >= 6 ? Number.MAX_VALUE : 2 ** (1 << refcountOrder) - 1,
+    virtualSize: Number(size / 512n) * 512,
+    l1TableOffset,
+    l1Size,
+    refcountTableOffset,
+    refcountTableSize: refcountTableClusters * (clusterSize / 8),
+    incompatibleFeatures: incompat,
+    hasDataFile: (incompat & QCOW2_INCOMPAT_DATA_FILE) !== 0n,
+    csizeShift,
+    csizeMask: (1n << BigInt(clusterBits - 8)) - 1n,
+    clusterOffsetMask: (1n << csizeShift) - 1n,
+  };
+  // Header extensions (crypto header and bitmap directory are counted as metadata).
+  const extEnd = backingFileOffset ? Number(backingFileOffset) : clusterSize;
+  const first = await img.read(0, clusterSize);
+  let exts;
+  try {
+    exts = parseHeader(first).extensions;
+  } catch (e) {
+    if (e instanceof Qcow2FormatError) throw open("Header extension too large");
+    throw e;
+  }
+  void extEnd;
+  for (const ext of exts) {
+    if (ext.type === QCOW2_EXT_MAGIC_CRYPTO_HEADER) {
+      if (ext.data.length !== 16) {
+        throw open(`CRYPTO header extension size ${ext.data.length}, but expected size 16`);
+      }
+      geo.crypto = { offset: be64(ext.data, 0), length: be64(ext.data, 8) };
+    } else if (ext.type === QCOW2_EXT_MAGIC_BITMAPS) {
+      if (ext.data.length !== 24) throw open("bitmaps_ext: Invalid extension length");
+      if (!(autoclear & QCOW2_AUTOCLEAR_BITMAPS)) continue; // stale: bitmaps are ignored
+      if (be32(ext.data, 4) !== 0) throw open("bitmaps_ext: Reserved field is not zero");
+      const count = be32(ext.data, 0);
+      const dirSize = be64(ext.data, 8);
+      const dirOffset = be64(ext.data, 16);
+      if (count > QCOW2_MAX_BITMAPS) {
+        throw open(
+          `bitmaps_ext: Image has ${count} bitmaps, exceeding the QEMU supported maximum of ${QCOW2_MAX_BITMAPS}`,
+        );
+      }
+      if (count === 0) throw open("found bitmaps extension with zero bitmaps");
+      if (dirOffset % clusterSize) throw open("bitmaps_ext: invalid bitmap directory offset");
+      if (dirSize > QCOW2_MAX_BITMAP_DIRECTORY_SIZE) {
+        throw open(
+          `bitmaps_ext: bitmap directory size (${dirSize}) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`,
+        );
+      }
+      geo.bitmaps = { count, dirOffset, dirSize };
+    }
+  }
+  if (geo.hasDataFile) {
+    throw open("qcow2 images with an external data file are not supported", "ENOTSUP");
+  }
+  return geo;
+}
+
+/** qcow2_validate_table: a table's size bound and its offset's alignment. */
+function validateTable(
+  offset: number,
+  entries: number,
+  entryLen: number,
+  maxBytes: number,
+  clusterSize: number,
+  name: string,
+): void {
+  if (entries > Math.floor(maxBytes / entryLen)) throw open(`${name} too large`, "EFBIG");
+  if (offset + entries * entryLen > 2 ** 63 - 1 || offset % clusterSize !== 0) {
+    throw open(`${name} offset invalid`);
+  }
+}
+
+// ---- the checker ----
+
+class Qcow2Checker {
+  readonly res: Qcow2CheckResult = {
+    checkErrors: 0,
+    corruptions: 0,
+    leaks: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    imageEndOffset: 0,
+    totalClusters: 0,
+    allocatedClusters: 0,
+    fragmentedClusters: 0,
+    compressedClusters: 0,
+    messages: [],
+  };
+  snapshots: SnapshotEntry[] = [];
+  snapshotsOffset = 0;
+  snapshotsSize = 0;
+  /** The refcount table as loaded (entries as bigints: offsets may use all 55 bits). */
+  reftable: bigint[] = [];
+  l1: Uint8Array = new Uint8Array(0);
+  #refblocks = new Map<number, Uint8Array>();
+  #signaledCorruption = false;
+  #markedCorrupt = false;
+  #dirtyRefblocks = new Set<number>();
+  /** Whether the reference walk may repair (false while recounting after a rebuild). */
+  walkFixes: boolean;
+
+  constructor(
+    readonly img: ImageFile,
+    readonly g: Geometry,
+    readonly fixLeaks: boolean,
+    readonly fixErrors: boolean,
+    readonly log?: (line: string) => void,
+  ) {
+    this.walkFixes = fixErrors;
+  }
+
+  say(line: string): void {
+    this.res.messages.push(line);
+    this.log?.(line);
+  }
+
+  clusters(bytes: number): number {
+    return Math.ceil(bytes / this.g.clusterSize);
+  }
+
+  async load(): Promise<void> {
+    const g = this.g;
+    this.l1 = await this.img.read(g.l1TableOffset, g.l1Size * 8);
+    await this.loadReftable();
+  }
+
+  async loadReftable(): Promise<void> {
+    const bytes = await this.img.read(this.g.refcountTableOffset, this.g.refcountTableSize * 8);
+    this.reftable = [];
+    for (let i = 0; i < this.g.refcountTableSize; i++) this.reftable.push(be64n(bytes, i * 8));
+    this.#refblocks.clear();
+  }
+
+  // ---- on-disk refcounts ----
+
+  /** qcow2_get_refcount: the refcount on disk, or a CheckAbort("EIO") for a broken refblock. */
+  async getRefcount(cluster: number): Promise<number> {
+    const idx = Math.floor(cluster / 2 ** this.g.refcountBlockBits);
+    if (idx >= this.reftable.length) return 0;
+    const off = Number(this.reftable[idx] & 0xfffffffffffffe00n);
+    if (!off) return 0;
+    if (off % this.g.clusterSize) {
+      await this.signalCorruption(
+        `Refblock offset ${hexAlt(off)} unaligned (reftable index: ${hexAlt(idx)})`,
+      );
+      throw new CheckAbort("EIO");
+    }
+    const block = await this.refblock(off);
+    return getDiskRefcount(block, cluster % 2 ** this.g.refcountBlockBits, this.g.refcountOrder);
+  }
+
+  async refblock(off: number): Promise<Uint8Array> {
+    let b = this.#refblocks.get(off);
+    if (!b) {
+      if (this.#refblocks.size > 64) {
+        await this.flushRefblocks();
+        this.#refblocks.clear();
+      }
+      b = await this.img.read(off, this.g.clusterSize);
+      this.#refblocks.set(off, b);
+    }
+    return b;
+  }
+
+  /** Sets the on-disk refcount of a cluster whose refblock exists (update_refcount). */
+  async setRefcount(cluster: number, value: number): Promise<void> {
+    const idx = Math.floor(cluster / 2 ** this.g.refcountBlockBits);
+    const off = Number(this.reftable[idx] & 0xfffffffffffffe00n);
+    const block = await this.refblock(off);
+    const i = cluster % 2 ** this.g.refcountBlockBits;
+    setDiskRefcount(block, i, this.g.refcountOrder, value);
+    this.#dirtyRefblocks.add(off);
+  }
+
+  /**
+   * Writes the refcount blocks changed by repairs. Like QEMU's refblock cache they are written
+   * late: at the end of the check, or before a rebuild, and never once the image has been
+   * marked corrupt.
+   */
+  async flushRefblocks(): Promise<void> {
+    if (this.#markedCorrupt) return;
+    for (const off of this.#dirtyRefblocks) {
+      const block = this.#refblocks.get(off);
+      if (block) await this.img.write(off, block);
+    }
+    this.#dirtyRefblocks.clear();
+  }
+
+  /**
+   * qcow2_signal_corruption: reports a corruption once. On a writable image it is fatal: the
+   * corrupt bit is set and nothing more is written.
+   */
+  async signalCorruption(msg: string): Promise<void> {
+    const fatal = !this.img.file.readOnly;
+    if (this.#signaledCorruption && (!fatal || this.#markedCorrupt)) return;
+    if (fatal) {
+      this.say(
+        `qcow2: Marking image as corrupt: ${msg}; further corruption events will be suppressed`,
+      );
+      this.#markedCorrupt = true;
+      if (this.g.version >= 3) {
+        const bits = this.g.incompatibleFeatures | QCOW2_INCOMPAT_CORRUPT;
+        const b = new Uint8Array(8);
+        new DataView(b.buffer).setBigUint64(0, bits);
+        await this.img.write(72, b);
+        await this.img.file.flush();
+        this.g.incompatibleFeatures = bits;
+      }
+    } else {
+      this.say(
+        `qcow2: Image is corrupt: ${msg}; further non-fatal corruption events will be suppressed`,
+      );
+    }
+    this.#signaledCorruption = true;
+  }
+
+  /**
+   * qcow2_check_metadata_overlap with QEMU's default ("cached") template: which metadata a
+   * write of [offset, offset+size) would hit, ignoring the kinds in `ign`; 0 when none.
+   */
+  metadataOverlap(ign: number, offset: number, size: number): number {
+    const g = this.g;
+    const cs = g.clusterSize;
+    if (!size) return 0;
+    const chk = ~ign;
+    if ((chk & OL.MAIN_HEADER) && offset < cs) return OL.MAIN_HEADER;
+    const start = Math.floor(offset / cs) * cs;
+    const len = Math.ceil((offset - start + size) / cs) * cs;
+    const hits = (o: number, l: number) => l > 0 && o < start + len && start < o + l;
+    if ((chk & OL.ACTIVE_L1) && g.l1Size && hits(g.l1TableOffset, g.l1Size * 8)) {
+      return OL.ACTIVE_L1;
+    }
+    if ((chk & OL.REFCOUNT_TABLE) && hits(g.refcountTableOffset, g.refcountTableSize * 8)) {
+      return OL.REFCOUNT_TABLE;
+    }
+    if ((chk & OL.SNAPSHOT_TABLE) && hits(this.snapshotsOffset, this.snapshotsSize)) {
+      return OL.SNAPSHOT_TABLE;
+    }
+    if (chk & OL.INACTIVE_L1) {
+      for (const sn of this.snapshots) {
+        if (sn.l1Size && hits(sn.l1TableOffset, sn.l1Size * 8)) return OL.INACTIVE_L1;
+      }
+    }
+    if (chk & OL.ACTIVE_L2) {
+      for (let i = 0; i < g.l1Size; i++) {
+        const o = entryOffset(this.l1, i * 8);
+        if (o && hits(o, cs)) return OL.ACTIVE_L2;
+      }
+    }
+    if (chk & OL.REFCOUNT_BLOCK) {
+      for (const e of this.reftable) {
+        const o = Number(e & 0xfffffffffffffe00n);
+        if (o && hits(o, cs)) return OL.REFCOUNT_BLOCK;
+      }
+    }
+    if ((chk & OL.BITMAP_DIRECTORY) && g.bitmaps && hits(g.bitmaps.dirOffset, g.bitmaps.dirSize)) {
+      return OL.BITMAP_DIRECTORY;
+    }
+    return 0;
+  }
+
+  /** qcow2_pre_write_overlap_check: false (after signalling the corruption) when the write must not happen. */
+  async preWriteCheck(ign: number, offset: number, size: number): Promise<boolean> {
+    const ol = this.metadataOverlap(ign, offset, size);
+    if (!ol) return true;
+    await this.signalCorruption(
+      `Preventing invalid write on metadata (overlaps with ${OL_NAMES[Math.log2(ol)]})`,
+    );
+    return false;
+  }
+
+  // ---- building the in-memory refcount table ----
+
+  /** qcow2_inc_refcounts_imrt: counts one reference to every cluster of a byte range. */
+  incRefcounts(imrt: Imrt, offset: number | bigint, size: number): void {
+    if (size <= 0) return;
+    const cs = this.g.clusterSize;
+    if (BigInt(offset) + BigInt(size) - BigInt(this.img.length) >= BigInt(cs)) {
+      this.say(
+        `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${
+          hex(offset)
+        } size 0x${hex(size)}`,
+      );
+      this.res.corruptions++;
+      return;
+    }
+    const off = Number(offset);
+    const first = Math.floor(off / cs);
+    const last = Math.floor((off + size - 1) / cs);
+    for (let k = first; k <= last; k++) {
+      if (k >= imrt.size) imrt.resize(k + 1);
+      const r = imrt.get(k);
+      if (r >= this.g.refcountMax) {
+        this.say(`ERROR: overflow cluster offset=0x${hex(k * cs)}`);
+        this.say(
+          "Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing",
+        );
+        this.res.corruptions++;
+        continue;
+      }
+      imrt.set(k, r + 1);
+    }
+  }
+
+  async checkL1(
+    imrt: Imrt,
+    l1Offset: number,
+    l1Size: number,
+    fragInfo: boolean,
+    active: boolean,
+  ): Promise<void> {
+    if (!l1Size) return;
+    this.incRefcounts(imrt, l1Offset, l1Size * 8);
+    const l1 = await this.img.read(l1Offset, l1Size * 8);
+    for (let i = 0; i < l1Size; i++) {
+      const p = i * 8;
+      const hi = be32(l1, p);
+      const lo = be32(l1, p + 4);
+      if (!hi && !lo) continue;
+      if ((hi & 0x7f000000) || (lo & 0x1ff)) {
+        this.say(`ERROR found L1 entry with reserved bits set: ${hex64(l1, p)}`);
+        this.res.corruptions++;
+      }
+      const l2Offset = entryOffset(l1, p);
+      this.incRefcounts(imrt, l2Offset, this.g.clusterSize);
+      if (l2Offset % this.g.clusterSize) {
+        this.say(
+          `ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`,
+        );
+        this.res.corruptions++;
+      }
+      await this.checkL2(imrt, l2Offset, fragInfo, active);
+    }
+  }
+
+  async checkL2(imrt: Imrt, l2Offset: number, fragInfo: boolean, active: boolean): Promise<void> {
+    const g = this.g;
+    const cs = g.clusterSize;
+    const l2 = await this.img.read(l2Offset, cs);
+    let nextContiguous = 0;
+    for (let i = 0; i < g.l2Size; i++) {
+      const p = i * g.l2EntrySize;
+      const hi = be32(l2, p);
+      const lo = be32(l2, p + 4);
+      const bmHi = g.extL2 ? be32(l2, p + 8) : 0;
+      const bmLo = g.extL2 ? be32(l2, p + 12) : 0;
+      const compressed = (hi & 0x40000000) !== 0;
+      const offset = entryOffset(l2, p);
+      if (!compressed && ((hi & 0x3f000000) || (lo & 0x1fe))) {
+        this.say(`ERROR found l2 entry with reserved bits set: ${hex64(l2, p)}`);
+        this.res.corruptions++;
+      }
+      if (compressed) {
+        let entry = be64n(l2, p);
+        if (entry & (1n << 63n)) {
+          this.say(
+            `ERROR: coffset=0x${
+              hex(entry & g.clusterOffsetMask)
+            }: copied flag must never be set for compressed clusters`,
+          );
+          entry &= ~(1n << 63n);
+          this.res.corruptions++;
+        }
+        if (bmHi || bmLo) {
+          this.say(
+            `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${
+              hex(entry)
+            }`,
+          );
+          this.res.corruptions++;
+          continue;
+        }
+        const coffset = entry & g.clusterOffsetMask;
+        const sectors = Number((entry >> g.csizeShift) & g.csizeMask) + 1;
+        const csize = sectors * 512 - Number(coffset & 511n);
+        this.incRefcounts(
+          imrt,
+          coffset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(coffset) : coffset,
+          csize,
+        );
+        if (fragInfo) {
+          this.res.allocatedClusters++;
+          this.res.compressedClusters++;
+          this.res.fragmentedClusters++;
+        }
+        continue;
+      }
+      const zeroFlag = !g.extL2 && (lo & 1) !== 0;
+      if (offset === 0) {
+        // Unallocated, or a plain zero cluster.
+        if (!zeroFlag && bmLo) {
+          this.res.corruptions++;
+          this.say("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+        }
+        continue;
+      }
+      // A normal cluster, or a preallocated zero cluster.
+      if (bmHi & bmLo) {
+        this.res.corruptions++;
+        this.say(
+          `ERROR offset=${
+            hex(offset)
+          }: Allocated cluster has corrupted subcluster allocation bitmap`,
+        );
+      }
+      if (offset % cs) {
+        this.res.corruptions++;
+        const containsData = g.extL2 ? bmLo !== 0 : !zeroFlag;
+        if (!containsData) {
+          this.say(
+            `${this.walkFixes ? "Repairing" : "ERROR"} offset=${
+              hex(offset)
+            }: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
+          );
+          if (this.walkFixes) {
+            if (await this.zeroL2Entry(l2, l2Offset, i, active)) continue;
+          }
+        } else {
+          this.say(
+            `ERROR offset=${
+              hex(offset)
+            }: Data cluster is not properly aligned; L2 entry corrupted.`,
+          );
+        }
+      }
+      if (fragInfo) {
+        this.res.allocatedClusters++;
+        if (nextContiguous && offset !== nextContiguous) this.res.fragmentedClusters++;
+        nextContiguous = offset + cs;
+      }
+      this.incRefcounts(imrt, offset, cs);
+    }
+  }
+
+  /** fix_l2_entry_by_zero: turns a misaligned preallocated zero cluster into a plain zero one. */
+  async zeroL2Entry(
+    l2: Uint8Array,
+    l2Offset: number,
+    i: number,
+    active: boolean,
+  ): Promise<boolean> {
+    const g = this.g;
+    const p = i * g.l2EntrySize;
+    const entry = l2.subarray(p, p + g.l2EntrySize);
+    if (g.extL2) {
+      const bmHi = be32(entry, 8);
+      const bmLo = be32(entry, 12);
+      entry.fill(0, 0, 8);
+      putBe32(entry, 8, (bmHi | bmLo) >>> 0);
+      putBe32(entry, 12, 0);
+    } else {
+      entry.fill(0);
+      entry[7] = 1;
+    }
+    if (
+      !(await this.preWriteCheck(
+        active ? OL.ACTIVE_L2 : OL.INACTIVE_L2,
+        l2Offset + p,
+        g.l2EntrySize,
+      ))
+    ) {
+      this.say("ERROR: Overlap check failed");
+      this.res.checkErrors++;
+      // Something is seriously wrong: QEMU stops checking here.
+      throw new CheckAbort("EIO");
+    }
+    await this.img.write(l2Offset + p, entry.slice());
+    await this.img.file.flush();
+    this.res.corruptions--;
+    this.res.corruptionsFixed++;
+    return true;
+  }
+
+  async checkRefblocks(imrt: Imrt, state: { rebuild: boolean }): Promise<void> {
+    const g = this.g;
+    const cs = g.clusterSize;
+    for (let i = 0; i < this.reftable.length; i++) {
+      const e = this.reftable[i];
+      const offsetN = e & 0xfffffffffffffe00n;
+      const cluster = offsetN >> BigInt(g.clusterBits);
+      if (e & 0x1ffn) {
+        this.say(`ERROR refcount table entry ${i} has reserved bits set`);
+        this.res.corruptions++;
+        state.rebuild = true;
+        continue;
+      }
+      if (offsetN % BigInt(cs)) {
+        this.say(
+          `ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`,
+        );
+        this.res.corruptions++;
+        state.rebuild = true;
+        continue;
+      }
+      if (cluster >= BigInt(imrt.size)) {
+        this.res.corruptions++;
+        this.say(`${this.walkFixes ? "Repairing" : "ERROR"} refcount block ${i} is outside image`);
+        if (this.walkFixes) {
+          let err: string;
+          if (offsetN > (1n << 63n) - 1n - BigInt(cs)) {
+            err = STRERROR.EINVAL;
+          } else {
+            try {
+              await this.img.file.truncate(Number(offsetN) + cs);
+              this.img.length = await this.img.file.length();
+              imrt.resize(this.clusters(this.img.length));
+              if (cluster >= BigInt(imrt.size)) {
+                err = STRERROR.EINVAL;
+              } else {
+                this.res.corruptions--;
+                this.res.corruptionsFixed++;
+                this.incRefcounts(imrt, Number(offsetN), cs);
+                continue;
+              }
+            } catch (e) {
+              err = e instanceof Error ? e.message : String(e);
+            }
+          }
+          state.rebuild = true;
+          this.say(`ERROR could not resize image: ${err}`);
+        }
+        continue;
+      }
+      if (offsetN !== 0n) {
+        const off = Number(offsetN);
+        this.incRefcounts(imrt, off, cs);
+        const r = imrt.get(off / cs);
+        if (r !== 1) {
+          this.say(`ERROR refcount block ${i} refcount=${r}`);
+          this.res.corruptions++;
+          state.rebuild = true;
+        }
+      }
+    }
+  }
+
+  async checkBitmaps(imrt: Imrt): Promise<void> {
+    const bm = this.g.bitmaps;
+    if (!bm) return;
+    const cs = this.g.clusterSize;
+    this.incRefcounts(imrt, bm.dirOffset, bm.dirSize);
+    const dir = await this.img.read(bm.dirOffset, bm.dirSize);
+    const tables: { offset: number; size: number }[] = [];
+    let pos = 0;
+    let ok = true;
+    while (pos < bm.dirSize && ok) {
+      if (pos + BME_DIR_ENTRY_SIZE > bm.dirSize) {
+        ok = false;
+        break;
+      }
+      const tableOffset = be64(dir, pos);
+      const tableSize = be32(dir, pos + 8);
+      const flags = be32(dir, pos + 12);
+      const type = dir[pos + 16];
+      const granularity = dir[pos + 17];
+      const nameSize = (dir[pos + 18] << 8) | dir[pos + 19];
+      const extra = be32(dir, pos + 20);
+      const entryLen = (BME_DIR_ENTRY_SIZE + extra + nameSize + 7) & ~7;
+      if (
+        extra !== 0 || pos + entryLen > bm.dirSize || tableSize === 0 || tableOffset === 0 ||
+        tableOffset % cs || tableSize > BME_MAX_TABLE_SIZE ||
+        granularity > BME_MAX_GRANULARITY_BITS || granularity < BME_MIN_GRANULARITY_BITS ||
+        (flags & BME_RESERVED_FLAGS) || nameSize > BME_MAX_NAME_SIZE ||
+        type !== BT_DIRTY_TRACKING_BITMAP
+      ) {
+        ok = false;
+        break;
+      }
+      const bytesNeeded = Math.ceil(
+        Math.ceil(this.g.virtualSize / 2 ** granularity) / 8 / cs,
+      ) * cs;
+      if (tableSize * cs > bytesNeeded) ok = false;
+      if (
+        !(flags & BME_FLAG_IN_USE) && this.g.virtualSize > tableSize * cs * 8 * 2 ** granularity
+      ) ok = false;
+      tables.push({ offset: tableOffset, size: tableSize });
+      pos += entryLen;
+    }
+    if (!ok || tables.length !== bm.count) {
+      this.res.corruptions++;
+      throw new CheckAbort("EINVAL");
+    }
+    for (const t of tables) {
+      this.incRefcounts(imrt, t.offset, t.size * 8);
+      const table = await this.img.read(t.offset, t.size * 8);
+      for (let i = 0; i < t.size; i++) {
+        const p = i * 8;
+        const hi = be32(table, p);
+        const lo = be32(table, p + 4);
+        const off = entryOffset(table, p);
+        if ((hi & 0xff000000) || (lo & 0x1fe) || (off && ((lo & 1) || off % cs))) {
+          this.res.corruptions++;
+          continue;
+        }
+        if (off) this.incRefcounts(imrt, off, cs);
+      }
+    }
+  }
+
+  /** calculate_refcounts: every reference the image makes, counted in imrt. */
+  async calculateRefcounts(imrt: Imrt, state: { rebuild: boolean }): Promise<void> {
+    const g = this.g;
+    this.incRefcounts(imrt, 0, g.clusterSize);
+    await this.checkL1(imrt, g.l1TableOffset, g.l1Size, true, true);
+    for (const sn of this.snapshots) {
+      if (sn.l1TableOffset % g.clusterSize) {
+        this.say(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${
+            hexAlt(sn.l1TableOffset)
+          }: L1 table is not cluster aligned; snapshot table entry corrupted`,
+        );
+        this.res.corruptions++;
+        continue;
+      }
+      if (sn.l1Size > QCOW_MAX_L1_SIZE / 8) {
+        this.say(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_size=${
+            hexAlt(sn.l1Size)
+          }: L1 table is too large; snapshot table entry corrupted`,
+        );
+        this.res.corruptions++;
+        continue;
+      }
+      await this.checkL1(imrt, sn.l1TableOffset, sn.l1Size, false, false);
+    }
+    this.incRefcounts(imrt, this.snapshotsOffset, this.snapshotsSize);
+    this.incRefcounts(imrt, g.refcountTableOffset, g.refcountTableSize * 8);
+    if (g.crypto) this.incRefcounts(imrt, g.crypto.offset, g.crypto.length);
+    await this.checkBitmaps(imrt);
+    await this.checkRefblocks(imrt, state);
+  }
+
+  /** compare_refcounts: on-disk refcounts against the counted references; returns the highest cluster in use. */
+  async compareRefcounts(
+    imrt: Imrt,
+    fixLeaks: boolean,
+    fixErrors: boolean,
+    state: { rebuild: boolean },
+  ): Promise<number> {
+    let highest = 0;
+    for (let i = 0; i < imrt.size; i++) {
+      let r1: number;
+      try {
+        r1 = await this.getRefcount(i);
+      } catch (e) {
+        if (!(e instanceof CheckAbort)) throw e;
+        this.say(`Can't get refcount for cluster ${i}: ${e.message}`);
+        this.res.checkErrors++;
+        continue;
+      }
+      const r2 = imrt.get(i);
+      if (r1 > 0 || r2 > 0) highest = i;
+      if (r1 === r2) continue;
+      let fixed: "leaksFixed" | "corruptionsFixed" | undefined;
+      if (r1 === 0) state.rebuild = true;
+      else if (r1 > r2 && fixLeaks) fixed = "leaksFixed";
+      else if (r1 < r2 && fixErrors) fixed = "corruptionsFixed";
+      const word = fixed ? "Repairing" : r1 < r2 ? "ERROR" : "Leaked";
+      this.say(`${word} cluster ${i} refcount=${this.refcountText(r1, i)} reference=${r2}`);
+      if (fixed) {
+        await this.setRefcount(i, r2);
+        if (r2 === 0) await this.discardCluster(i);
+        this.res[fixed]++;
+        continue;
+      }
+      if (r1 < r2) this.res.corruptions++;
+      else this.res.leaks++;
+    }
+    return highest;
+  }
+
+  /** A refcount as PRIu64 prints it (64-bit entries may exceed 2^53). */
+  refcountText(r: number, cluster: number): string {
+    if (r <= Number.MAX_SAFE_INTEGER || this.g.refcountOrder !== 6) return String(r);
+    const idx = Math.floor(cluster / 2 ** this.g.refcountBlockBits);
+    const off = Number(this.reftable[idx] & 0xfffffffffffffe00n);
+    const block = this.#refblocks.get(off);
+    if (!block) return String(r);
+    return be64n(block, (cluster % 2 ** this.g.refcountBlockBits) * 8).toString();
+  }
+
+  async discardCluster(i: number): Promise<void> {
+    const cs = this.g.clusterSize;
+    if ((i + 1) * cs <= this.img.length) {
+      try {
+        await this.img.file.discard(i * cs, cs);
+      } catch {
+        // Discarding is only an optimisation.
+      }
+    }
+  }
+
+  /** check_oflag_copied: the COPIED flag must be set exactly when the refcount is 1. */
+  async checkOflagCopied(): Promise<void> {
+    const g = this.g;
+    const res = this.res;
+    const repair = this.fixErrors ||
+      (this.fixLeaks && !res.checkErrors && !res.corruptions && !res.leaks);
+    for (let i = 0; i < g.l1Size; i++) {
+      const p = i * 8;
+      const l2Offset = entryOffset(this.l1, p);
+      if (!l2Offset) continue;
+      let rc: number;
+      try {
+        rc = await this.getRefcount(Math.floor(l2Offset / g.clusterSize));
+      } catch (e) {
+        if (e instanceof CheckAbort) continue;
+        throw e;
+      }
+      const copied = (this.l1[p] & 0x80) !== 0;
+      if ((rc === 1) !== copied) {
+        res.corruptions++;
+        this.say(
+          `${repair ? "Repairing" : "ERROR"} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${
+            hex64(this.l1, p)
+          } refcount=${this.refcountText(rc, Math.floor(l2Offset / g.clusterSize))}`,
+        );
+        if (repair) {
+          this.l1[p] = rc === 1 ? this.l1[p] | 0x80 : this.l1[p] & 0x7f;
+          // QEMU writes the L1 entry as part of an aligned block (the host's 4 KiB memory
+          // alignment, at most a cluster); the overlap check covers that block.
+          const perBlock = Math.max(8, Math.min(4096, g.clusterSize)) / 8;
+          const first = Math.floor(i / perBlock) * perBlock;
+          if (
+            !(await this.preWriteCheck(OL.ACTIVE_L1, g.l1TableOffset + first * 8, perBlock * 8))
+          ) {
+            res.checkErrors++;
+            throw new CheckAbort("EIO");
+          }
+          await this.img.write(g.l1TableOffset + p, this.l1.slice(p, p + 8));
+          await this.img.file.flush();
+          res.corruptions--;
+          res.corruptionsFixed++;
+        }
+      }
+      const l2 = await this.img.read(l2Offset, g.clusterSize);
+      let dirty = 0;
+      for (let j = 0; j < g.l2Size; j++) {
+        const q = j * g.l2EntrySize;
+        const hi = be32(l2, q);
+        if (hi & 0x40000000) continue; // compressed
+        const off = entryOffset(l2, q);
+        if (!off) continue; // unallocated or plain zero
+        let r: number;
+        try {
+          r = await this.getRefcount(Math.floor(off / g.clusterSize));
+        } catch (e) {
+          if (e instanceof CheckAbort) continue;
+          throw e;
+        }
+        const c = (hi & 0x80000000) !== 0;
+        if ((r === 1) !== c) {
+          res.corruptions++;
+          this.say(
+            `${repair ? "Repairing" : "ERROR"} OFLAG_COPIED data cluster: l2_entry=${
+              hex64(l2, q)
+            } refcount=${this.refcountText(r, Math.floor(off / g.clusterSize))}`,
+          );
+          if (repair) {
+            l2[q] = r === 1 ? l2[q] | 0x80 : l2[q] & 0x7f;
+            dirty++;
+          }
+        }
+      }
+      if (dirty) {
+        if (!(await this.preWriteCheck(OL.ACTIVE_L2, l2Offset, g.clusterSize))) {
+          this.say(
+            "ERROR: Could not write L2 table; metadata overlap check failed: Input/output error",
+          );
+          res.checkErrors++;
+          throw new CheckAbort("EIO");
+        }
+        await this.img.write(l2Offset, l2);
+        res.corruptions -= dirty;
+        res.corruptionsFixed += dirty;
+      }
+    }
+  }
+
+  // ---- snapshots ----
+
+  /** qcow2_check_read_snapshot_table: reads the snapshot table straight from the header fields. */
+  async readSnapshotTable(): Promise<void> {
+    const h = await this.img.read(0, 72);
+    const nb = be32(h, 60);
+    const offset = be64(h, 64);
+    const g = this.g;
+    if (nb > QCOW_MAX_SNAPSHOTS) {
+      this.res.corruptions++;
+      this.say(
+        `ERROR The snapshot table claims to have more than ${QCOW_MAX_SNAPSHOTS} snapshots (${nb})`,
+      );
+    }
+    if (
+      nb > QCOW_MAX_SNAPSHOTS || offset + nb * SNAPSHOT_HEADER_SIZE > 2 ** 63 - 1 ||
+      offset % g.clusterSize
+    ) {
+      this.res.checkErrors++;
+      this.say(
+        `qemu-img: ERROR snapshot table ${
+          nb > QCOW_MAX_SNAPSHOTS ? "too large" : "offset invalid"
+        }`,
+      );
+      if (nb > QCOW_MAX_SNAPSHOTS) {
+        this.say(
+          `You can force-remove all ${
+            nb - QCOW_MAX_SNAPSHOTS
+          } overhanging snapshots with qemu-img check -r all`,
+        );
+      }
+      throw new CheckAbort(nb > QCOW_MAX_SNAPSHOTS ? "EFBIG" : "EINVAL");
+    }
+    const dec = new TextDecoder();
+    let pos = offset;
+    const snaps: SnapshotEntry[] = [];
+    for (let i = 0; i < nb; i++) {
+      pos = Math.ceil(pos / 8) * 8;
+      const e = await this.img.read(pos, SNAPSHOT_HEADER_SIZE);
+      const idLen = (e[12] << 8) | e[13];
+      const nameLen = (e[14] << 8) | e[15];
+      const extra = be32(e, 36);
+      pos += SNAPSHOT_HEADER_SIZE;
+      if (extra > QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
+        this.res.checkErrors++;
+        this.say(
+          `qemu-img: ERROR failed to read the snapshot table: Too much extra metadata in snapshot table entry ${i}`,
+        );
+        this.say("You can force-remove this extra metadata with qemu-img check -r all");
+        throw new CheckAbort("EFBIG");
+      }
+      pos += extra;
+      const names = await this.img.read(pos, idLen + nameLen);
+      pos += idLen + nameLen;
+      if (pos - offset > QCOW_MAX_SNAPSHOTS_SIZE) {
+        this.res.checkErrors++;
+        this.say(
+          "qemu-img: ERROR failed to read the snapshot table: Snapshot table exceeds the maximum size",
+        );
+        throw new CheckAbort("EFBIG");
+      }
+      snaps.push({
+        l1TableOffset: be64(e, 0),
+        l1Size: be32(e, 8),
+        id: dec.decode(names.subarray(0, idLen)),
+        name: dec.decode(names.subarray(idLen)),
+      });
+    }
+    this.snapshots = snaps;
+    this.snapshotsOffset = offset;
+    this.snapshotsSize = pos - offset;
+  }
+
+  // ---- rebuilding the refcount structure ----
+
+  /**
+   * rebuild_refcount_structure: writes new refblocks and a new refcount table into clusters
+   * that are free in imrt, then points the header at them. The old structure becomes leaked.
+   */
+  async rebuild(imrt: Imrt): Promise<void> {
+    const g = this.g;
+    await this.flushRefblocks();
+    const rbBits = g.refcountBlockBits;
+    const rbSize = 2 ** rbBits;
+    const reftable: number[] = [];
+    let reftableEntries = 0;
+
+    const alloc = (count: number, from: { free: number }): number => {
+      let cluster = from.free;
+      let run = 0;
+      let firstGap = true;
+      for (; cluster < imrt.size && run < count; cluster++) {
+        if (!imrt.get(cluster)) {
+          run++;
+          if (firstGap) {
+            from.free = cluster;
+            firstGap = false;
+          }
+        } else run = 0;
+      }
+      if (run < count) imrt.resize(cluster + count - run);
+      cluster -= run;
+      for (let i = 0; i < count; i++) imrt.set(cluster + i, 1);
+      return cluster;
+    };
+
+    const writeRefblocks = async (first: number, end: number): Promise<boolean> => {
+      const from = { free: 0 };
+      let grown = false;
+      for (let cluster = first; cluster < end; cluster++) {
+        if (!imrt.get(cluster)) continue;
+        const idx = Math.floor(cluster / rbSize);
+        const start = idx * rbSize;
+        let rbCluster: number;
+        if (reftableEntries > idx && reftable[idx]) {
+          rbCluster = reftable[idx] / g.clusterSize;
+        } else {
+          if (from.free < start) from.free = start;
+          rbCluster = alloc(1, from);
+          if (rbCluster >= end) end = rbCluster + 1;
+          if (reftableEntries <= idx) {
+            reftableEntries = Math.ceil((idx + 1) * 8 / g.clusterSize) * g.clusterSize / 8;
+            while (reftable.length < reftableEntries) reftable.push(0);
+            grown = true;
+          }
+          reftable[idx] = rbCluster * g.clusterSize;
+        }
+        const block = new Uint8Array(g.clusterSize);
+        for (let j = 0; j < rbSize; j++) {
+          const v = imrt.get(start + j);
+          if (v) setDiskRefcount(block, j, g.refcountOrder, Math.min(v, g.refcountMax));
+        }
+        if (!(await this.preWriteCheck(0, rbCluster * g.clusterSize, g.clusterSize))) {
+          this.say(`qemu-img: ERROR writing refblock: ${STRERROR.EIO}`);
+          this.res.checkErrors++;
+          throw new CheckAbort("EIO");
+        }
+        await this.img.write(rbCluster * g.clusterSize, block);
+        cluster = start + rbSize - 1;
+      }
+      return grown;
+    };
+
+    await writeRefblocks(0, imrt.size);
+    let reftableOffset = -1;
+    let reftableClusters = 0;
+    let changed = true;
+    while (changed) {
+      reftableClusters = this.clusters(reftableEntries * 8);
+      const start = alloc(reftableClusters, { free: 0 });
+      reftableOffset = start * g.clusterSize;
+      changed = await writeRefblocks(start, start + reftableClusters);
+    }
+    const table = new Uint8Array(reftableEntries * 8);
+    for (let i = 0; i < reftableEntries; i++) putBe64(table, i * 8, reftable[i] ?? 0);
+    if (!(await this.preWriteCheck(0, reftableOffset, table.length))) {
+      this.say(`qemu-img: ERROR writing reftable: ${STRERROR.EIO}`);
+      throw new CheckAbort("EIO");
+    }
+    await this.img.write(reftableOffset, table);
+    // Everything new must be stable before the header points at it.
+    await this.img.file.flush();
+    const hdr = new Uint8Array(12);
+    putBe64(hdr, 0, reftableOffset);
+    putBe32(hdr, 8, reftableClusters);
+    await this.img.write(48, hdr);
+    await this.img.file.flush();
+    g.refcountTableOffset = reftableOffset;
+    g.refcountTableSize = reftableEntries;
+    this.reftable = reftable.map((v) => BigInt(v));
+    this.#refblocks.clear();
+  }
+
+  // ---- the whole check ----
+
+  /** qcow2_check_refcounts. */
+  async checkRefcounts(forceRebuild = false): Promise<void> {
+    const g = this.g;
+    const res = this.res;
+    let nbClusters = this.clusters(this.img.length);
+    if (nbClusters > 0x7fffffff) {
+      res.checkErrors++;
+      throw new CheckAbort("EFBIG");
+    }
+    res.totalClusters = this.clusters(g.virtualSize);
+    const imrt = new Imrt(g.refcountOrder, nbClusters);
+    const state = { rebuild: forceRebuild };
+    await this.calculateRefcounts(imrt, state);
+    nbClusters = imrt.size;
+
+    const pre = { ...res, messages: res.messages };
+    let highest = await this.compareRefcounts(imrt, false, false, state);
+
+    if (state.rebuild && this.fixErrors) {
+      const old = { ...res };
+      let freshLeaks = 0;
+      this.say("Rebuilding refcount structure");
+      await this.rebuild(imrt);
+      res.corruptions = 0;
+      res.leaks = 0;
+      state.rebuild = false;
+      imrt.clear();
+      this.walkFixes = false;
+      await this.calculateRefcounts(imrt, state);
+      this.walkFixes = this.fixErrors;
+      if (this.fixLeaks) {
+        const saved = { ...res };
+        res.corruptions = res.leaks = res.checkErrors = 0;
+        res.corruptionsFixed = res.leaksFixed = 0;
+        highest = await this.compareRefcounts(imrt, true, false, state);
+        if (state.rebuild) this.say("ERROR rebuilt refcount structure is still broken");
+        freshLeaks = res.leaks;
+        Object.assign(res, { ...saved, messages: res.messages });
+      }
+      if (res.corruptions < old.corruptions) {
+        res.corruptionsFixed += old.corruptions - res.corruptions;
+      }
+      if (res.leaks < old.leaks) res.leaksFixed += old.leaks - res.leaks;
+      res.leaks += freshLeaks;
+    } else if (this.fixLeaks || this.fixErrors) {
+      if (state.rebuild) {
+        this.say("ERROR need to rebuild refcount structures");
+        res.checkErrors++;
+        throw new CheckAbort("EIO");
+      }
+      if (res.leaks || res.corruptions) {
+        Object.assign(res, { ...pre, messages: res.messages });
+        highest = await this.compareRefcounts(imrt, this.fixLeaks, this.fixErrors, state);
+      }
+    }
+    await this.checkOflagCopied();
+    res.imageEndOffset = (highest + 1) * g.clusterSize;
+  }
+
+  /** Clears the dirty and corrupt bits once an image has been repaired (v3 only). */
+  async markCleanAndConsistent(): Promise<void> {
+    if (this.g.version < 3) return;
+    const bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
+    const incompat = this.g.incompatibleFeatures;
+    if (!(incompat & bits)) return;
+    await this.img.file.flush();
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, incompat & ~bits);
+    await this.img.write(72, b);
+    await this.img.file.flush();
+    this.g.incompatibleFeatures = incompat & ~bits;
+  }
+}
+
+/**
+ * Checks a qcow2 image for consistency, as `qemu-img check` does, optionally repairing it.
+ *
+ * `file` is the protocol layer of the image (read-write when repairing). An image that QEMU
+ * would refuse to open throws a {@link BlockError} with QEMU's message; a check that fails midway
+ * returns the result with `failure` set. With `repair`, the result counts what was found and
+ * fixed in this pass; qemu-img then checks again without repair to report the final state.
+ */
+export async function checkQcow2(
+  file: BlockDriver,
+  opts: Qcow2CheckOptions = {},
+): Promise<Qcow2CheckResult> {
+  return await runCheck(file, opts, false);
+}
+
+/**
+ * Rebuilds the refcount table and blocks from the references the image makes, then frees what
+ * the old structure leaked: QEMU's repair of a dirty (lazy refcounts) image, or `-r all` on a
+ * broken refcount structure. The returned result is that of the repairing pass.
+ */
+export async function rebuildRefcounts(
+  file: BlockDriver,
+  opts: Pick<Qcow2CheckOptions, "log"> = {},
+): Promise<Qcow2CheckResult> {
+  return await runCheck(file, { ...opts, repair: "all" }, true);
+}
+
+async function runCheck(
+  file: BlockDriver,
+  opts: Qcow2CheckOptions,
+  forceRebuild: boolean,
+): Promise<Qcow2CheckResult> {
+  const repair = opts.repair;
+  if (repair && file.readOnly) {
+    throw new BlockError("EROFS", "Cannot repair an image opened read-only");
+  }
+  const img = new ImageFile(file, await file.length());
+  const geo = await readGeometry(img);
+  const checker = new Qcow2Checker(img, geo, !!repair, repair === "all", opts.log);
+  const res = checker.res;
+  try {
+    await checker.load();
+    await checker.readSnapshotTable();
+    await checker.checkRefcounts(forceRebuild);
+    await checker.flushRefblocks();
+    if (repair && res.checkErrors === 0 && res.corruptions === 0) {
+      await checker.markCleanAndConsistent();
+    }
+    if (repair) await file.flush();
+  } catch (e) {
+    if (!(e instanceof CheckAbort)) throw e;
+    res.failure = e.message;
+    // As QEMU closing the image: repairs made so far are written unless it was marked corrupt.
+    if (repair) {
+      await checker.flushRefblocks();
+      await file.flush();
+    }
+  }
+  return res;
+}
