@@ -1,0 +1,65 @@
+/**
+ * The image file as qcow2 sees it: positioned reads and writes that go straight to pread/pwrite
+ * when the file is a host file (no promise per metadata access), else through the async driver
+ * (nbd://). Reads past the end of the file return zeros, as pread does.
+ */
+import { FileProtocol } from "../file.ts";
+import type { BlockDriver } from "../types.ts";
+
+/** Positioned I/O on the file under a qcow2 image. */
+export class Qcow2Io {
+  readonly #sync: FileProtocol | undefined;
+  #length: number;
+
+  private constructor(readonly file: BlockDriver, length: number) {
+    this.#sync = file instanceof FileProtocol ? file : undefined;
+    this.#length = length;
+  }
+
+  static async open(file: BlockDriver): Promise<Qcow2Io> {
+    return new Qcow2Io(file, await file.length());
+  }
+
+  /** The file's length as last seen (grows with writes past the end). */
+  get length(): number {
+    return this.#length;
+  }
+
+  async read(offset: number, buf: Uint8Array): Promise<void> {
+    if (this.#sync) {
+      this.#sync.readSync(offset, buf);
+      return;
+    }
+    const inFile = Math.max(0, Math.min(buf.length, this.#length - offset));
+    if (inFile > 0) await this.file.read(offset, buf.subarray(0, inFile));
+    if (inFile < buf.length) buf.fill(0, inFile);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.#sync) this.#sync.writeSync(offset, data);
+    else await this.file.write(offset, data);
+    if (offset + data.length > this.#length) this.#length = offset + data.length;
+  }
+
+  async sync(): Promise<void> {
+    await this.file.flush();
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    await this.file.discard(offset, length);
+  }
+
+  async truncate(
+    length: number,
+    preallocation?: "off" | "metadata" | "falloc" | "full",
+  ): Promise<void> {
+    await this.file.truncate(length, { preallocation, shrink: true });
+    this.#length = length;
+  }
+
+  /** Re-reads the length from the driver. */
+  async refreshLength(): Promise<number> {
+    this.#length = await this.file.length();
+    return this.#length;
+  }
+}
