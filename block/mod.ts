@@ -8,6 +8,7 @@ export * from "./raw.ts";
 export * from "./open.ts";
 export * from "./nbd/mod.ts";
 export * from "./qcow2/mod.ts";
+export * from "./qcow2/check.ts";
 
 import { registerFormat } from "./open.ts";
 import { openQcow2, probeQcow2 } from "./qcow2/mod.ts";

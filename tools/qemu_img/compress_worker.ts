@@ -1,0 +1,47 @@
+/**
+ * A Worker that compresses clusters for qemu-img convert -c: it receives a batch of clusters and
+ * answers with each one's compressed bytes (or nothing, when the cluster does not shrink).
+ */
+/// <reference lib="deno.worker" />
+import { compressCluster, type Qcow2CompressionType } from "@demu/block";
+
+/** A batch of whole clusters, back to back in `data`. */
+export interface CompressJob {
+  id: number;
+  type: Qcow2CompressionType;
+  clusterSize: number;
+  data: ArrayBuffer;
+}
+
+/** The answer: compressed lengths (-1: keep uncompressed) and the compressed bytes back to back. */
+export interface CompressResult {
+  id: number;
+  lengths: number[];
+  data: ArrayBuffer;
+  /** The input handed back, so the caller can still write clusters that did not shrink. */
+  input: ArrayBuffer;
+}
+
+self.onmessage = (ev: MessageEvent<CompressJob>) => {
+  const { id, type, clusterSize, data } = ev.data;
+  const input = new Uint8Array(data);
+  const parts: Uint8Array[] = [];
+  const lengths: number[] = [];
+  let total = 0;
+  for (let off = 0; off < input.length; off += clusterSize) {
+    const c = compressCluster(input.subarray(off, off + clusterSize), type, clusterSize);
+    if (c) {
+      parts.push(c);
+      lengths.push(c.length);
+      total += c.length;
+    } else lengths.push(-1);
+  }
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  const msg: CompressResult = { id, lengths, data: out.buffer, input: data };
+  self.postMessage(msg, [out.buffer, data]);
+};

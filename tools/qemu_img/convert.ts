@@ -1,0 +1,448 @@
+/**
+ * qemu-img convert: copies one or more images (concatenated) into a new or existing image,
+ * skipping zeros (sparse detection), optionally compressing clusters in parallel Workers.
+ */
+import type { BlockDriver, Qcow2CompressionType } from "@demu/block";
+import { getopt, type Io, QemuImgError } from "./cli.ts";
+import { CompressPool } from "./compress_pool.ts";
+import { createRaw, parseCreateOptions, qcow2Options } from "./create.ts";
+import { asQcow2, closeAll, errorText, openImg, strerror } from "./image.ts";
+import { Progress } from "./progress.ts";
+import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
+import { cvtnum } from "./size.ts";
+import { allocatedRun, isZero } from "./zero.ts";
+import { createQcow2 } from "@demu/block";
+
+/** The parsed convert command line. */
+export interface ConvertRequest {
+  sources: string[];
+  target: string;
+  srcFormat?: string;
+  outFormat: string;
+  options: string[];
+  compress?: boolean;
+  skipCreate?: boolean;
+  /** -S in bytes (0: write everything). */
+  minSparse?: number;
+  progress?: boolean;
+  backingFile?: string;
+  backingFormat?: string;
+  snapshot?: string;
+  quiet?: boolean;
+  targetIsZero?: boolean;
+  forceShare?: boolean;
+}
+
+const IO_BUF_SIZE = 2 << 20;
+const SECTOR = 512;
+
+/** Where a source extent's data comes from, as convert_iteration_sectors classifies it. */
+type Kind = "data" | "zero" | "backing";
+
+/** Block status of `d` above `base` (null: the whole chain), as bdrv_block_status_above. */
+export async function statusAbove(
+  d: BlockDriver,
+  base: BlockDriver | null,
+  offset: number,
+  bytes: number,
+): Promise<{ kind: Kind | "unallocated"; length: number }> {
+  let layer: BlockDriver | null = d;
+  while (layer && layer !== base) {
+    const st = await layer.blockStatus(offset, bytes);
+    bytes = st.length;
+    if (st.zero) return { kind: "zero", length: bytes };
+    if (st.data) return { kind: "data", length: bytes };
+    const below: BlockDriver | null = layer.backing ?? null;
+    if (!below) return { kind: "zero", length: bytes };
+    if (below === base) break;
+    const blen = await below.length();
+    if (offset >= blen) return { kind: "zero", length: bytes };
+    bytes = Math.min(bytes, blen - offset);
+    layer = below;
+  }
+  return { kind: "unallocated", length: bytes };
+}
+
+/** The copy itself, on open images. */
+export class Converter {
+  hasZeroInit = false;
+  written = 0;
+  #pool?: CompressPool;
+
+  constructor(
+    readonly sources: BlockDriver[],
+    readonly target: BlockDriver,
+    readonly opts: {
+      compress: boolean;
+      minSparse: number;
+      targetHasBacking: boolean;
+      progress?: Progress;
+    },
+  ) {}
+
+  async run(): Promise<void> {
+    const sizes = await Promise.all(this.sources.map((s) => s.length()));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const q = asQcow2(this.target);
+    const clusterSize = this.opts.compress ? q!.info().clusterSize : 0;
+    let base = 0;
+    try {
+      for (let i = 0; i < this.sources.length; i++) {
+        if (this.opts.compress) await this.#copyCompressed(i, base, sizes[i], total, clusterSize);
+        else await this.#copy(i, base, sizes[i], total);
+        base += sizes[i];
+      }
+    } finally {
+      this.#pool?.close();
+    }
+    await this.target.flush();
+    this.opts.progress?.update(100);
+  }
+
+  #report(done: number, total: number): void {
+    if (this.opts.progress && total > 0) this.opts.progress.update((done / total) * 100);
+  }
+
+  async #zero(offset: number, length: number): Promise<void> {
+    if (this.hasZeroInit) return;
+    await this.target.writeZeroes(offset, length, { mayUnmap: this.opts.minSparse > 0 });
+  }
+
+  async #copy(index: number, base: number, size: number, total: number): Promise<void> {
+    const src = this.sources[index];
+    const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
+    const buf = new Uint8Array(IO_BUF_SIZE);
+    const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
+    let off = 0;
+    while (off < size) {
+      const st = await statusAbove(src, backingBase, off, Math.min(size - off, 1 << 30));
+      const kind: Kind = st.kind === "unallocated"
+        ? (this.opts.targetHasBacking ? "backing" : "data")
+        : st.kind;
+      const end = off + st.length;
+      if (kind === "backing") {
+        off = end;
+      } else if (kind === "zero") {
+        await this.#zero(base + off, st.length);
+        off = end;
+      } else {
+        while (off < end) {
+          const n = Math.min(end - off, IO_BUF_SIZE);
+          const chunk = buf.subarray(0, n);
+          await src.read(off, chunk);
+          await this.#writeData(base + off, chunk, align);
+          off += n;
+          this.#report(base + off, total);
+        }
+      }
+      this.#report(base + off, total);
+    }
+  }
+
+  async #writeData(offset: number, chunk: Uint8Array, align: number): Promise<void> {
+    if (!this.opts.minSparse) {
+      await this.target.write(offset, chunk);
+      this.written += chunk.length;
+      return;
+    }
+    let pos = 0;
+    while (pos < chunk.length) {
+      const run = allocatedRun(chunk.subarray(pos), offset + pos, this.opts.minSparse, align);
+      if (run.data) {
+        await this.target.write(offset + pos, chunk.subarray(pos, pos + run.length));
+        this.written += run.length;
+      } else await this.#zero(offset + pos, run.length);
+      pos += run.length;
+    }
+  }
+
+  async #copyCompressed(
+    index: number,
+    base: number,
+    size: number,
+    total: number,
+    clusterSize: number,
+  ): Promise<void> {
+    const src = this.sources[index];
+    const q = asQcow2(this.target)!;
+    const type: Qcow2CompressionType = q.info().compressionType;
+    const pool = this.#pool ??= new CompressPool();
+    const batchClusters = Math.max(1, Math.floor((1 << 20) / clusterSize));
+    const inflight: {
+      offset: number;
+      zero: boolean[];
+      done: ReturnType<CompressPool["compress"]>;
+    }[] = [];
+    const maxInflight = pool.size * 3;
+    const drain = async () => {
+      const job = inflight.shift()!;
+      const clusters = await job.done;
+      let c = 0;
+      for (let i = 0; i < job.zero.length; i++) {
+        const at = job.offset + i * clusterSize;
+        if (job.zero[i]) continue;
+        const { compressed, raw } = clusters[c++];
+        await q.writeCompressedPrepared(at, compressed, raw);
+        this.written += clusterSize;
+      }
+      this.#report(job.offset + job.zero.length * clusterSize - base, total);
+    };
+    const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
+    let off = 0;
+    while (off < size) {
+      // Classify the next batch of clusters; a cluster with any data is copied whole.
+      const n = Math.min(batchClusters * clusterSize, alignUp(size - off, clusterSize));
+      const buf = new Uint8Array(n);
+      const readLen = Math.min(n, size - off);
+      const st = await statusAbove(src, backingBase, off, readLen);
+      let kind: Kind = st.kind === "unallocated"
+        ? (this.opts.targetHasBacking ? "backing" : "data")
+        : st.kind;
+      let span = st.length >= clusterSize ? alignDown(st.length, clusterSize) : clusterSize;
+      if (st.length < clusterSize) kind = "data";
+      span = Math.min(span, n);
+      if (kind !== "data") {
+        if (kind === "zero") await this.#zero(base + off, Math.min(span, size - off));
+        off += span;
+        continue;
+      }
+      await src.read(off, buf.subarray(0, Math.min(span, size - off)));
+      const zero: boolean[] = [];
+      const parts: Uint8Array[] = [];
+      for (let c = 0; c < span; c += clusterSize) {
+        const cl = buf.subarray(c, c + clusterSize);
+        const z = isZero(cl);
+        zero.push(z);
+        if (z) await this.#zero(base + off + c, Math.min(clusterSize, size - off - c));
+        else parts.push(cl);
+      }
+      const data = new Uint8Array(parts.length * clusterSize);
+      parts.forEach((p, i) => data.set(p, i * clusterSize));
+      inflight.push({ offset: base + off, zero, done: pool.compress(data, type, clusterSize) });
+      off += span;
+      if (inflight.length >= maxInflight) await drain();
+    }
+    while (inflight.length) await drain();
+  }
+}
+
+function pow2floor(n: number): number {
+  if (n <= 0) return 0;
+  return 2 ** Math.floor(Math.log2(n));
+}
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+const alignDown = (n: number, a: number) => Math.floor(n / a) * a;
+
+/** img_convert() after option parsing. */
+export async function convert(io: Io, req: ConvertRequest): Promise<void> {
+  const minSparse = req.minSparse ?? 4096;
+  const compress = !!req.compress;
+  if (req.targetIsZero && !req.skipCreate) {
+    throw new QemuImgError("--target-is-zero requires use of -n flag");
+  }
+  const sources: BlockDriver[] = [];
+  let target: BlockDriver | undefined;
+  let created = false;
+  let ok = false;
+  try {
+    for (const name of req.sources) {
+      sources.push(await openImg(io, name, { format: req.srcFormat, forceShare: req.forceShare }));
+    }
+    if (req.snapshot !== undefined) {
+      if (sources.length > 1) {
+        throw new QemuImgError("No support for concatenating multiple snapshot");
+      }
+      sources[0] = await loadSnapshot(sources[0], parseSnapshotSpec(req.snapshot));
+    }
+    let total = 0;
+    for (const s of sources) total += await s.length();
+
+    if (!req.skipCreate) {
+      const opts = parseCreateOptions(req.outFormat, req.options, "");
+      if (compress && req.outFormat !== "qcow2") {
+        throw new QemuImgError("Compression not supported for this file format");
+      }
+      if (compress && (opts.get("encrypt.format") || opts.bool("encryption"))) {
+        throw new QemuImgError("Compression and encryption not supported at the same time");
+      }
+      const prealloc = opts.get("preallocation");
+      if (compress && prealloc && prealloc !== "off") {
+        throw new QemuImgError("Compression and preallocation not supported at the same time");
+      }
+      if (req.backingFile !== undefined) opts.values.set("backing_file", req.backingFile);
+      if (req.backingFormat !== undefined) opts.values.set("backing_fmt", req.backingFormat);
+      if (opts.get("backing_file") !== undefined && opts.get("backing_fmt") === undefined) {
+        throw new QemuImgError("Use of backing file requires explicit backing format");
+      }
+      if (!opts.has("size")) opts.values.set("size", String(total));
+      const size = opts.size("size")!;
+      try {
+        if (req.outFormat === "raw") {
+          await createRaw(req.target, size, prealloc ?? "off");
+        } else {
+          await createQcow2(req.target, qcow2Options(opts, size, true));
+        }
+        created = true;
+      } catch (e) {
+        throw new QemuImgError(
+          `${req.target}: error while converting ${req.outFormat}: ${errorText(e)}`,
+        );
+      }
+    }
+    const targetHasBacking = req.backingFile !== undefined;
+    target = await openImg(io, req.target, {
+      format: req.outFormat,
+      readOnly: false,
+      noBacking: !targetHasBacking,
+    });
+    if (compress && !asQcow2(target)) {
+      throw new QemuImgError("Compression not supported for this file format");
+    }
+    const tlen = await target.length();
+    if (req.skipCreate && tlen < total) {
+      throw new QemuImgError(`Target is too small: ${tlen} bytes, ${total} bytes needed`);
+    }
+    const progress = req.progress && !req.quiet ? new Progress(io) : undefined;
+    progress?.update(0);
+    const conv = new Converter(sources, target, {
+      compress,
+      minSparse,
+      targetHasBacking,
+      progress,
+    });
+    if (req.skipCreate) conv.hasZeroInit = !!req.targetIsZero;
+    else conv.hasZeroInit = !targetHasBacking && minSparse > 0;
+    if (!conv.hasZeroInit && !targetHasBacking && total > 0) {
+      try {
+        await target.writeZeroes(0, total, { mayUnmap: true, noFallback: true });
+        conv.hasZeroInit = true;
+      } catch {
+        // The target cannot zero cheaply; zeros are written where the source has them.
+      }
+    }
+    try {
+      await conv.run();
+    } catch (e) {
+      if (e instanceof QemuImgError) throw e;
+      throw new QemuImgError(`error while writing at byte ${conv.written}: ${strerror(e)}`);
+    }
+    progress?.end();
+    ok = true;
+  } finally {
+    await closeAll(target, ...sources);
+    if (!ok && created) {
+      try {
+        await Deno.remove(req.target);
+      } catch {
+        // Nothing to clean up.
+      }
+    }
+  }
+}
+
+const LONG = [
+  { name: "help", arg: false, key: "h" },
+  { name: "object", arg: true, key: "object" },
+  { name: "image-opts", arg: false, key: "image-opts" },
+  { name: "target-image-opts", arg: false, key: "target-image-opts" },
+  { name: "salvage", arg: false, key: "salvage" },
+  { name: "target-is-zero", arg: false, key: "target-is-zero" },
+  { name: "bitmaps", arg: false, key: "bitmaps" },
+  { name: "skip-broken-bitmaps", arg: false, key: "skip-broken-bitmaps" },
+  { name: "force-share", arg: false, key: "U" },
+];
+
+const CACHE_MODES = ["none", "writeback", "writethrough", "directsync", "unsafe"];
+
+/** The convert command line. */
+export async function cmdConvert(io: Io, args: string[]): Promise<number> {
+  const { opts, rest } = getopt(args, ":hf:O:B:CF:co:l:S:pt:T:qnm:WUr:", LONG);
+  const req: ConvertRequest = { sources: [], target: "", outFormat: "raw", options: [] };
+  for (const [k, v] of opts) {
+    switch (k) {
+      case "h":
+        io.out(
+          "usage: qemu-img convert [--object objectdef] [--image-opts] [--target-image-opts]\n" +
+            "       [--target-is-zero] [--bitmaps] [-U] [-C] [-c] [-p] [-q] [-n] [-f fmt]\n" +
+            "       [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]]\n" +
+            "       [-o options] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m num_coroutines]\n" +
+            "       [-W] [--salvage] filename [filename2 [...]] output_filename\n",
+        );
+        return 0;
+      case "f":
+        req.srcFormat = v;
+        break;
+      case "O":
+        req.outFormat = v;
+        break;
+      case "B":
+        req.backingFile = v;
+        break;
+      case "F":
+        req.backingFormat = v;
+        break;
+      case "c":
+        req.compress = true;
+        break;
+      case "o":
+        if (v === "help" || v === "?") {
+          const { createOptsOf, optionsHelp } = await import("./create_opts.ts");
+          const desc = createOptsOf(req.outFormat);
+          if (!desc) throw new QemuImgError(`Unknown file format '${req.outFormat}'`);
+          io.out(optionsHelp(req.outFormat, desc));
+          return 0;
+        }
+        req.options.push(v);
+        break;
+      case "l":
+        req.snapshot = v;
+        break;
+      case "S":
+        req.minSparse = cvtnum("buffer size for sparse output", v);
+        if (req.minSparse % SECTOR || req.minSparse > 2 ** 31 - 1) {
+          throw new QemuImgError(
+            "Invalid buffer size for sparse output specified. Must be a multiple of 512 bytes " +
+              "no larger than 2147483136.",
+          );
+        }
+        break;
+      case "p":
+        req.progress = true;
+        break;
+      case "t":
+      case "T":
+        if (!CACHE_MODES.includes(v)) throw new QemuImgError(`Invalid cache option: ${v}`);
+        break;
+      case "q":
+        req.quiet = true;
+        break;
+      case "n":
+        req.skipCreate = true;
+        break;
+      case "m": {
+        const m = Number(v);
+        if (!/^[0-9]+$/.test(v) || m < 1 || m > 16) {
+          throw new QemuImgError(
+            "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16",
+          );
+        }
+        break;
+      }
+      case "r":
+        cvtnum("rate limit", v);
+        break;
+      case "U":
+        req.forceShare = true;
+        break;
+      case "target-is-zero":
+        req.targetIsZero = true;
+        break;
+    }
+  }
+  if (rest.length < 2) throw new QemuImgError("Must specify image file name");
+  req.target = rest[rest.length - 1];
+  req.sources = rest.slice(0, -1);
+  if (req.quiet) req.progress = false;
+  await convert(io, req);
+  return 0;
+}

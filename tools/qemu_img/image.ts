@@ -1,0 +1,94 @@
+/** Opening images for qemu-img: QEMU's error wording, the raw-probe warning, the backing chain. */
+import { type BlockDriver, BlockError, openImage, Qcow2Format } from "@demu/block";
+import { type Io, QemuImgError } from "./cli.ts";
+
+/** How qemu-img opens one image. */
+export interface ImgOpenOptions {
+  format?: string;
+  readOnly?: boolean;
+  noBacking?: boolean;
+  forceShare?: boolean;
+  /** Suppress the raw-probe warning (-q). */
+  quiet?: boolean;
+}
+
+/** The text of an error thrown by the block layer. */
+export function errorText(e: unknown): string {
+  if (e instanceof QemuImgError) return e.message;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+/** Opens an image as img_open() does; failures read "Could not open 'name': why". */
+export async function openImg(
+  io: Io,
+  filename: string,
+  opts: ImgOpenOptions = {},
+): Promise<BlockDriver> {
+  const readOnly = opts.readOnly ?? true;
+  try {
+    return await openImage(filename, {
+      format: opts.format,
+      readOnly,
+      noBacking: opts.noBacking,
+      forceShare: opts.forceShare,
+      warn: (m) => {
+        // QEMU warns only when a probed raw image is opened for writing.
+        if (!opts.quiet && !readOnly) io.err(m + "\n");
+      },
+    });
+  } catch (e) {
+    throw new QemuImgError(`Could not open '${filename}': ${errorText(e)}`);
+  }
+}
+
+/** The image as a qcow2 driver, when it is one. */
+export function asQcow2(d: BlockDriver): Qcow2Format | undefined {
+  return d instanceof Qcow2Format ? d : undefined;
+}
+
+/** errno text of a block-layer error, as strerror() would print it. */
+export function strerror(e: unknown): string {
+  if (e instanceof BlockError) {
+    switch (e.code) {
+      case "EIO":
+        return "Input/output error";
+      case "EINVAL":
+        return "Invalid argument";
+      case "ENOSPC":
+        return "No space left on device";
+      case "EPERM":
+        return "Operation not permitted";
+      case "ENOTSUP":
+        return "Operation not supported";
+      case "EROFS":
+        return "Read-only file system";
+      case "EFBIG":
+        return "File too large";
+    }
+  }
+  return errorText(e);
+}
+
+/** Closes drivers, ignoring errors (cleanup after a failure already reported). */
+export async function closeAll(...drivers: (BlockDriver | undefined | null)[]): Promise<void> {
+  for (const d of drivers) {
+    if (!d) continue;
+    try {
+      await d.close();
+    } catch {
+      // Already failing; the first error is the one reported.
+    }
+  }
+}
+
+/**
+ * The name a backing file resolves to, relative to the directory of the image that names it
+ * (bdrv_get_full_backing_filename): absolute names and protocol URIs stay as they are.
+ */
+export function resolveBacking(imageName: string, backing: string): string {
+  if (backing.startsWith("/") || /^[a-z0-9+.-]+:\/\//i.test(backing)) return backing;
+  if (/^[a-z0-9+.-]+:\/\//i.test(imageName)) return backing;
+  const slash = imageName.lastIndexOf("/");
+  return slash >= 0 ? imageName.slice(0, slash + 1) + backing : backing;
+}

@@ -1,0 +1,175 @@
+/** qemu-img map: where each extent of the virtual disk comes from, down the backing chain. */
+import type { BlockDriver } from "@demu/block";
+import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
+import { closeAll, openImg, strerror } from "./image.ts";
+import { cvtnum } from "./size.ts";
+
+/** One extent as qemu-img map reports it (MapEntry). */
+export interface MapEntry {
+  start: number;
+  length: number;
+  data: boolean;
+  zero: boolean;
+  depth: number;
+  present: boolean;
+  offset?: number;
+  filename?: string;
+}
+
+const GiB = 1 << 30;
+
+/**
+ * get_block_status(): the status at `offset` of the first layer in the chain that has the data
+ * (or knows it reads as zeros), and how deep that layer is.
+ */
+export async function chainStatus(
+  top: BlockDriver,
+  offset: number,
+  bytes: number,
+): Promise<MapEntry> {
+  let d: BlockDriver = top;
+  let depth = 0;
+  for (;;) {
+    const st = await d.blockStatus(offset, bytes);
+    bytes = st.length;
+    if (st.data || st.zero) {
+      return {
+        start: offset,
+        length: bytes,
+        data: st.data,
+        zero: st.zero,
+        depth,
+        present: st.allocated,
+        offset: st.offset,
+        filename: st.offset !== undefined ? st.file : undefined,
+      };
+    }
+    const below = d.backing;
+    if (!below || offset >= await below.length()) {
+      // No layer below (or it ends before here): reads as zeros, owned by no one.
+      return { start: offset, length: bytes, data: false, zero: true, depth, present: false };
+    }
+    const rest = (await below.length()) - offset;
+    if (bytes > rest) bytes = rest;
+    d = below;
+    depth++;
+  }
+}
+
+function mergeable(curr: MapEntry, next: MapEntry): boolean {
+  if (curr.length === 0) return false;
+  if (
+    curr.zero !== next.zero || curr.data !== next.data || curr.depth !== next.depth ||
+    curr.present !== next.present ||
+    (curr.filename === undefined) !== (next.filename === undefined) ||
+    (curr.offset === undefined) !== (next.offset === undefined)
+  ) return false;
+  if (curr.filename !== undefined && curr.filename !== next.filename) return false;
+  if (curr.offset !== undefined && curr.offset + curr.length !== next.offset) return false;
+  return true;
+}
+
+const hex = (n: number) => (n === 0 ? "0" : "0x" + n.toString(16));
+
+/** dump_map_entry(); may adjust `next` as QEMU does to coalesce human output. */
+function dumpEntry(io: Io, fmt: "human" | "json", e: MapEntry, next?: MapEntry): void {
+  if (fmt === "json") {
+    let s =
+      `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}`;
+    if (e.offset !== undefined) s += `, "offset": ${e.offset}`;
+    s += "}";
+    if (next) s += ",\n";
+    io.out(s);
+    return;
+  }
+  if (e.data && e.offset === undefined) {
+    throw new QemuImgError("File contains external, encrypted or compressed clusters.");
+  }
+  if (e.data && !e.zero) {
+    io.out(
+      hex(e.start).padEnd(16) + hex(e.length).padEnd(16) + hex(e.offset ?? 0).padEnd(16) +
+        (e.filename ?? "") + "\n",
+    );
+  }
+  if (next && (!next.data || next.zero)) {
+    next.data = false;
+    next.zero = true;
+  }
+}
+
+/** Prints the map of an open image from `start` for `maxLength` bytes. */
+export async function printMap(
+  io: Io,
+  d: BlockDriver,
+  fmt: "human" | "json",
+  start = 0,
+  maxLength = Infinity,
+): Promise<void> {
+  const length = Math.min(await d.length(), start + maxLength);
+  if (fmt === "human") {
+    io.out("Offset".padEnd(16) + "Length".padEnd(16) + "Mapped to".padEnd(16) + "File\n");
+  } else io.out("[");
+  let curr: MapEntry = { start, length: 0, data: false, zero: false, depth: 0, present: false };
+  while (curr.start + curr.length < length) {
+    const offset = curr.start + curr.length;
+    const n = Math.min(GiB, length - offset);
+    let next: MapEntry;
+    try {
+      next = await chainStatus(d, offset, n);
+    } catch (e) {
+      throw new QemuImgError(`Could not read file metadata: ${strerror(e)}`);
+    }
+    if (mergeable(curr, next)) {
+      curr.length += next.length;
+      continue;
+    }
+    if (curr.length > 0) dumpEntry(io, fmt, curr, next);
+    curr = next;
+  }
+  dumpEntry(io, fmt, curr);
+  if (fmt === "json") io.out("]\n");
+}
+
+const LONG = [
+  { name: "help", arg: false, key: "h" },
+  { name: "format", arg: true, key: "f" },
+  { name: "output", arg: true, key: "output" },
+  { name: "object", arg: true, key: "object" },
+  { name: "image-opts", arg: false, key: "image-opts" },
+  { name: "force-share", arg: false, key: "U" },
+  { name: "start-offset", arg: true, key: "s" },
+  { name: "max-length", arg: true, key: "l" },
+];
+
+/** The map command line. */
+export async function cmdMap(io: Io, args: string[]): Promise<number> {
+  const { opts, rest } = getopt(args, ":f:s:l:hU", LONG);
+  let format: string | undefined;
+  let output = "human";
+  let forceShare = false;
+  let start = 0;
+  let maxLength = Infinity;
+  for (const [k, v] of opts) {
+    if (k === "h") {
+      io.out(
+        "usage: qemu-img map [--object objectdef] [--image-opts] [-f fmt] " +
+          "[--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename\n",
+      );
+      return 0;
+    }
+    if (k === "f") format = v;
+    else if (k === "output") output = v;
+    else if (k === "U") forceShare = true;
+    else if (k === "s") start = cvtnum("start offset", v);
+    else if (k === "l") maxLength = cvtnum("max length", v);
+  }
+  if (rest.length !== 1) throw usageError("Expecting one image file name");
+  const ofmt = parseOutputFormat(output);
+  const d = await openImg(io, rest[0], { format, forceShare });
+  try {
+    await printMap(io, d, ofmt, start, maxLength);
+  } finally {
+    await closeAll(d);
+  }
+  return 0;
+}
