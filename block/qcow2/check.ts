@@ -17,7 +17,6 @@ import {
   getRefcount as getDiskRefcount,
   MAX_CLUSTER_BITS,
   MIN_CLUSTER_BITS,
-  parseHeader,
   QCOW2_AUTOCLEAR_BITMAPS,
   QCOW2_EXT_MAGIC_BITMAPS,
   QCOW2_EXT_MAGIC_CRYPTO_HEADER,
@@ -27,7 +26,6 @@ import {
   QCOW2_INCOMPAT_DIRTY,
   QCOW2_INCOMPAT_EXTL2,
   QCOW2_INCOMPAT_MASK,
-  Qcow2FormatError,
   QCOW_MAGIC,
   QCOW_MAX_L1_SIZE,
   QCOW_MAX_REFTABLE_SIZE,
@@ -274,7 +272,7 @@ function open(msg: string, code: "EINVAL" | "ENOTSUP" | "EFBIG" = "EINVAL"): Blo
 }
 
 /** Reads and validates the header the way qcow2_do_open does in check mode. */
-async function readGeometry(img: ImageFile): Promise<Geometry> {
+async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry> {
   const h = await img.read(0, 112);
   if (be32(h, 0) !== QCOW_MAGIC) throw open("Image is not in qcow2 format");
   const version = be32(h, 4);
@@ -328,6 +326,9 @@ async function readGeometry(img: ImageFile): Promise<Geometry> {
   const l2Bits = Math.log2(l2Size);
   const refcountTableClusters = be32(h, 56);
   const refcountTableOffset = be64(h, 48);
+  if (refcountTableClusters === 0 && !checkMode) {
+    throw open("Image does not contain a reference count table");
+  }
   validateTable(
     refcountTableOffset,
     refcountTableClusters,
@@ -336,6 +337,17 @@ async function readGeometry(img: ImageFile): Promise<Geometry> {
     clusterSize,
     "Reference count table",
   );
+  if (!checkMode) {
+    // Outside check mode QEMU reads the snapshot table when opening.
+    validateTable(
+      be64(h, 64),
+      be32(h, 60),
+      40,
+      40 * QCOW_MAX_SNAPSHOTS,
+      clusterSize,
+      "Snapshot table",
+    );
+  }
   const l1Size = be32(h, 36);
   const l1TableOffset = be64(h, 40);
   validateTable(l1TableOffset, l1Size, 8, QCOW_MAX_L1_SIZE, clusterSize, "Active L1 table");
@@ -369,14 +381,16 @@ async function readGeometry(img: ImageFile): Promise<Geometry> {
   // Header extensions (crypto header and bitmap directory are counted as metadata).
   const extEnd = backingFileOffset ? Number(backingFileOffset) : clusterSize;
   const first = await img.read(0, clusterSize);
-  let exts;
-  try {
-    exts = parseHeader(first).extensions;
-  } catch (e) {
-    if (e instanceof Qcow2FormatError) throw open("Header extension too large");
-    throw e;
+  const exts: { type: number; data: Uint8Array }[] = [];
+  for (let pos = headerLength; pos < extEnd;) {
+    const type = be32(first, pos);
+    const len = be32(first, pos + 4);
+    pos += 8;
+    if (pos > extEnd || len > extEnd - pos) throw open("Header extension too large");
+    if (type === 0) break;
+    exts.push({ type, data: first.slice(pos, pos + len) });
+    pos += (len + 7) & ~7;
   }
-  void extEnd;
   for (const ext of exts) {
     if (ext.type === QCOW2_EXT_MAGIC_CRYPTO_HEADER) {
       if (ext.data.length !== 16) {
@@ -408,7 +422,22 @@ async function readGeometry(img: ImageFile): Promise<Geometry> {
   if (geo.hasDataFile) {
     throw open("qcow2 images with an external data file are not supported", "ENOTSUP");
   }
+  if (backingFileOffset) {
+    const len = be32(h, 16);
+    if (len > Math.min(1023, clusterSize - Number(backingFileOffset)) || len >= 4096) {
+      throw open("Backing file name too long");
+    }
+  }
   return geo;
+}
+
+/**
+ * Validates a qcow2 header the way QEMU's qcow2_do_open does before it reads any table, and
+ * throws a {@link BlockError} with QEMU's message for the first problem found. Drivers call it
+ * before their own parsing so that bad images are refused in QEMU's words.
+ */
+export async function validateQcow2Header(file: BlockDriver): Promise<void> {
+  await readGeometry(new ImageFile(file, await file.length()), false);
 }
 
 /** qcow2_validate_table: a table's size bound and its offset's alignment. */
