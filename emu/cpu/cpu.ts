@@ -1,0 +1,898 @@
+/**
+ * The x86 CPU: architectural state, the memory path (segmentation, paging, software TLB), the
+ * threaded-code block cache and the run loop. Instruction semantics live in ops.ts, decoding in
+ * decode.ts, protected-mode control transfers in system.ts.
+ * @module
+ */
+
+import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
+import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
+import type { Block } from "./instr.ts";
+import { decodeBlock } from "./decode.ts";
+import { deliverInterrupt } from "./system.ts";
+
+export * from "./consts.ts";
+import {
+  CR0_CD,
+  CR0_ET,
+  CR0_NW,
+  CR0_PE,
+  CR0_PG,
+  CR0_WP,
+  CR4_PAE,
+  CR4_PSE,
+  CS,
+  DB,
+  DBLF,
+  LDTR,
+  PF,
+  SS,
+  TR,
+} from "./consts.ts";
+
+/** Thrown (the one instance) by a handler that raised an exception; see Cpu.fault. */
+export class CpuFault {
+  readonly name = "CpuFault";
+}
+const FAULT = new CpuFault();
+
+const TLB_PAGES = 1 << 20;
+const TLB_LOG = 4096;
+
+/** A bus with nothing on it beyond RAM; handy for tests and as a default. */
+export function ramOnlyBus(ram: Uint8Array): CpuBus {
+  return {
+    ram,
+    pageKind: (p) => (p < ram.length >>> 12 ? PageKind.Ram : PageKind.Mmio),
+    mmioRead: (_a, size) => (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff),
+    mmioWrite: () => {},
+    ioRead: (_p, size) => (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff),
+    ioWrite: () => {},
+    hasInterrupt: () => false,
+    acknowledgeInterrupt: () => 0,
+    shutdown: () => {},
+  };
+}
+
+/** The interpreter. */
+export class Cpu extends LazyFlags implements CpuControl {
+  bus: CpuBus;
+  ram: Uint8Array;
+  private ramPages: number;
+
+  /** General registers: r32[0..7] = EAX..EDI, r32[8] = 0 (addressing "no register"). */
+  readonly r32: Int32Array;
+  readonly r16: Uint16Array;
+  readonly r8: Uint8Array;
+  eip = 0;
+  /** EIP of the instruction now executing (restored on a fault). */
+  curEip = 0;
+
+  segSel = new Uint16Array(8);
+  segBase = new Int32Array(8);
+  segLimit = new Uint32Array(8);
+  /** Descriptor attributes: access byte in bits 0..7, flags nibble (AVL,L,D/B,G) in bits 12..15. */
+  segAttr = new Uint16Array(8);
+  /** Highest offset + 1 the EA check allows below: the limit, all ones for expand-down. */
+  segChk = new Float64Array(8);
+  gdtBase = 0;
+  gdtLimit = 0xffff;
+  idtBase = 0;
+  idtLimit = 0x3ff;
+
+  cr0 = 0;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  dr = new Int32Array(8);
+  efer = 0;
+  cpl = 0;
+  /** 1 when CS is a 32-bit segment. */
+  code32 = 0;
+  /** 0xffff or 0xffffffff|0 by SS.B. */
+  spMask = 0xffff;
+  a20Mask = 0xffffffff | 0;
+
+  /** Model-specific state. */
+  tscOffset = 0;
+  sysenterCs = 0;
+  sysenterEsp = 0;
+  sysenterEip = 0;
+  apicBase = 0xfee00900;
+  mtrr = new Map<number, number>();
+
+  halted = false;
+  /** An interrupt shadow (after MOV SS/POP SS/STI) suppresses interrupts before the next block. */
+  shadow = false;
+  nmiPending = false;
+  nmiBlocked = false;
+  /** Set by handlers that must end the running block (mode change, SMC, HLT). */
+  blockExit = false;
+  private stopRequested = false;
+  private shutdownRequested = false;
+  instructions = 0;
+
+  /** Pending exception (set by fault()). */
+  excVec = 0;
+  excCode = -1;
+  /** Depth of exception delivery: 1 while delivering, 2 while delivering a double fault. */
+  private excDepth = 0;
+
+  // ---- software TLB: index = linear page | user<<20; value = physical page + 1, 0 = miss.
+  private tlbR = new Int32Array(2 * TLB_PAGES);
+  private tlbW = new Int32Array(2 * TLB_PAGES);
+  private tlbLog = new Int32Array(TLB_LOG);
+  private tlbLogN = 0;
+  /** 0 or 1<<20: which half of the TLB the current privilege uses. */
+  tlbUser = 0;
+  private pageKinds: Uint8Array;
+
+  // ---- threaded code cache
+  private blocks = new Map<number, Block>();
+  private pageBlocks: (Block[] | undefined)[] = [];
+  private codePage: Uint8Array;
+  curBlock: Block | null = null;
+
+  /** x87 and SSE state live in fpu.ts; attached lazily. */
+  fpu: unknown = null;
+
+  constructor(bus: CpuBus) {
+    super();
+    this.bus = bus;
+    this.ram = bus.ram;
+    this.ramPages = this.ram.length >>> 12;
+    const buf = new ArrayBuffer(4 * 10);
+    this.r32 = new Int32Array(buf);
+    this.r16 = new Uint16Array(buf);
+    this.r8 = new Uint8Array(buf);
+    this.codePage = new Uint8Array(this.ramPages);
+    this.pageKinds = new Uint8Array(this.ramPages);
+    this.memoryMapChanged();
+    this.reset();
+  }
+
+  // ------------------------------------------------------------------ control
+
+  reset(): void {
+    this.r32.fill(0);
+    this.r32[2] = 0x600; // EDX = family 6 signature at reset
+    this.eflags = 2;
+    this.lop = 0;
+    this.cr0 = CR0_ET | CR0_CD | CR0_NW;
+    this.cr2 = this.cr3 = this.cr4 = 0;
+    this.efer = 0;
+    this.cpl = 0;
+    this.tlbUser = 0;
+    for (let s = 0; s < 6; s++) {
+      this.segSel[s] = 0;
+      this.segBase[s] = 0;
+      this.setSegCache(s, 0, 0, 0xffff, 0x93);
+    }
+    this.segSel[CS] = 0xf000;
+    this.segBase[CS] = 0xffff0000 | 0;
+    this.segAttr[CS] = 0x9b;
+    this.segLimit[LDTR] = this.segLimit[TR] = 0xffff;
+    this.segAttr[LDTR] = 0x82;
+    this.segAttr[TR] = 0x8b;
+    this.gdtBase = this.idtBase = 0;
+    this.gdtLimit = this.idtLimit = 0xffff;
+    this.eip = 0xfff0;
+    this.code32 = 0;
+    this.spMask = 0xffff;
+    this.halted = false;
+    this.shadow = false;
+    this.nmiPending = this.nmiBlocked = false;
+    this.excDepth = 0;
+    this.shutdownRequested = false;
+    this.fpu = null;
+    this.flushTlb();
+    this.flushCode();
+  }
+
+  setA20(enabled: boolean): void {
+    const m = enabled ? 0xffffffff | 0 : ~(1 << 20);
+    if (m !== this.a20Mask) {
+      this.a20Mask = m;
+      this.flushTlb();
+    }
+  }
+
+  memoryMapChanged(): void {
+    this.ram = this.bus.ram;
+    const pages = this.ram.length >>> 12;
+    if (pages !== this.ramPages) {
+      this.ramPages = pages;
+      this.codePage = new Uint8Array(pages);
+      this.pageKinds = new Uint8Array(pages);
+      this.flushCode();
+    }
+    for (let p = 0; p < pages; p++) this.pageKinds[p] = this.bus.pageKind(p);
+    this.flushTlb();
+  }
+
+  raiseNmi(): void {
+    this.nmiPending = true;
+  }
+
+  stop(): void {
+    this.stopRequested = true;
+    this.blockExit = true;
+  }
+
+  /** Runs up to about `budget` instructions. */
+  run(budget: number): RunExit {
+    this.stopRequested = false;
+    let done = 0;
+    const start = this.instructions;
+    while (done < budget) {
+      if (this.shutdownRequested) return RunExit.Shutdown;
+      if (this.stopRequested) return RunExit.Stopped;
+      if (this.shadow) {
+        this.shadow = false;
+      } else if (this.nmiPending && !this.nmiBlocked) {
+        this.nmiPending = false;
+        this.nmiBlocked = true;
+        this.halted = false;
+        this.guardedInterrupt(2, false, -1, 0);
+        continue;
+      } else if ((this.eflags & IF) !== 0 && this.bus.hasInterrupt()) {
+        this.halted = false;
+        this.guardedInterrupt(this.bus.acknowledgeInterrupt() & 0xff, false, -1, 0);
+        continue;
+      }
+      if (this.halted) {
+        this.instructions = start + done;
+        return RunExit.Halted;
+      }
+      done += this.runBlock();
+    }
+    this.instructions = start + done;
+    return this.shutdownRequested ? RunExit.Shutdown : RunExit.Budget;
+  }
+
+  /** Runs one block (or one instruction when single-stepping); returns instructions retired. */
+  private runBlock(): number {
+    let k = 0;
+    try {
+      const block = this.lookupBlock();
+      this.curBlock = block;
+      this.blockExit = false;
+      const ins = block.ins;
+      const n = ins.length;
+      const mask = this.code32 ? -1 : 0xffff;
+      if ((this.eflags & TF) !== 0) return this.stepTrap(block);
+      while (k < n) {
+        const i = ins[k];
+        this.curEip = this.eip;
+        this.eip = (this.eip + i.len) & mask;
+        i.fn(this, i);
+        k++;
+        if (this.blockExit) break;
+      }
+      if (this.code32) this.eip >>>= 0;
+      this.curBlock = null;
+      return k;
+    } catch (e) {
+      this.curBlock = null;
+      if (e !== FAULT) throw e;
+      this.eip = this.curEip;
+      this.guardedInterrupt(this.excVec, false, this.excCode, 1);
+      return k + 1;
+    }
+  }
+
+  /** TF set: run one instruction, then #DB (after it, as a trap). */
+  private stepTrap(block: Block): number {
+    const i = block.ins[0];
+    this.curEip = this.eip;
+    this.eip = (this.eip + i.len) & (this.code32 ? -1 : 0xffff);
+    if (this.code32) this.eip >>>= 0;
+    const tfBefore = (this.eflags & TF) !== 0;
+    i.fn(this, i);
+    this.curBlock = null;
+    if (tfBefore && !this.halted) {
+      this.dr[6] |= 0x4000;
+      this.guardedInterrupt(DB, false, -1, 0);
+    }
+    return 1;
+  }
+
+  /**
+   * Delivers an interrupt or exception, escalating to #DF and shutdown when delivery faults.
+   * kind: 0 external/NMI, 1 exception (fault or trap), 2 software INT n, 3 INT3/INTO.
+   */
+  guardedInterrupt(vec: number, _soft: boolean, code: number, kind: number): void {
+    if (kind === 1) {
+      if (this.excDepth === 2 || (this.excDepth === 1 && vec === DBLF)) {
+        this.doShutdown("triple fault");
+        return;
+      }
+      if (this.excDepth === 1 && isContributory(this.excPrev, vec)) {
+        vec = DBLF;
+        code = 0;
+        this.excDepth = 2;
+      } else this.excDepth++;
+      this.excPrev = vec;
+    } else this.excDepth = 1, this.excPrev = -1;
+    try {
+      deliverInterrupt(this, vec, code, kind);
+      this.excDepth = 0;
+    } catch (e) {
+      if (e !== FAULT) throw e;
+      this.guardedInterrupt(this.excVec, false, this.excCode, 1);
+    }
+    this.excDepth = 0;
+  }
+  private excPrev = -1;
+
+  private doShutdown(reason: string): void {
+    this.shutdownRequested = true;
+    this.halted = true;
+    this.blockExit = true;
+    this.excDepth = 0;
+    this.bus.shutdown(reason);
+  }
+
+  /** Raises exception `vec` (with error code `code`, or -1 for none): never returns. */
+  fault(vec: number, code = -1): never {
+    this.excVec = vec;
+    this.excCode = code;
+    throw FAULT;
+  }
+
+  /** Loads a segment register's hidden part. */
+  setSegCache(seg: number, sel: number, base: number, limit: number, attr: number): void {
+    this.segSel[seg] = sel;
+    this.segBase[seg] = base;
+    this.segLimit[seg] = limit;
+    this.segAttr[seg] = attr;
+    // expand-down data segments: offsets above the limit are the valid ones (not checked here)
+    // a null selector (attr 0, protected mode) is unusable: every access faults
+    this.segChk[seg] = attr === 0 ? -1 : (attr & 0x1c) === 0x14 ? 0xffffffff : limit;
+  }
+
+  /** A memory operand at offset off (+n more bytes) in segment seg is outside the limit. */
+  limitFault(seg: number): never {
+    return this.fault(seg === 2 ? 12 : 13, 0);
+  }
+
+  // ------------------------------------------------------------------ blocks
+
+  private lookupBlock(): Block {
+    const lin = (this.segBase[CS] + this.eip) | 0;
+    const phys = this.translate(lin, 2);
+    const key = phys * 2 + this.code32;
+    let b = this.blocks.get(key);
+    if (b === undefined) {
+      b = decodeBlock(this, lin, phys);
+      b.key = key;
+      if (b.cacheable) this.registerBlock(b);
+    }
+    return b;
+  }
+
+  private registerBlock(b: Block): void {
+    const p = Math.floor(b.phys / 4096);
+    if (p >= this.ramPages) return; // code in MMIO/ROM-less space is not cached
+    const lastP = Math.floor((b.phys + this.blockBytes(b) - 1) / 4096);
+    this.blocks.set(b.key, b);
+    for (let q = p; q <= lastP && q < this.ramPages; q++) {
+      let list = this.pageBlocks[q];
+      if (list === undefined) list = this.pageBlocks[q] = [];
+      list.push(b);
+      if (this.codePage[q] === 0) {
+        this.codePage[q] = 1;
+        this.dropWriteTlbFor(q);
+      }
+    }
+  }
+
+  private blockBytes(b: Block): number {
+    let n = 0;
+    for (const i of b.ins) n += i.len;
+    return n;
+  }
+
+  /** Drops the decoded blocks of physical page p (a write hit it). */
+  invalidateCodePage(p: number): void {
+    const list = this.pageBlocks[p];
+    this.codePage[p] = 0;
+    if (list === undefined) return;
+    this.pageBlocks[p] = undefined;
+    for (const b of list) {
+      b.valid = false;
+      if (this.blocks.get(b.key) === b) this.blocks.delete(b.key);
+      if (b === this.curBlock) this.blockExit = true;
+    }
+  }
+
+  /** Drops every decoded block. */
+  flushCode(): void {
+    this.blocks.clear();
+    this.pageBlocks = [];
+    this.codePage.fill(0);
+    this.blockExit = true;
+  }
+
+  // ------------------------------------------------------------------ TLB and paging
+
+  /** Drops every cached translation (CR3 write, paging mode change, A20, memory map). */
+  flushTlb(): void {
+    if (this.tlbLogN >= TLB_LOG) {
+      this.tlbR.fill(0);
+      this.tlbW.fill(0);
+    } else {
+      for (let k = 0; k < this.tlbLogN; k++) {
+        const x = this.tlbLog[k];
+        this.tlbR[x] = 0;
+        this.tlbW[x] = 0;
+      }
+    }
+    this.tlbLogN = 0;
+  }
+
+  /** INVLPG: drops one linear page in both privilege halves. */
+  invlpg(lin: number): void {
+    const x = lin >>> 12;
+    this.tlbR[x] = this.tlbW[x] = 0;
+    this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = 0;
+  }
+
+  private dropWriteTlbFor(physPage: number): void {
+    // Rare (a page becomes code): scan the log for write entries that map to it.
+    if (this.tlbLogN >= TLB_LOG) {
+      const w = this.tlbW;
+      for (let x = 0; x < w.length; x++) if (w[x] === physPage + 1) w[x] = 0;
+      return;
+    }
+    for (let k = 0; k < this.tlbLogN; k++) {
+      const x = this.tlbLog[k];
+      if (this.tlbW[x] === physPage + 1) this.tlbW[x] = 0;
+    }
+  }
+
+  /** Sets the CPL (and with it which TLB half applies). */
+  setCpl(cpl: number): void {
+    this.cpl = cpl;
+    this.tlbUser = cpl === 3 ? TLB_PAGES : 0;
+  }
+
+  /**
+   * Linear to physical. access: 0 read, 1 write, 2 execute. Faults with #PF. Fills the TLB.
+   * Uses the current privilege (CPL 3 = user) unless `sys` (descriptor tables, TSS).
+   */
+  translate(lin: number, access: number, sys = false): number {
+    const user = !sys && this.cpl === 3;
+    let phys: number;
+    let writable = true;
+    if ((this.cr0 & CR0_PG) === 0) {
+      phys = (lin & this.a20Mask) >>> 0;
+    } else if ((this.cr4 & CR4_PAE) !== 0) {
+      const r = this.walkPae(lin, access, user);
+      phys = r;
+      writable = this.walkWritable;
+    } else {
+      phys = this.walk32(lin, access, user);
+      writable = this.walkWritable;
+    }
+    // fill the TLB for RAM/ROM pages
+    const pp = Math.floor(phys / 4096);
+    if (pp < this.ramPages && !sys) {
+      const kind = this.pageKinds[pp];
+      if (kind !== PageKind.Mmio) {
+        const x = (lin >>> 12) | (user ? TLB_PAGES : 0);
+        this.tlbR[x] = pp + 1;
+        if (kind === PageKind.Ram && writable && this.codePage[pp] === 0 && (access === 1)) {
+          this.tlbW[x] = pp + 1;
+        }
+        if (this.tlbLogN < TLB_LOG) this.tlbLog[this.tlbLogN++] = x;
+        else this.tlbLogN = TLB_LOG;
+      }
+    }
+    return phys;
+  }
+
+  /** Whether the last walk found the page writable for the access's privilege (and dirty). */
+  private walkWritable = true;
+
+  private pageFault(lin: number, present: boolean, access: number, user: boolean, rsvd = false) {
+    this.cr2 = lin;
+    const code = (present ? 1 : 0) | (access === 1 ? 2 : 0) | (user ? 4 : 0) | (rsvd ? 8 : 0) |
+      (access === 2 && (this.efer & 0x800) !== 0 && (this.cr4 & CR4_PAE) !== 0 ? 16 : 0);
+    this.fault(PF, code);
+  }
+
+  private walk32(lin: number, access: number, user: boolean): number {
+    const ram = this.ram;
+    const pdeAddr = ((this.cr3 & ~0xfff) + ((lin >>> 22) << 2)) >>> 0;
+    const pde = this.physRead32(pdeAddr);
+    if ((pde & 1) === 0) this.pageFault(lin, false, access, user);
+    const wp = (this.cr0 & CR0_WP) !== 0;
+    if ((pde & 0x80) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
+      if (user && (pde & 4) === 0) this.pageFault(lin, true, access, user);
+      const w = (pde & 2) !== 0;
+      if (access === 1 && !w && (user || wp)) this.pageFault(lin, true, access, user);
+      let npde = pde | 0x20;
+      if (access === 1) npde |= 0x40;
+      if (npde !== pde) this.physWrite32(pdeAddr, npde);
+      this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      return (((pde & 0xffc00000) | (lin & 0x3fffff)) & this.a20Mask) >>> 0;
+    }
+    const pteAddr = ((pde & ~0xfff) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
+    const pte = this.physRead32(pteAddr);
+    if ((pte & 1) === 0) this.pageFault(lin, false, access, user);
+    if (user && (pde & pte & 4) === 0) this.pageFault(lin, true, access, user);
+    const w = (pde & pte & 2) !== 0;
+    if (access === 1 && !w && (user || wp)) this.pageFault(lin, true, access, user);
+    if ((pde & 0x20) === 0) this.physWrite32(pdeAddr, pde | 0x20);
+    let npte = pte | 0x20;
+    if (access === 1) npte |= 0x40;
+    if (npte !== pte) this.physWrite32(pteAddr, npte);
+    this.walkWritable = (w || (!user && !wp)) && (npte & 0x40) !== 0;
+    void ram;
+    return (((pte & ~0xfff) | (lin & 0xfff)) & this.a20Mask) >>> 0;
+  }
+
+  private walkPae(lin: number, access: number, user: boolean): number {
+    const nxe = (this.efer & 0x800) !== 0;
+    const pdptAddr = ((this.cr3 & ~0x1f) + ((lin >>> 30) << 3)) >>> 0;
+    const pdpteLo = this.physRead32(pdptAddr);
+    if ((pdpteLo & 1) === 0) this.pageFault(lin, false, access, user);
+    const pdpteHi = this.physRead32(pdptAddr + 4) & 0xf;
+    const pdBase = pdpteHi * 4294967296 + ((pdpteLo & ~0xfff) >>> 0);
+    const pdeAddr = pdBase + (((lin >>> 21) & 0x1ff) << 3);
+    const pde = this.physRead32(pdeAddr);
+    const pdeHi = this.physRead32(pdeAddr + 4);
+    if ((pde & 1) === 0) this.pageFault(lin, false, access, user);
+    const wp = (this.cr0 & CR0_WP) !== 0;
+    if ((pde & 0x80) !== 0) {
+      if (user && (pde & 4) === 0) this.pageFault(lin, true, access, user);
+      if (access === 2 && nxe && pdeHi < 0) this.pageFault(lin, true, access, user);
+      const w = (pde & 2) !== 0;
+      if (access === 1 && !w && (user || wp)) this.pageFault(lin, true, access, user);
+      let npde = pde | 0x20;
+      if (access === 1) npde |= 0x40;
+      if (npde !== pde) this.physWrite32(pdeAddr, npde);
+      this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      return (pdeHi & 0xf) * 4294967296 +
+        ((((pde & 0xffe00000) | (lin & 0x1fffff)) & this.a20Mask) >>> 0);
+    }
+    const pteAddr = (pdeHi & 0xf) * 4294967296 + ((pde & ~0xfff) >>> 0) +
+      (((lin >>> 12) & 0x1ff) << 3);
+    const pte = this.physRead32(pteAddr);
+    const pteHi = this.physRead32(pteAddr + 4);
+    if ((pte & 1) === 0) this.pageFault(lin, false, access, user);
+    if (user && (pde & pte & 4) === 0) this.pageFault(lin, true, access, user);
+    if (access === 2 && nxe && (pdeHi < 0 || pteHi < 0)) this.pageFault(lin, true, access, user);
+    const w = (pde & pte & 2) !== 0;
+    if (access === 1 && !w && (user || wp)) this.pageFault(lin, true, access, user);
+    if ((pde & 0x20) === 0) this.physWrite32(pdeAddr, pde | 0x20);
+    let npte = pte | 0x20;
+    if (access === 1) npte |= 0x40;
+    if (npte !== pte) this.physWrite32(pteAddr, npte);
+    this.walkWritable = (w || (!user && !wp)) && (npte & 0x40) !== 0;
+    return (pteHi & 0xf) * 4294967296 + ((((pte & ~0xfff) | (lin & 0xfff)) & this.a20Mask) >>> 0);
+  }
+
+  // ------------------------------------------------------------------ physical access
+
+  physRead8(a: number): number {
+    const p = Math.floor(a / 4096);
+    if (p < this.ramPages && this.pageKinds[p] !== PageKind.Mmio) return this.ram[a];
+    return this.bus.mmioRead(a, 1) & 0xff;
+  }
+
+  physRead32(a: number): number {
+    const p = Math.floor(a / 4096);
+    if (p < this.ramPages && this.pageKinds[p] !== PageKind.Mmio && (a & 0xfff) <= 0xffc) {
+      const r = this.ram;
+      return r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
+    }
+    return this.bus.mmioRead(a, 4) | 0;
+  }
+
+  physWrite8(a: number, v: number): void {
+    const p = Math.floor(a / 4096);
+    if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
+      if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+      this.ram[a] = v;
+    } else this.bus.mmioWrite(a, 1, v & 0xff);
+  }
+
+  physWrite32(a: number, v: number): void {
+    const p = Math.floor(a / 4096);
+    if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram && (a & 0xfff) <= 0xffc) {
+      if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+      const r = this.ram;
+      r[a] = v;
+      r[a + 1] = v >> 8;
+      r[a + 2] = v >> 16;
+      r[a + 3] = v >> 24;
+    } else this.bus.mmioWrite(a, 4, v >>> 0);
+  }
+
+  // ------------------------------------------------------------------ linear access
+
+  /** Reads a byte at a linear address. */
+  rd8(lin: number): number {
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    if (e !== 0) return this.ram[(e - 1) * 4096 + (lin & 0xfff)];
+    return this.physRead8(this.translate(lin, 0));
+  }
+
+  rd16(lin: number): number {
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) !== 0xfff) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      return this.ram[a] | (this.ram[a + 1] << 8);
+    }
+    return this.rdSlow(lin, 2);
+  }
+
+  rd32(lin: number): number {
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) <= 0xffc) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      const r = this.ram;
+      return r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
+    }
+    return this.rdSlow(lin, 4);
+  }
+
+  private rdSlow(lin: number, size: 2 | 4): number {
+    if (((lin & 0xfff) + size) <= 0x1000) {
+      const a = this.translate(lin, 0);
+      const p = Math.floor(a / 4096);
+      if (p < this.ramPages && this.pageKinds[p] !== PageKind.Mmio) {
+        const r = this.ram;
+        return size === 2
+          ? r[a] | (r[a + 1] << 8)
+          : r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
+      }
+      const v = this.bus.mmioRead(a, size);
+      return size === 2 ? v & 0xffff : v | 0;
+    }
+    // crosses a page: translate both pages first so that a fault leaves nothing half done
+    this.translate(lin, 0);
+    this.translate((lin + size - 1) | 0, 0);
+    let v = 0;
+    for (let k = 0; k < size; k++) v |= this.rd8((lin + k) | 0) << (8 * k);
+    return v;
+  }
+
+  wr8(lin: number, v: number): void {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0) {
+      this.ram[(e - 1) * 4096 + (lin & 0xfff)] = v;
+      return;
+    }
+    this.physWrite8(this.translate(lin, 1), v);
+  }
+
+  wr16(lin: number, v: number): void {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) !== 0xfff) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      this.ram[a] = v;
+      this.ram[a + 1] = v >> 8;
+      return;
+    }
+    this.wrSlow(lin, 2, v);
+  }
+
+  wr32(lin: number, v: number): void {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) <= 0xffc) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      const r = this.ram;
+      r[a] = v;
+      r[a + 1] = v >> 8;
+      r[a + 2] = v >> 16;
+      r[a + 3] = v >> 24;
+      return;
+    }
+    this.wrSlow(lin, 4, v);
+  }
+
+  private wrSlow(lin: number, size: 2 | 4, v: number): void {
+    if (((lin & 0xfff) + size) <= 0x1000) {
+      const a = this.translate(lin, 1);
+      const p = Math.floor(a / 4096);
+      if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
+        if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+        const r = this.ram;
+        r[a] = v;
+        r[a + 1] = v >> 8;
+        if (size === 4) {
+          r[a + 2] = v >> 16;
+          r[a + 3] = v >> 24;
+        }
+        return;
+      }
+      this.bus.mmioWrite(a, size, size === 2 ? v & 0xffff : v >>> 0);
+      return;
+    }
+    this.translate(lin, 1);
+    this.translate((lin + size - 1) | 0, 1);
+    for (let k = 0; k < size; k++) this.wr8((lin + k) | 0, v >> (8 * k));
+  }
+
+  /** Reads for a read-modify-write: faults now if the later write would (flags stay intact). */
+  rdw(sz: number, lin: number): number {
+    const size = 1 << sz;
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e === 0 || (lin & 0xfff) > 0x1000 - size) this.probeWrite(lin, size);
+    return sz === 0 ? this.rd8(lin) : sz === 1 ? this.rd16(lin) : this.rd32(lin);
+  }
+
+  /** Reads by operand size code. */
+  rd(sz: number, lin: number): number {
+    return sz === 0 ? this.rd8(lin) : sz === 1 ? this.rd16(lin) : this.rd32(lin);
+  }
+
+  /** Writes by operand size code. */
+  wr(sz: number, lin: number, v: number): void {
+    if (sz === 0) this.wr8(lin, v);
+    else if (sz === 1) this.wr16(lin, v);
+    else this.wr32(lin, v);
+  }
+
+  /** Checks that a write to `lin` of `size` bytes would succeed (before a multi-part update). */
+  probeWrite(lin: number, size: number): void {
+    this.translate(lin, 1);
+    if (((lin & 0xfff) + size) > 0x1000) this.translate((lin + size - 1) | 0, 1);
+  }
+
+  /** Reads a code byte for the decoder. */
+  fetch8(lin: number): number {
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    if (e !== 0) return this.ram[(e - 1) * 4096 + (lin & 0xfff)];
+    return this.physRead8(this.translate(lin, 2));
+  }
+
+  /** System-table reads/writes (GDT, IDT, TSS): supervisor privilege whatever the CPL. */
+  sysRd32(lin: number): number {
+    const u = this.tlbUser;
+    const c = this.cpl;
+    this.tlbUser = 0;
+    this.cpl = 0;
+    try {
+      return this.rd32(lin);
+    } finally {
+      this.tlbUser = u;
+      this.cpl = c;
+    }
+  }
+
+  sysRd16(lin: number): number {
+    return this.sysRd32(lin) & 0xffff;
+  }
+
+  sysWr8(lin: number, v: number): void {
+    const u = this.tlbUser;
+    const c = this.cpl;
+    this.tlbUser = 0;
+    this.cpl = 0;
+    try {
+      this.wr8(lin, v);
+    } finally {
+      this.tlbUser = u;
+      this.cpl = c;
+    }
+  }
+
+  sysWr32(lin: number, v: number): void {
+    const u = this.tlbUser;
+    const c = this.cpl;
+    this.tlbUser = 0;
+    this.cpl = 0;
+    try {
+      this.wr32(lin, v);
+    } finally {
+      this.tlbUser = u;
+      this.cpl = c;
+    }
+  }
+
+  // ------------------------------------------------------------------ stack
+
+  push16(v: number): void {
+    const sp = (this.r32[4] - 2) & this.spMask;
+    if (sp + 1 > this.segChk[SS]) this.limitFault(SS);
+    this.wr16((this.segBase[SS] + sp) | 0, v);
+    if (this.spMask === 0xffff) this.r16[8] = sp;
+    else this.r32[4] = sp;
+  }
+
+  push32(v: number): void {
+    const sp = (this.r32[4] - 4) & this.spMask;
+    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS);
+    this.wr32((this.segBase[SS] + sp) | 0, v);
+    if (this.spMask === 0xffff) this.r16[8] = sp;
+    else this.r32[4] = sp;
+  }
+
+  push(sz: number, v: number): void {
+    if (sz === 2) this.push32(v);
+    else this.push16(v);
+  }
+
+  pop16(): number {
+    const sp = this.r32[4] & this.spMask;
+    if ((sp >>> 0) + 1 > this.segChk[SS]) this.limitFault(SS);
+    const v = this.rd16((this.segBase[SS] + sp) | 0);
+    if (this.spMask === 0xffff) this.r16[8] = sp + 2;
+    else this.r32[4] = sp + 4 - 2;
+    return v;
+  }
+
+  pop32(): number {
+    const sp = this.r32[4] & this.spMask;
+    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS);
+    const v = this.rd32((this.segBase[SS] + sp) | 0);
+    if (this.spMask === 0xffff) this.r16[8] = sp + 4;
+    else this.r32[4] = sp + 4;
+    return v;
+  }
+
+  pop(sz: number): number {
+    return sz === 2 ? this.pop32() : this.pop16();
+  }
+
+  /** Reads the stack at ESP+off without popping. */
+  peek(sz: number, off: number): number {
+    const o = (this.r32[4] + off) & this.spMask;
+    if ((o >>> 0) + (sz === 2 ? 3 : 1) > this.segChk[SS]) this.limitFault(SS);
+    const lin = (this.segBase[SS] + o) | 0;
+    return sz === 2 ? this.rd32(lin) : this.rd16(lin);
+  }
+
+  // ------------------------------------------------------------------ flags
+
+  /** Writes EFLAGS under a mask of bits the instruction may change. */
+  setFlagsMasked(v: number, changeable: number): void {
+    this.materialize();
+    const old = this.eflags;
+    this.eflags = ((old & ~changeable) | (v & changeable) | 2) & ~0x8028;
+    this.lop = 0;
+    if (((old ^ this.eflags) & (IF | TF | VM)) !== 0) this.blockExit = true;
+  }
+
+  /** The mask of EFLAGS bits POPF/IRET may change at the current privilege. */
+  popfMask(sz: number): number {
+    let m = 0x0dd5 | TF | DF | NT | AC | 0x200000;
+    if ((this.cr0 & CR0_PE) === 0) m |= IF | 0x3000;
+    else {
+      if (this.cpl === 0) m |= 0x3000;
+      if (this.cpl <= ((this.eflags >> 12) & 3)) m |= IF;
+    }
+    if (sz !== 2) m &= 0xffff;
+    void RF;
+    return m;
+  }
+
+  /** The real-mode or protected-mode state changed: recompute cached mode bits. */
+  modeChanged(): void {
+    this.code32 = (this.cr0 & CR0_PE) !== 0 && (this.eflags & VM) === 0 &&
+        (this.segAttr[CS] & 0x4000) !== 0
+      ? 1
+      : 0;
+    this.spMask = (this.cr0 & CR0_PE) !== 0 && (this.eflags & VM) === 0 &&
+        (this.segAttr[SS] & 0x4000) !== 0
+      ? -1
+      : 0xffff;
+    this.blockExit = true;
+  }
+
+  /** Directional step for string instructions. */
+  dstep(sz: number): number {
+    return (this.eflags & DF) !== 0 ? -(1 << sz) : 1 << sz;
+  }
+}
+
+function isContributory(prev: number, vec: number): boolean {
+  const contributory = (v: number) => v === 0 || (v >= 10 && v <= 13);
+  if (contributory(prev) && contributory(vec)) return true;
+  if (prev === PF && (contributory(vec) || vec === PF)) return true;
+  return false;
+}

@@ -1,0 +1,221 @@
+/**
+ * The decoder: bytes at CS:EIP -> {@link Instr} records, a block at a time. Which handler and which
+ * operands an opcode has comes from the table in ops.ts ({@link OpEntry}); this file only knows the
+ * encoding (prefixes, ModRM, SIB, displacements, immediates).
+ * @module
+ */
+
+import { type Cpu, CpuFault } from "./cpu.ts";
+import { DS, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
+import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
+import { OPCODES, type OpEntry, UD_ENTRY } from "./ops.ts";
+
+/** The most instructions one block holds. */
+const MAX_BLOCK = 48;
+
+/** Register view index of register n for operand size sz (byte registers AH..BH sit at +1). */
+export function regIndex(sz: number, n: number): number {
+  return sz === 0 ? ((n & 3) << 2) | (n >> 2) : sz === 1 ? n << 1 : n;
+}
+
+// Each address function also checks the segment limit for the operand's size.
+const ea16: EaFn = (cpu, i) => {
+  const off = (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+const ea32: EaFn = (cpu, i) => {
+  const off = (cpu.r32[i.base] + (cpu.r32[i.index] << i.scale) + i.disp) >>> 0;
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+const ea32Base: EaFn = (cpu, i) => {
+  const off = (cpu.r32[i.base] + i.disp) >>> 0;
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+const eaNone: EaFn = () => 0;
+
+/** The offset part of a memory operand (LEA, BOUND's and LxS's addresses are built from it). */
+export function eaOffset(cpu: Cpu, i: Instr): number {
+  if (i.asz === 0) return (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;
+  return (cpu.r32[i.base] + (cpu.r32[i.index] << i.scale) + i.disp) | 0;
+}
+
+// 16-bit ModRM rm -> base/index (as r16 view indices) and default segment
+const RM16_BASE = [3 * 2, 3 * 2, 5 * 2, 5 * 2, 6 * 2, 7 * 2, 5 * 2, 3 * 2];
+const RM16_INDEX = [6 * 2, 7 * 2, 6 * 2, 7 * 2, ZERO16, ZERO16, ZERO16, ZERO16];
+const RM16_SS = [false, false, true, true, false, false, true, false];
+
+let fetchPtr = 0;
+function fb(cpu: Cpu): number {
+  return cpu.fetch8(fetchPtr++ | 0);
+}
+function fw(cpu: Cpu): number {
+  const lo = fb(cpu);
+  return lo | (fb(cpu) << 8);
+}
+function fd(cpu: Cpu): number {
+  const lo = fw(cpu);
+  return (lo | (fw(cpu) << 16)) | 0;
+}
+
+/** The entry that handled the last decoded instruction ends a block. */
+let lastEnds = false;
+
+/** Decodes one instruction at linear address lin. Faults (#PF/#GP) propagate. */
+export function decodeOne(cpu: Cpu, lin: number): Instr {
+  fetchPtr = lin;
+  const code32 = cpu.code32;
+  let osz = code32 ? 2 : 1;
+  let asz = code32;
+  let seg = -1;
+  let rep = 0;
+  let b: number;
+  for (let n = 0;; n++) {
+    b = fb(cpu);
+    if (n >= 14) break;
+    if (b === 0x66) osz = code32 ? 1 : 2;
+    else if (b === 0x67) asz = code32 ^ 1;
+    else if (b === 0x26 || b === 0x2e || b === 0x36 || b === 0x3e) seg = (b >> 3) & 3;
+    else if (b === 0x64 || b === 0x65) seg = b - 0x60;
+    else if (b === 0xf3) rep = 1;
+    else if (b === 0xf2) rep = 2;
+    else if (b === 0xf0) continue;
+    else break;
+  }
+  let opc = b;
+  if (b === 0x0f) opc = 0x100 | fb(cpu);
+  let e: OpEntry | null = OPCODES[opc];
+  let modrm = -1;
+  if (e !== null && e.modrm) {
+    modrm = fb(cpu);
+    if (e.group !== null) e = e.group[(modrm >> 3) & 7];
+  }
+  if (e === null) e = UD_ENTRY;
+  const i = new Instr(e.fn as Handler, eaNone);
+  i.opcode = opc;
+  i.op = e.op;
+  i.sz = e.byte ? 0 : osz;
+  i.asz = asz;
+  i.rep = rep;
+  i.seg = seg >= 0 ? seg : DS;
+  if (modrm < 0) {
+    i.regN = opc & 7;
+    i.reg = regIndex(i.sz, opc & 7);
+  } else {
+    // MOV to/from CR/DR ignore ModRM.mod: the operand is always a register
+    const mod = opc >= 0x120 && opc <= 0x123 ? 3 : modrm >> 6,
+      reg = (modrm >> 3) & 7,
+      rm = modrm & 7;
+    i.regN = reg;
+    i.reg = regIndex(i.sz, reg);
+    i.rmN = rm;
+    i.rm = regIndex(i.sz, rm);
+    if (mod !== 3) {
+      i.mem = true;
+      if (asz === 0) {
+        i.ea = ea16;
+        if (mod === 0 && rm === 6) {
+          i.base = ZERO16;
+          i.index = ZERO16;
+          i.disp = fw(cpu);
+        } else {
+          i.base = RM16_BASE[rm];
+          i.index = RM16_INDEX[rm];
+          if (seg < 0 && RM16_SS[rm]) i.seg = SS;
+          i.disp = mod === 1 ? (fb(cpu) << 24) >> 24 : mod === 2 ? fw(cpu) : 0;
+        }
+      } else {
+        let base = rm, index = 4, scale = 0;
+        if (rm === 4) {
+          const sib = fb(cpu);
+          scale = sib >> 6;
+          index = (sib >> 3) & 7;
+          base = sib & 7;
+        }
+        if (base === 5 && mod === 0) {
+          i.base = ZERO32;
+          i.disp = fd(cpu);
+        } else {
+          i.base = base;
+          if (seg < 0 && (base === 4 || base === 5)) i.seg = SS;
+          i.disp = mod === 1 ? (fb(cpu) << 24) >> 24 : mod === 2 ? fd(cpu) : 0;
+        }
+        i.index = index === 4 ? ZERO32 : index;
+        i.scale = scale;
+        i.ea = i.index === ZERO32 ? ea32Base : ea32;
+      }
+    }
+  }
+  switch (e.imm) {
+    case I_B:
+      i.imm = fb(cpu);
+      break;
+    case I_BS:
+    case I_J8:
+      i.imm = (fb(cpu) << 24) >> 24;
+      break;
+    case I_V:
+      i.imm = osz === 2 ? fd(cpu) : fw(cpu);
+      break;
+    case I_JV:
+      i.imm = osz === 2 ? fd(cpu) : (fw(cpu) << 16) >> 16;
+      break;
+    case I_W:
+      i.imm = fw(cpu);
+      break;
+    case I_WB:
+      i.imm = fw(cpu);
+      i.imm2 = fb(cpu);
+      break;
+    case I_P:
+      i.imm = osz === 2 ? fd(cpu) >>> 0 : fw(cpu);
+      i.imm2 = fw(cpu);
+      break;
+    case I_O:
+      i.disp = asz ? fd(cpu) : fw(cpu);
+      i.base = asz ? ZERO32 : ZERO16;
+      i.index = asz ? ZERO32 : ZERO16;
+      i.ea = asz ? ea32Base : ea16;
+      i.mem = true;
+      break;
+  }
+  i.accN = opc === 0x1b6 || opc === 0x1be
+    ? 0
+    : opc === 0x1b7 || opc === 0x1bf
+    ? 1
+    : (1 << i.sz) - 1;
+  i.len = (fetchPtr - lin) | 0;
+  if (i.len > 15) {
+    i.fn = UD_ENTRY.fn as Handler; // over-long: #GP(0) would be exact; treated as invalid
+  }
+  lastEnds = e.end;
+  return i;
+}
+
+/** Decodes the block starting at linear `lin` (physical `phys`). */
+export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
+  const b = new Block();
+  b.phys = phys;
+  let p = lin;
+  for (;;) {
+    let i: Instr;
+    try {
+      i = decodeOne(cpu, p);
+    } catch (err) {
+      if (err instanceof CpuFault && b.ins.length > 0) break; // the fault belongs to a later run
+      throw err;
+    }
+    const crosses = ((p & 0xfff) + i.len) > 0x1000;
+    if (crosses && b.ins.length > 0) break; // decode it again as its own (uncached) block
+    b.ins.push(i);
+    p = (p + i.len) | 0;
+    if (crosses) {
+      b.cacheable = false;
+      break;
+    }
+    if (lastEnds || b.ins.length >= MAX_BLOCK || (p & 0xfff) === 0) break;
+  }
+  return b;
+}

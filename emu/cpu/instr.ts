@@ -1,0 +1,80 @@
+/**
+ * The decoded form of one instruction: its handler and its operands, fixed-shape so that the
+ * threaded-code loop stays monomorphic. A later JIT tier can compile from the same records.
+ * @module
+ */
+
+import type { Cpu } from "./cpu.ts";
+
+/** Runs one decoded instruction. EIP already points past it when the handler runs. */
+export type Handler = (cpu: Cpu, i: Instr) => void;
+/** Computes the linear address of a memory operand (segment base included). */
+export type EaFn = (cpu: Cpu, i: Instr) => number;
+
+/** Register view index of a register that always reads zero (r32[8]; r16[16]). */
+export const ZERO32 = 8;
+export const ZERO16 = 16;
+
+/** One decoded instruction. */
+export class Instr {
+  /** The handler. */
+  fn: Handler;
+  /** Length in bytes (prefixes included). */
+  len = 0;
+  /** The first opcode byte (0x100 + second byte for 0F xx). */
+  opcode = 0;
+  /** Handler-specific sub-operation (ALU kind, condition code, group index). */
+  op = 0;
+  /** Operand size: 0 byte, 1 word, 2 dword. */
+  sz = 0;
+  /** Address size: 0 = 16-bit, 1 = 32-bit. */
+  asz = 0;
+  /** The ModRM operand is memory. */
+  mem = false;
+  /** ModRM.reg as a raw number 0..7. */
+  regN = 0;
+  /** ModRM.reg as an index into the register view of size sz. */
+  reg = 0;
+  /** ModRM.rm as an index into the register view of size sz (register form). */
+  rm = 0;
+  /** ModRM.rm as a raw number 0..7. */
+  rmN = 0;
+  /** Segment register of the memory operand (or of string sources). */
+  seg = 3;
+  /** Base register index into r16 (16-bit addressing) or r32 (32-bit addressing). */
+  base = ZERO32;
+  /** Index register index, likewise. */
+  index = ZERO32;
+  /** SIB scale as a shift count. */
+  scale = 0;
+  /** Displacement (signed). */
+  disp = 0;
+  /** First immediate. */
+  imm = 0;
+  /** Second immediate (ENTER's level, far pointer's selector). */
+  imm2 = 0;
+  /** Bytes accessed at the memory operand minus one (for the segment limit check). */
+  accN = 0;
+  /** REP prefix: 0 none, 1 REPE/REP (F3), 2 REPNE (F2). */
+  rep = 0;
+  /** Memory operand address function. */
+  ea: EaFn;
+
+  constructor(fn: Handler, ea: EaFn) {
+    this.fn = fn;
+    this.ea = ea;
+  }
+}
+
+/** A run of decoded instructions starting at one physical address. */
+export class Block {
+  ins: Instr[] = [];
+  /** Physical address of the first byte. */
+  phys = 0;
+  /** Cache key (physical address and code size). */
+  key = 0;
+  /** Cleared when a write to its page drops it. */
+  valid = true;
+  /** False for a lone instruction that crosses a page boundary (decoded again each time). */
+  cacheable = true;
+}

@@ -1,0 +1,515 @@
+/**
+ * Segmentation and privilege: loading segment registers, far transfers, interrupt and exception
+ * delivery, IRET, in real, protected and virtual-8086 mode.
+ * @module
+ */
+
+import type { Cpu } from "./cpu.ts";
+import { CR0_PE, CS, DS, ES, FS, GP, GS, LDTR, NP, SS, SSF, TR, TS } from "./consts.ts";
+import { AC, IF, NT, RF, TF, VM } from "./flags.ts";
+
+/** Scratch output of readDescriptor (no allocation). */
+let dLo = 0, dHi = 0;
+
+/** Reads the descriptor `sel` names into dLo/dHi; #GP(sel) (or `vec`) when beyond the table. */
+function readDescriptor(cpu: Cpu, sel: number, vec = GP): void {
+  const idx = sel & ~7;
+  let base: number, limit: number;
+  if ((sel & 4) !== 0) {
+    if ((cpu.segAttr[LDTR] & 0x80) === 0) cpu.fault(vec, sel & 0xfffc);
+    base = cpu.segBase[LDTR];
+    limit = cpu.segLimit[LDTR];
+  } else {
+    base = cpu.gdtBase;
+    limit = cpu.gdtLimit;
+  }
+  if (idx + 7 > limit) cpu.fault(vec, sel & 0xfffc);
+  dLo = cpu.sysRd32((base + idx) | 0);
+  dHi = cpu.sysRd32((base + idx + 4) | 0);
+}
+
+function descBase(lo: number, hi: number): number {
+  return ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) | 0;
+}
+
+function descLimit(lo: number, hi: number): number {
+  const l = (lo & 0xffff) | (hi & 0xf0000);
+  return (hi & 0x800000) !== 0 ? ((l << 12) | 0xfff) >>> 0 : l;
+}
+
+function descAttr(hi: number): number {
+  return (hi >> 8) & 0xf0ff;
+}
+
+/** Sets the accessed bit of the descriptor last read. */
+function setAccessed(cpu: Cpu, sel: number): void {
+  if ((dHi & 0x100) !== 0) return;
+  const base = (sel & 4) !== 0 ? cpu.segBase[LDTR] : cpu.gdtBase;
+  dHi |= 0x100;
+  cpu.sysWr8((base + (sel & ~7) + 5) | 0, (dHi >> 8) & 0xff);
+}
+
+/** True in protected mode outside virtual-8086 mode. */
+export function isProtected(cpu: Cpu): boolean {
+  return (cpu.cr0 & CR0_PE) !== 0 && (cpu.eflags & VM) === 0;
+}
+
+function loadCache(cpu: Cpu, seg: number, sel: number, lo: number, hi: number): void {
+  cpu.setSegCache(seg, sel, descBase(lo, hi), descLimit(lo, hi), descAttr(hi));
+}
+
+/** Real/v86-mode segment load: base = sel * 16. */
+function loadReal(cpu: Cpu, seg: number, sel: number): void {
+  if ((cpu.eflags & VM) !== 0) {
+    cpu.setSegCache(seg, sel, sel << 4, 0xffff, seg === CS ? 0xfb : 0xf3);
+  } else {
+    cpu.segSel[seg] = sel;
+    cpu.segBase[seg] = sel << 4;
+  }
+}
+
+/** MOV/POP/LxS to a data or stack segment register. */
+export function loadSeg(cpu: Cpu, seg: number, sel: number): void {
+  if (!isProtected(cpu)) {
+    loadReal(cpu, seg, sel);
+    if (seg === SS) cpu.modeChanged();
+    return;
+  }
+  const rpl = sel & 3;
+  if ((sel & 0xfffc) === 0) {
+    if (seg === SS) cpu.fault(GP, 0);
+    cpu.setSegCache(seg, sel, 0, 0, 0); // unusable: any access faults
+    return;
+  }
+  readDescriptor(cpu, sel);
+  const access = (dHi >> 8) & 0xff;
+  const dpl = (access >> 5) & 3;
+  if (seg === SS) {
+    // writable data, RPL = DPL = CPL
+    if ((access & 0x1a) !== 0x12 || rpl !== cpu.cpl || dpl !== cpu.cpl) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(SSF, sel & 0xfffc);
+  } else {
+    if ((access & 0x10) === 0 || (access & 0x0a) === 0x08) cpu.fault(GP, sel & 0xfffc); // system or exec-only
+    const conforming = (access & 0x0c) === 0x0c;
+    if (!conforming && dpl < Math.max(cpu.cpl, rpl)) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+  }
+  setAccessed(cpu, sel);
+  loadCache(cpu, seg, sel, dLo, dHi);
+  if (seg === SS) cpu.modeChanged();
+}
+
+/** Loads CS (already checked) and sets CPL. */
+function setCs(cpu: Cpu, sel: number, lo: number, hi: number, cpl: number): void {
+  loadCache(cpu, CS, (sel & 0xfffc) | cpl, lo, hi);
+  cpu.setCpl(cpl);
+  cpu.modeChanged();
+}
+
+/** Real/v86-mode CS load. */
+function setCsReal(cpu: Cpu, sel: number): void {
+  loadReal(cpu, CS, sel);
+  cpu.blockExit = true;
+}
+
+/** Stack pointer used for pushes with an explicit SS base/mask (after a stack switch). */
+function pushTo(cpu: Cpu, sz32: boolean, v: number): void {
+  if (sz32) cpu.push32(v);
+  else cpu.push16(v);
+}
+
+/** Reads the inner stack pointer for privilege level `dpl` from the TSS; sets ss/esp out. */
+let tssSs = 0, tssEsp = 0;
+function tssStack(cpu: Cpu, dpl: number): void {
+  const type = cpu.segAttr[TR] & 0xf;
+  const base = cpu.segBase[TR];
+  if ((type & 8) !== 0) {
+    const off = 4 + dpl * 8;
+    if (off + 5 > cpu.segLimit[TR]) cpu.fault(TS, cpu.segSel[TR] & 0xfffc);
+    tssEsp = cpu.sysRd32((base + off) | 0);
+    tssSs = cpu.sysRd16((base + off + 4) | 0);
+  } else {
+    const off = 2 + dpl * 4;
+    if (off + 3 > cpu.segLimit[TR]) cpu.fault(TS, cpu.segSel[TR] & 0xfffc);
+    tssEsp = cpu.sysRd16((base + off) | 0);
+    tssSs = cpu.sysRd16((base + off + 2) | 0);
+  }
+}
+
+/** Loads SS:ESP for an inner privilege level (checks per the SDM's stack-switch rules). */
+function switchStack(cpu: Cpu, newSs: number, newEsp: number, dpl: number): void {
+  if ((newSs & 0xfffc) === 0) cpu.fault(TS, 0);
+  readDescriptor(cpu, newSs, TS);
+  const access = (dHi >> 8) & 0xff;
+  if ((newSs & 3) !== dpl || ((access >> 5) & 3) !== dpl || (access & 0x1a) !== 0x12) {
+    cpu.fault(TS, newSs & 0xfffc);
+  }
+  if ((access & 0x80) === 0) cpu.fault(SSF, newSs & 0xfffc);
+  setAccessed(cpu, newSs);
+  loadCache(cpu, SS, newSs, dLo, dHi);
+  cpu.modeChanged();
+  if (cpu.spMask === 0xffff) cpu.r16[8] = newEsp;
+  else cpu.r32[4] = newEsp;
+}
+
+/** Null out data segment registers the new (outer) privilege may not use. */
+function nullOuterSegs(cpu: Cpu): void {
+  for (const s of [ES, DS, FS, GS]) {
+    const a = cpu.segAttr[s];
+    const dpl = (a >> 5) & 3;
+    const dataOrNonConf = (a & 0x08) === 0 || (a & 0x04) === 0;
+    if ((cpu.segSel[s] & 0xfffc) !== 0 && dataOrNonConf && dpl < cpu.cpl) {
+      cpu.setSegCache(s, 0, 0, 0, 0);
+    }
+  }
+}
+
+/**
+ * Delivers interrupt `vec`. kind: 0 external/NMI, 1 exception, 2 INT n, 3 INT3/INTO
+ * (software kinds check the gate's DPL). `code` is the error code or -1.
+ */
+export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: number): void {
+  cpu.halted = false;
+  cpu.blockExit = true;
+  if ((cpu.cr0 & CR0_PE) === 0) {
+    // real mode: IVT entry at IDTR.base + 4*vec
+    if (vec * 4 + 3 > cpu.idtLimit) cpu.fault(GP, 0);
+    const flags = cpu.getFlags();
+    const entry = cpu.rd32((cpu.idtBase + vec * 4) | 0);
+    cpu.push16(flags);
+    cpu.push16(cpu.segSel[CS]);
+    cpu.push16(cpu.eip);
+    cpu.eflags = flags & ~(IF | TF | AC | RF);
+    cpu.lop = 0;
+    setCsReal(cpu, entry >>> 16);
+    cpu.eip = entry & 0xffff;
+    return;
+  }
+  const vm = (cpu.eflags & VM) !== 0;
+  if (vm && kind === 2 && ((cpu.eflags >> 12) & 3) < 3) cpu.fault(GP, 0);
+  const ext = kind === 0 || kind === 1 ? 1 : 0;
+  if (vec * 8 + 7 > cpu.idtLimit) cpu.fault(GP, vec * 8 + 2 + ext);
+  const gLo = cpu.sysRd32((cpu.idtBase + vec * 8) | 0);
+  const gHi = cpu.sysRd32((cpu.idtBase + vec * 8 + 4) | 0);
+  const type = (gHi >> 8) & 0x1f;
+  const gdpl = (gHi >> 13) & 3;
+  if (type !== 0x05 && type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) {
+    cpu.fault(GP, vec * 8 + 2 + ext);
+  }
+  if (kind >= 2 && gdpl < cpu.cpl) cpu.fault(GP, vec * 8 + 2);
+  if ((gHi & 0x8000) === 0) cpu.fault(NP, vec * 8 + 2 + ext);
+  if (type === 0x05) {
+    cpu.fault(GP, vec * 8 + 2 + ext); // task gates: task switching is not implemented
+  }
+  const gate32 = (type & 8) !== 0;
+  const sel = gLo >>> 16;
+  const offset = gate32 ? ((gHi & 0xffff0000) | (gLo & 0xffff)) >>> 0 : gLo & 0xffff;
+  if ((sel & 0xfffc) === 0) cpu.fault(GP, ext);
+  readDescriptor(cpu, sel);
+  const cLo = dLo, cHi = dHi;
+  const access = (cHi >> 8) & 0xff;
+  const dpl = (access >> 5) & 3;
+  if ((access & 0x18) !== 0x18 || dpl > cpu.cpl) cpu.fault(GP, (sel & 0xfffc) + ext);
+  if ((access & 0x80) === 0) cpu.fault(NP, (sel & 0xfffc) + ext);
+  const flags = cpu.getFlags();
+  const conforming = (access & 0x04) !== 0;
+  if (!conforming && dpl < cpu.cpl) {
+    // inner privilege: new stack from the TSS
+    if (vm && dpl !== 0) cpu.fault(GP, sel & 0xfffc);
+    tssStack(cpu, dpl);
+    const oldSs = cpu.segSel[SS], oldEsp = cpu.r32[4];
+    const oldCpl = cpu.cpl;
+    const segs = [cpu.segSel[ES], cpu.segSel[DS], cpu.segSel[FS], cpu.segSel[GS]];
+    cpu.setCpl(dpl);
+    try {
+      switchStack(cpu, tssSs, tssEsp, dpl);
+    } catch (e) {
+      cpu.setCpl(oldCpl);
+      throw e;
+    }
+    if (vm) {
+      cpu.eflags &= ~VM;
+      pushTo(cpu, gate32, segs[3]);
+      pushTo(cpu, gate32, segs[2]);
+      pushTo(cpu, gate32, segs[1]);
+      pushTo(cpu, gate32, segs[0]);
+      for (const s of [ES, DS, FS, GS]) {
+        cpu.setSegCache(s, 0, 0, 0, 0);
+      }
+    }
+    pushTo(cpu, gate32, oldSs);
+    pushTo(cpu, gate32, oldEsp);
+  } else if (vm) {
+    cpu.fault(GP, sel & 0xfffc);
+  }
+  pushTo(cpu, gate32, flags);
+  pushTo(cpu, gate32, cpu.segSel[CS]);
+  pushTo(cpu, gate32, cpu.eip);
+  if (code >= 0) pushTo(cpu, gate32, code);
+  setAccessed(cpu, sel);
+  setCs(cpu, sel, cLo, cHi, conforming ? cpu.cpl : dpl);
+  cpu.eflags = flags & ~(TF | NT | RF | VM | ((type & 1) === 0 ? IF : 0));
+  cpu.lop = 0;
+  cpu.modeChanged();
+  cpu.eip = offset;
+}
+
+/** Far JMP/CALL to sel:off (call pushes the return address with operand size sz). */
+export function farTransfer(cpu: Cpu, sel: number, off: number, sz: number, call: boolean): void {
+  if (!isProtected(cpu)) {
+    if (call) {
+      // push before loading so that a stack fault leaves CS:IP intact
+      const sp0 = cpu.r32[4];
+      try {
+        cpu.push(sz, cpu.segSel[CS]);
+        cpu.push(sz, cpu.eip);
+      } catch (e) {
+        cpu.r32[4] = sp0;
+        throw e;
+      }
+    }
+    setCsReal(cpu, sel);
+    cpu.eip = sz === 2 ? off >>> 0 : off & 0xffff;
+    return;
+  }
+  if ((sel & 0xfffc) === 0) cpu.fault(GP, 0);
+  readDescriptor(cpu, sel);
+  const lo = dLo, hi = dHi;
+  const access = (hi >> 8) & 0xff;
+  const dpl = (access >> 5) & 3;
+  const rpl = sel & 3;
+  if ((access & 0x18) === 0x18) {
+    // code segment
+    if ((access & 0x04) !== 0) {
+      if (dpl > cpu.cpl) cpu.fault(GP, sel & 0xfffc);
+    } else if (rpl > cpu.cpl || dpl !== cpu.cpl) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+    if (call) {
+      const sp0 = cpu.r32[4];
+      try {
+        cpu.push(sz, cpu.segSel[CS]);
+        cpu.push(sz, cpu.eip);
+      } catch (e) {
+        cpu.r32[4] = sp0;
+        throw e;
+      }
+    }
+    setAccessed(cpu, sel);
+    setCs(cpu, sel, lo, hi, cpu.cpl);
+    cpu.eip = sz === 2 ? off >>> 0 : off & 0xffff;
+    return;
+  }
+  const type = access & 0x1f;
+  if (type === 0x04 || type === 0x0c) {
+    // call gate
+    if (dpl < cpu.cpl || dpl < rpl) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+    const gate32 = type === 0x0c;
+    const csel = lo >>> 16;
+    const goff = gate32 ? ((hi & 0xffff0000) | (lo & 0xffff)) >>> 0 : lo & 0xffff;
+    const pcount = hi & 0x1f;
+    if ((csel & 0xfffc) === 0) cpu.fault(GP, 0);
+    readDescriptor(cpu, csel);
+    const cLo = dLo, cHi = dHi;
+    const cacc = (cHi >> 8) & 0xff;
+    const cdpl = (cacc >> 5) & 3;
+    if ((cacc & 0x18) !== 0x18 || cdpl > cpu.cpl) cpu.fault(GP, csel & 0xfffc);
+    if ((cacc & 0x80) === 0) cpu.fault(NP, csel & 0xfffc);
+    const conforming = (cacc & 0x04) !== 0;
+    if (call && !conforming && cdpl < cpu.cpl) {
+      const oldSs = cpu.segSel[SS], oldEsp = cpu.r32[4], oldMask = cpu.spMask;
+      const oldSsBase = cpu.segBase[SS];
+      const retCs = cpu.segSel[CS], retEip = cpu.eip;
+      const params: number[] = [];
+      for (let k = pcount - 1; k >= 0; k--) {
+        const a = (oldSsBase + ((oldEsp + k * (gate32 ? 4 : 2)) & oldMask)) | 0;
+        params.push(gate32 ? cpu.rd32(a) : cpu.rd16(a));
+      }
+      tssStack(cpu, cdpl);
+      cpu.setCpl(cdpl);
+      switchStack(cpu, tssSs, tssEsp, cdpl);
+      pushTo(cpu, gate32, oldSs);
+      pushTo(cpu, gate32, oldEsp);
+      for (const p of params) pushTo(cpu, gate32, p);
+      pushTo(cpu, gate32, retCs);
+      pushTo(cpu, gate32, retEip);
+      setAccessed(cpu, csel);
+      setCs(cpu, csel, cLo, cHi, cdpl);
+    } else {
+      if (call) {
+        pushTo(cpu, gate32, cpu.segSel[CS]);
+        pushTo(cpu, gate32, cpu.eip);
+      } else if (!conforming && cdpl !== cpu.cpl) cpu.fault(GP, csel & 0xfffc);
+      setAccessed(cpu, csel);
+      setCs(cpu, csel, cLo, cHi, cpu.cpl);
+    }
+    cpu.eip = goff;
+    return;
+  }
+  // task gates and TSS descriptors: task switching is not implemented
+  cpu.fault(GP, sel & 0xfffc);
+}
+
+/** RETF [n] with operand size sz. */
+export function farReturn(cpu: Cpu, sz: number, imm: number): void {
+  if (!isProtected(cpu)) {
+    const ip = cpu.peek(sz, 0);
+    const cs = cpu.peek(sz, sz === 2 ? 4 : 2) & 0xffff;
+    cpu.pop(sz);
+    cpu.pop(sz);
+    setCsReal(cpu, cs);
+    cpu.eip = ip;
+    addSp(cpu, imm);
+    return;
+  }
+  const w = sz === 2 ? 4 : 2;
+  const eip = cpu.peek(sz, 0) >>> 0;
+  const sel = cpu.peek(sz, w) & 0xffff;
+  if ((sel & 0xfffc) === 0) cpu.fault(GP, 0);
+  readDescriptor(cpu, sel);
+  const lo = dLo, hi = dHi;
+  const access = (hi >> 8) & 0xff;
+  const dpl = (access >> 5) & 3;
+  const rpl = sel & 3;
+  if ((access & 0x18) !== 0x18 || rpl < cpu.cpl) cpu.fault(GP, sel & 0xfffc);
+  if ((access & 0x04) !== 0 ? dpl > rpl : dpl !== rpl) cpu.fault(GP, sel & 0xfffc);
+  if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+  if (rpl > cpu.cpl) {
+    const esp = cpu.peek(sz, 2 * w + imm);
+    const ss = cpu.peek(sz, 3 * w + imm) & 0xffff;
+    setAccessed(cpu, sel);
+    setCs(cpu, sel, lo, hi, rpl);
+    loadSeg(cpu, SS, ss);
+    if (cpu.spMask === 0xffff) cpu.r16[8] = esp;
+    else cpu.r32[4] = esp;
+    addSp(cpu, imm);
+    nullOuterSegs(cpu);
+  } else {
+    addSp(cpu, 2 * w);
+    setAccessed(cpu, sel);
+    setCs(cpu, sel, lo, hi, cpu.cpl);
+    addSp(cpu, imm);
+  }
+  cpu.eip = sz === 2 ? eip : eip & 0xffff;
+}
+
+function addSp(cpu: Cpu, n: number): void {
+  if (cpu.spMask === 0xffff) cpu.r16[8] = cpu.r16[8] + n;
+  else cpu.r32[4] = cpu.r32[4] + n;
+}
+
+/** IRET with operand size sz. */
+export function iret(cpu: Cpu, sz: number): void {
+  const w = sz === 2 ? 4 : 2;
+  if ((cpu.cr0 & CR0_PE) === 0 || (cpu.eflags & VM) !== 0) {
+    if ((cpu.eflags & VM) !== 0 && ((cpu.eflags >> 12) & 3) < 3) cpu.fault(GP, 0);
+    const ip = cpu.peek(sz, 0);
+    const cs = cpu.peek(sz, w) & 0xffff;
+    const fl = cpu.peek(sz, 2 * w);
+    addSp(cpu, 3 * w);
+    setCsReal(cpu, cs);
+    cpu.eip = ip >>> 0;
+    let mask = cpu.popfMask(sz);
+    if ((cpu.eflags & VM) !== 0) mask &= ~0x3000;
+    cpu.setFlagsMasked(fl, mask);
+    cpu.blockExit = true;
+    return;
+  }
+  if ((cpu.eflags & NT) !== 0) cpu.fault(GP, 0); // nested task return: task switching not implemented
+  const eip = cpu.peek(sz, 0) >>> 0;
+  const sel = cpu.peek(sz, w) & 0xffff;
+  const fl = cpu.peek(sz, 2 * w);
+  if ((fl & VM) !== 0 && sz === 2 && cpu.cpl === 0) {
+    // return to virtual-8086 mode
+    const esp = cpu.peek(2, 12), ss = cpu.peek(2, 16) & 0xffff;
+    const es = cpu.peek(2, 20) & 0xffff, ds = cpu.peek(2, 24) & 0xffff;
+    const fs = cpu.peek(2, 28) & 0xffff, gs = cpu.peek(2, 32) & 0xffff;
+    cpu.materialize();
+    cpu.eflags = (fl & 0x3f7fd5) | 2;
+    cpu.setCpl(3);
+    setCsReal(cpu, sel);
+    for (const [s, v] of [[ES, es], [DS, ds], [FS, fs], [GS, gs], [SS, ss]] as const) {
+      loadReal(cpu, s, v);
+    }
+    cpu.modeChanged();
+    cpu.r32[4] = esp;
+    cpu.eip = eip & 0xffff;
+    return;
+  }
+  if ((sel & 0xfffc) === 0) cpu.fault(GP, 0);
+  readDescriptor(cpu, sel);
+  const lo = dLo, hi = dHi;
+  const access = (hi >> 8) & 0xff;
+  const dpl = (access >> 5) & 3;
+  const rpl = sel & 3;
+  if ((access & 0x18) !== 0x18 || rpl < cpu.cpl) cpu.fault(GP, sel & 0xfffc);
+  if ((access & 0x04) !== 0 ? dpl > rpl : dpl !== rpl) cpu.fault(GP, sel & 0xfffc);
+  if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+  const mask = cpu.popfMask(sz);
+  if (rpl > cpu.cpl) {
+    const esp = cpu.peek(sz, 3 * w);
+    const ss = cpu.peek(sz, 4 * w) & 0xffff;
+    cpu.setFlagsMasked(fl, mask);
+    setAccessed(cpu, sel);
+    setCs(cpu, sel, lo, hi, rpl);
+    loadSeg(cpu, SS, ss);
+    if (cpu.spMask === 0xffff) cpu.r16[8] = esp;
+    else cpu.r32[4] = esp;
+    nullOuterSegs(cpu);
+  } else {
+    addSp(cpu, 3 * w);
+    cpu.setFlagsMasked(fl, mask);
+    setAccessed(cpu, sel);
+    setCs(cpu, sel, lo, hi, cpu.cpl);
+  }
+  cpu.eip = sz === 2 ? eip : eip & 0xffff;
+  cpu.blockExit = true;
+}
+
+/** LLDT. */
+export function loadLdt(cpu: Cpu, sel: number): void {
+  if ((sel & 0xfffc) === 0) {
+    cpu.segSel[LDTR] = 0;
+    cpu.segAttr[LDTR] = 0;
+    return;
+  }
+  if ((sel & 4) !== 0) cpu.fault(GP, sel & 0xfffc);
+  readDescriptor(cpu, sel);
+  if (((dHi >> 8) & 0x1f) !== 0x02) cpu.fault(GP, sel & 0xfffc);
+  if ((dHi & 0x8000) === 0) cpu.fault(NP, sel & 0xfffc);
+  loadCache(cpu, LDTR, sel, dLo, dHi);
+}
+
+/** LTR: marks the TSS busy. */
+export function loadTr(cpu: Cpu, sel: number): void {
+  if ((sel & 0xfffc) === 0 || (sel & 4) !== 0) cpu.fault(GP, sel & 0xfffc);
+  readDescriptor(cpu, sel);
+  const type = (dHi >> 8) & 0x1f;
+  if (type !== 0x01 && type !== 0x09) cpu.fault(GP, sel & 0xfffc);
+  if ((dHi & 0x8000) === 0) cpu.fault(NP, sel & 0xfffc);
+  loadCache(cpu, TR, sel, dLo, dHi);
+  dHi |= 0x200;
+  cpu.segAttr[TR] |= 2;
+  cpu.sysWr8((cpu.gdtBase + (sel & ~7) + 5) | 0, (dHi >> 8) & 0xff);
+}
+
+/**
+ * LAR/LSL/VERR/VERW helper: reads the descriptor of `sel` without faulting.
+ * Returns false when the selector is null or outside its table.
+ */
+export function peekDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number } | null {
+  if ((sel & 0xfffc) === 0) return null;
+  const idx = sel & ~7;
+  const base = (sel & 4) !== 0 ? cpu.segBase[LDTR] : cpu.gdtBase;
+  const limit = (sel & 4) !== 0 ? cpu.segLimit[LDTR] : cpu.gdtLimit;
+  if (idx + 7 > limit) return null;
+  return { lo: cpu.sysRd32((base + idx) | 0), hi: cpu.sysRd32((base + idx + 4) | 0) };
+}
+
+/** Exported for LSL. */
+export { descLimit };
+
+/** Far transfer to a segment loaded via a selector in real mode (used by reset vectors). */
+export function realCs(cpu: Cpu, sel: number): void {
+  setCsReal(cpu, sel);
+}
