@@ -51,6 +51,7 @@ import { validateQcow2Header } from "./check.ts";
 import { Qcow2Io } from "./io.ts";
 import { type L2Table, Qcow2L2Cache } from "./l2_cache.ts";
 import { Qcow2Refcounts } from "./refcount.ts";
+import { checkQcow2 } from "./check.ts";
 import type { Qcow2AmendOptions, Qcow2Info, Qcow2SnapshotInfo } from "./types.ts";
 
 const COPIED_HI = 0x80000000;
@@ -232,6 +233,9 @@ export class Qcow2Format implements BlockDriver {
         "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
       );
     }
+    if (!this.#readOnly && (h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY)) {
+      await this.#repairDirty();
+    }
     // Refcount table.
     if (h.refcountTableClusters > QCOW_MAX_REFTABLE_SIZE / cs) {
       throw einval("Reference count table too large");
@@ -293,7 +297,6 @@ export class Qcow2Format implements BlockDriver {
     }
     this.#dirtyOnDisk = (h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY) !== 0n;
     if (!this.#readOnly) {
-      if (this.#dirtyOnDisk) await this.#repairAfterCrash();
       if (h.autoclearFeatures) {
         // We keep no bitmaps up to date: clearing the bit tells QEMU they are stale.
         h.autoclearFeatures = 0n;
@@ -608,6 +611,8 @@ export class Qcow2Format implements BlockDriver {
   }
 
   async #queueData(host: number, data: Uint8Array): Promise<void> {
+    // The caller may reuse its buffer once write() resolves: keep a copy, not a reference.
+    data = data.slice();
     if (this.#runLen && this.#runHost + this.#runLen === host && this.#runLen < (8 << 20)) {
       this.#runParts.push(data);
       this.#runLen += data.length;
@@ -1118,15 +1123,252 @@ export class Qcow2Format implements BlockDriver {
 
   // ---------------------------------------------------------------- placeholders filled below
 
-  createSnapshot(_name: string): Promise<void> {
-    return Promise.reject(new Error("qcow2: snapshots not yet implemented"));
+  /** Finds a snapshot as qemu-img does: by ID first, then by name. */
+  #findSnapshot(idOrName: string): number {
+    const byId = this.#snapshots.findIndex((s) => s.id === idOrName);
+    return byId >= 0 ? byId : this.#snapshots.findIndex((s) => s.name === idOrName);
   }
-  applySnapshot(_idOrName: string): Promise<void> {
-    return Promise.reject(new Error("qcow2: snapshots not yet implemented"));
+
+  /** Creates an internal snapshot of the current state (qemu-img snapshot -c). */
+  async createSnapshot(
+    name: string,
+    extra: { vmStateSize?: number; vmClockNsec?: number; icount?: number; dateMs?: number } = {},
+  ): Promise<Qcow2SnapshotInfo> {
+    this.#checkWritable();
+    if (this.#snapshots.length >= QCOW_MAX_SNAPSHOTS) {
+      throw new BlockError("EFBIG", "Too many snapshots");
+    }
+    await this.flush();
+    const h = this.#h;
+    const cs = this.#cs;
+    let maxId = 0;
+    for (const s of this.#snapshots) {
+      const n = Number(s.id);
+      if (Number.isInteger(n) && n > maxId) maxId = n;
+    }
+    if (!(await this.#treeCanGainRef(this.#l1, h.l1Size))) {
+      throw new BlockError("EINVAL", "-22 (Invalid argument)");
+    }
+    // The snapshot's own copy of the L1 table.
+    let l1Off = 0;
+    if (h.l1Size) {
+      l1Off = await this.#refs.alloc(Math.ceil(h.l1Size * 8 / cs));
+      await this.#refs.flush();
+      await this.#io.write(l1Off, this.#l1.slice());
+      await this.#io.sync();
+    }
+    // Everything the active table reaches gains a reference (and loses COPIED).
+    await this.#updateTreeRefcounts(this.#l1, h.l1Size, 1, true);
+    await this.flush();
+    const now = extra.dateMs ?? Date.now();
+    const snap: Qcow2Snapshot = {
+      l1TableOffset: l1Off,
+      l1Size: h.l1Size,
+      id: String(maxId + 1),
+      name,
+      dateSec: Math.floor(now / 1000),
+      dateNsec: (now % 1000) * 1000000,
+      vmClockNsec: extra.vmClockNsec ?? 0,
+      vmStateSize: extra.vmStateSize ?? 0,
+      diskSize: h.size,
+      icount: extra.icount ?? 0,
+      extraUnknown: new Uint8Array(0),
+      extraDataSize: 24,
+    };
+    await this.#writeSnapshotTable([...this.#snapshots, snap]);
+    return this.listSnapshots().at(-1)!;
   }
-  deleteSnapshot(_idOrName: string): Promise<void> {
-    return Promise.reject(new Error("qcow2: snapshots not yet implemented"));
+
+  /** Reverts the active state to a snapshot (qemu-img snapshot -a). */
+  async applySnapshot(idOrName: string): Promise<void> {
+    this.#checkWritable();
+    const i = this.#findSnapshot(idOrName);
+    if (i < 0) throw new BlockError("EINVAL", "Failed to load snapshot: No such file or directory");
+    const sn = this.#snapshots[i];
+    await this.flush();
+    const h = this.#h;
+    const cs = this.#cs;
+    if (sn.l1Size > h.l1Size) await this.#growL1(sn.l1Size);
+    const snL1 = new Uint8Array(sn.l1Size * 8);
+    if (sn.l1Size) {
+      if (sn.l1TableOffset % cs) throw this.#corruption("snapshot L1 table offset unaligned");
+      await this.#io.read(sn.l1TableOffset, snL1);
+    }
+    // The snapshot's tree gains the active table's reference first, so a crash only leaks.
+    await this.#updateTreeRefcounts(snL1, sn.l1Size, 1, false);
+    await this.flush();
+    const oldL1 = this.#l1.slice();
+    const newL1 = new Uint8Array(h.l1Size * 8);
+    newL1.set(snL1);
+    await this.#io.write(h.l1TableOffset, newL1);
+    await this.#io.sync();
+    this.#l1 = newL1;
+    this.#l1dv = new DataView(newL1.buffer);
+    this.#l1Dirty.clear();
+    await this.#updateTreeRefcounts(oldL1, oldL1.length / 8, -1, false);
+    await this.#updateTreeRefcounts(this.#l1, h.l1Size, 0, true);
+    if (sn.diskSize !== undefined && sn.diskSize !== h.size) {
+      h.size = sn.diskSize;
+      await this.#writeSize();
+    }
+    await this.flush();
   }
+
+  /** Deletes a snapshot by ID or name (qemu-img snapshot -d). */
+  async deleteSnapshot(idOrName: string): Promise<void> {
+    this.#checkWritable();
+    const i = this.#findSnapshot(idOrName);
+    if (i < 0) throw new BlockError("EINVAL", "snapshot not found");
+    const sn = this.#snapshots[i];
+    await this.flush();
+    await this.#writeSnapshotTable(this.#snapshots.filter((_, k) => k !== i));
+    const snL1 = new Uint8Array(sn.l1Size * 8);
+    if (sn.l1Size) await this.#io.read(sn.l1TableOffset, snL1);
+    await this.#updateTreeRefcounts(snL1, sn.l1Size, -1, false);
+    if (sn.l1Size) {
+      const n = Math.ceil(sn.l1Size * 8 / this.#cs);
+      for (let k = 0; k < n; k++) await this.#dropRef(sn.l1TableOffset + k * this.#cs);
+    }
+    await this.#updateTreeRefcounts(this.#l1, this.#h.l1Size, 0, true);
+    await this.flush();
+  }
+
+  /** Immediately drops one reference to a host cluster; gives it back when unused. */
+  async #dropRef(off: number): Promise<number> {
+    const rc = await this.#refs.add(Math.floor(off / this.#cs), -1);
+    if (rc === 0) {
+      this.#cache.drop(off);
+      if (Math.floor(this.#decompHost / this.#cs) === Math.floor(off / this.#cs)) {
+        this.#decompHost = -1;
+      }
+      await this.#io.discard(off, this.#cs);
+    }
+    return rc;
+  }
+
+  /**
+   * QEMU's update_snapshot_refcount: adds `addend` (1, -1 or 0) to the refcount of every L2
+   * table and data cluster a tree of tables reaches, and sets COPIED where the count is one.
+   * `active` says the L1 is the active table (its entries are updated in memory).
+   */
+  async #updateTreeRefcounts(
+    l1: Uint8Array,
+    l1Size: number,
+    addend: number,
+    active: boolean,
+  ): Promise<void> {
+    const cs = this.#cs;
+    const dv = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+    for (let i = 0; i < l1Size; i++) {
+      const l2off = entryOffset(dv.getUint32(i * 8), dv.getUint32(i * 8 + 4));
+      if (!l2off) continue;
+      const t = await this.#l2At(l2off);
+      let l2rc: number;
+      if (addend < 0) {
+        // Entries first: once the table's count drops to zero it must not be touched.
+        await this.#updateL2Entries(t, addend);
+        l2rc = await this.#dropRef(l2off);
+      } else {
+        if (addend) await this.#refs.add(l2off / cs, addend);
+        l2rc = await this.#refs.get(l2off / cs);
+        await this.#updateL2Entries(t, addend);
+      }
+      if (active) this.#setL1(i, l2off, l2rc === 1);
+    }
+  }
+
+  /** Whether every cluster a tree reaches can take one more reference (narrow refcounts). */
+  async #treeCanGainRef(l1: Uint8Array, l1Size: number): Promise<boolean> {
+    const cs = this.#cs;
+    const max = this.#refs.max;
+    if (max >= 0xffff) return true;
+    const adds = new Map<number, number>();
+    const bump = (c: number) => adds.set(c, (adds.get(c) ?? 0) + 1);
+    const dv = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+    for (let i = 0; i < l1Size; i++) {
+      const l2off = entryOffset(dv.getUint32(i * 8), dv.getUint32(i * 8 + 4));
+      if (!l2off) continue;
+      bump(l2off / cs);
+      const t = await this.#l2At(l2off);
+      for (let e = 0; e < cs; e += this.#es) {
+        const hi = t.dv.getUint32(e);
+        const lo = t.dv.getUint32(e + 4);
+        if (hi & COMPRESSED_HI) {
+          const d = this.#compressedDesc(hi, lo);
+          const last = Math.floor((d.offset + d.size - 1) / cs);
+          for (let c = Math.floor(d.offset / cs); c <= last; c++) bump(c);
+        } else if (entryOffset(hi, lo)) bump(entryOffset(hi, lo) / cs);
+      }
+    }
+    for (const [c, n] of adds) if ((await this.#refs.get(c)) + n > max) return false;
+    return true;
+  }
+
+  async #updateL2Entries(t: L2Table, addend: number): Promise<void> {
+    const cs = this.#cs;
+    const es = this.#es;
+    for (let e = 0; e < cs; e += es) {
+      const hi = t.dv.getUint32(e);
+      const lo = t.dv.getUint32(e + 4);
+      if (hi & COMPRESSED_HI) {
+        if (!addend) continue;
+        const d = this.#compressedDesc(hi, lo);
+        const first = Math.floor(d.offset / cs);
+        const last = Math.floor((d.offset + d.size - 1) / cs);
+        for (let c = first; c <= last; c++) {
+          if (addend < 0) await this.#dropRef(c * cs);
+          else await this.#refs.add(c, addend);
+        }
+        continue;
+      }
+      const host = entryOffset(hi, lo);
+      if (!host) continue;
+      let rc: number;
+      if (addend < 0) rc = await this.#dropRef(host);
+      else {
+        if (addend) await this.#refs.add(host / cs, addend);
+        rc = await this.#refs.get(host / cs);
+      }
+      const nhi = rc === 1 ? (hi | COPIED_HI) >>> 0 : (hi & ~COPIED_HI) >>> 0;
+      if (nhi !== hi) {
+        t.dv.setUint32(e, nhi);
+        t.dirty = true;
+      }
+    }
+  }
+
+  /** Writes a new snapshot table, points the header at it, then frees the old one. */
+  async #writeSnapshotTable(snaps: Qcow2Snapshot[]): Promise<void> {
+    const h = this.#h;
+    const cs = this.#cs;
+    const bytes = serializeSnapshotTable(snaps);
+    let off = 0;
+    if (snaps.length) {
+      off = await this.#refs.alloc(Math.ceil(bytes.length / cs));
+      await this.#refs.flush();
+      await this.#io.write(off, bytes);
+      await this.#io.sync();
+    }
+    const oldOff = h.snapshotsOffset;
+    const oldSize = serializeSnapshotTable(this.#snapshots).length;
+    const hadOld = this.#snapshots.length > 0;
+    h.nbSnapshots = snaps.length;
+    h.snapshotsOffset = off;
+    const b = new Uint8Array(12);
+    const dv = new DataView(b.buffer);
+    dv.setUint32(0, snaps.length);
+    dv.setUint32(4, Math.floor(off / TWO32));
+    dv.setUint32(8, off >>> 0);
+    await this.#io.write(60, b);
+    await this.#io.sync();
+    this.#snapshots = snaps;
+    if (hadOld && oldOff) {
+      const n = Math.ceil(oldSize / cs);
+      for (let k = 0; k < n; k++) await this.#dropRef(oldOff + k * cs);
+      await this.#refs.flush();
+    }
+  }
+
   /** Rewrites the backing file name and format in the header (qemu-img rebase -u). */
   async changeBackingFile(name?: string, fmt?: string): Promise<void> {
     this.#checkWritable();
@@ -1294,8 +1536,19 @@ export class Qcow2Format implements BlockDriver {
     if (lastUsed * cs < this.#io.length) await this.#io.truncate(lastUsed * cs);
   }
 
-  async #repairAfterCrash(): Promise<void> {
-    // Filled in with the refcount rebuild.
+  /**
+   * A dirty image (lazy refcounts, not closed cleanly) has refcounts that may lag behind its
+   * tables: repair them as QEMU does on a read-write open, then re-read the header.
+   */
+  async #repairDirty(): Promise<void> {
+    const res = await checkQcow2(this.file, { repair: "all" });
+    if (res.failure || res.checkErrors || res.corruptions > res.corruptionsFixed) {
+      throw new BlockError("EIO", "Could not repair dirty image");
+    }
+    await this.#io.refreshLength();
+    const first = new Uint8Array(Math.min(this.#io.length, this.#cs));
+    await this.#io.read(0, first);
+    Object.assign(this.#h, parseHeader(first));
   }
 }
 
