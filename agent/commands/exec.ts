@@ -19,6 +19,8 @@ interface Running {
   child: Deno.ChildProcess;
   status?: Deno.CommandStatus;
   done: Promise<void>;
+  /** Set once the child exited and its pipes are drained. */
+  finished: boolean;
   out?: Captured;
   err?: Captured;
 }
@@ -132,7 +134,7 @@ export const execCommands: CommandDef[] = [
       } catch (e) {
         return fail(errnoText(e));
       }
-      const r: Running = { child, done: Promise.resolve() };
+      const r: Running = { child, done: Promise.resolve(), finished: false };
       const waits: Promise<unknown>[] = [child.status.then((s) => r.status = s)];
       if (wantOut) {
         r.out = { chunks: [], size: 0, truncated: false };
@@ -149,8 +151,10 @@ export const execCommands: CommandDef[] = [
         const w = child.stdin.getWriter();
         waits.push(w.write(input).then(() => w.close()).catch(() => {}));
       }
-      r.done = Promise.all(waits).then(() => {});
-      r.done.catch(() => {});
+      r.done = Promise.all(waits).then(() => {
+        r.finished = true;
+      });
+      r.done.catch(() => r.finished = true);
       execTable(agent).running.set(child.pid, r);
       return { pid: child.pid };
     },
@@ -165,7 +169,7 @@ export const execCommands: CommandDef[] = [
       if (!r) throw new QgaError("Invalid parameter 'pid'");
       // Give a child that has just exited a moment to have its pipes drained.
       await Promise.race([r.done, new Promise((res) => setTimeout(res, 0))]);
-      if (!r.status || !(await isSettled(r.done))) return { exited: false };
+      if (!r.status || !r.finished) return { exited: false };
       t.running.delete(pid);
       const res: Record<string, unknown> = { exited: true };
       if (r.status.signal) res.signal = signalNumber(r.status.signal);
@@ -180,12 +184,6 @@ export const execCommands: CommandDef[] = [
     },
   },
 ];
-
-async function isSettled(p: Promise<void>): Promise<boolean> {
-  const marker = Symbol();
-  const v = await Promise.race([p.then(() => true), Promise.resolve(marker)]);
-  return v === true;
-}
 
 const SIGNALS: Record<string, number> = {
   SIGHUP: 1,

@@ -251,10 +251,8 @@ async function freeze(agent: GuestAgent, mountpoints?: string[]): Promise<number
     await runHook(agent, "thaw").catch(() => {});
     throw e;
   }
-  if (count === 0) {
-    setFrozen(agent, false);
-    await runHook(agent, "thaw");
-  }
+  // Nothing frozen: back to thawed (qemu-ga runs no thaw hook then).
+  if (count === 0) setFrozen(agent, false);
   return count;
 }
 

@@ -1,0 +1,147 @@
+/**
+ * Filesystem freeze/thaw and trim on a loop-mounted temp ext4 filesystem (never on this
+ * machine's real filesystems): the FIFREEZE/FITHAW/FITRIM bindings directly, and
+ * guest-fsfreeze-freeze-list/status/thaw with an fsfreeze hook on demu's agent beside the real
+ * qemu-ga. Needs root, mkfs.ext4 and loop devices; skipped loudly otherwise.
+ */
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { fsFreeze, fsThaw, fsTrim, statvfs, SysError } from "@demu/sys";
+import { canonical, findQemuGa, RawConn, startAgent } from "../agent/testing.ts";
+
+async function sh(cmd: string, args: string[]): Promise<boolean> {
+  try {
+    const r = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
+    return r.success;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes and mounts a small ext4 image; undefined (with a loud warning) when that cannot be done. */
+async function loopFs(): Promise<
+  { dir: string; mnt: string; cleanup(): Promise<void> } | undefined
+> {
+  if (Deno.uid() !== 0) {
+    console.warn("\n!!! WARNING: not root: loop-mount fsfreeze/fstrim tests SKIPPED !!!\n");
+    return undefined;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "agent-fs-" });
+  const img = `${dir}/fs.img`;
+  const mnt = `${dir}/mnt`;
+  await Deno.mkdir(mnt);
+  const f = await Deno.open(img, { write: true, create: true });
+  await f.truncate(32 * 1024 * 1024);
+  f.close();
+  const ok = await sh("mkfs.ext4", ["-q", "-F", img]) &&
+    await sh("mount", ["-o", "loop", img, mnt]);
+  if (!ok) {
+    await Deno.remove(dir, { recursive: true });
+    console.warn(
+      "\n!!! WARNING: cannot mkfs.ext4/loop-mount here: fsfreeze/fstrim tests SKIPPED !!!\n",
+    );
+    return undefined;
+  }
+  return {
+    dir,
+    mnt,
+    async cleanup() {
+      // Never leave it frozen: a frozen mount cannot be unmounted cleanly.
+      try {
+        fsThaw(mnt);
+      } catch {
+        // was not frozen
+      }
+      await sh("umount", [mnt]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("sys: FIFREEZE/FITHAW/FITRIM and statvfs on a loop-mounted filesystem", async () => {
+  const fs = await loopFs();
+  if (!fs) return;
+  try {
+    const st = statvfs(fs.mnt);
+    ok(st.blocks > 0n && st.bfree <= st.blocks && st.frsize > 0n);
+    fsFreeze(fs.mnt);
+    // A second freeze of a frozen filesystem is EBUSY; a thaw of a thawed one is EINVAL.
+    throws(() => fsFreeze(fs.mnt), (e) => e instanceof SysError && e.errno === 16);
+    fsThaw(fs.mnt);
+    throws(() => fsThaw(fs.mnt), (e) => e instanceof SysError && e.errno === 22);
+    const trim = fsTrim(fs.mnt, 4096n);
+    ok(trim.trimmed > 0n, "free space of a fresh filesystem is trimmed");
+    ok(trim.minimum >= 4096n);
+    throws(() => fsTrim(`${fs.dir}/missing`), (e) => e instanceof SysError && e.call === "open");
+  } finally {
+    await fs.cleanup();
+  }
+});
+
+Deno.test({
+  name: "agent: fsfreeze with a hook on a loop mount, demu beside qemu-ga",
+  ignore: !findQemuGa(),
+  async fn() {
+    const fs = await loopFs();
+    if (!fs) return;
+    try {
+      const replies: Record<string, unknown[]> = {};
+      for (const who of ["qemu-ga", "demu"] as const) {
+        const hookLog: string = `${fs.dir}/${who}-hook.log`;
+        const hook: string = `${fs.dir}/${who}-hook.sh`;
+        await Deno.writeTextFile(hook, `#!/bin/sh\necho "$1" >> ${hookLog}\n`, { mode: 0o755 });
+        const agent = await startAgent(who, { args: [`-F${hook}`] });
+        const c = await RawConn.open(agent.socket);
+        const out: unknown[] = [];
+        const call = async (req: object) => out.push(canonical(await c.call(req)));
+        try {
+          await call({ execute: "guest-fsfreeze-status" });
+          await call({
+            execute: "guest-fsfreeze-freeze-list",
+            arguments: { mountpoints: [fs.mnt, `${fs.dir}/not-a-mountpoint`] },
+          });
+          await call({ execute: "guest-fsfreeze-status" });
+          await call({ execute: "guest-ping" });
+          await call({ execute: "guest-get-time" });
+          await call({ execute: "guest-file-open", arguments: { path: "/etc/hostname" } });
+          await call({
+            execute: "guest-fsfreeze-freeze-list",
+            arguments: { mountpoints: [fs.mnt] },
+          });
+          // While frozen, the kernel itself refuses a second freeze of the mount.
+          throws(() => fsFreeze(fs.mnt), (e) => e instanceof SysError && e.errno === 16);
+          await call({ execute: "guest-fsfreeze-thaw" });
+          await call({ execute: "guest-fsfreeze-status" });
+          await call({ execute: "guest-fsfreeze-thaw" });
+          await call({ execute: "guest-fsfreeze-freeze-list", arguments: { mountpoints: [] } });
+          await call({ execute: "guest-fsfreeze-status" });
+          // The filesystem is writable again.
+          await Deno.writeTextFile(`${fs.mnt}/${who}`, "ok");
+          const fsinfo = await c.call({ execute: "guest-get-fsinfo" }) as {
+            return: { mountpoint: string; "used-bytes": number }[];
+          };
+          const mine = fsinfo.return.find((m) => m.mountpoint === fs.mnt);
+          ok(mine, `${who} lists the loop mount in guest-get-fsinfo`);
+          const { "used-bytes": _u, ...stable } = mine;
+          out.push(canonical(stable));
+        } finally {
+          await c.close();
+          await agent.stop();
+        }
+        strictEqual(
+          await Deno.readTextFile(hookLog),
+          "freeze\nthaw\nthaw\nfreeze\n",
+          `${who} hook`,
+        );
+        replies[who] = out;
+      }
+      deepStrictEqual(replies.demu, replies["qemu-ga"]);
+      deepStrictEqual(replies.demu.slice(0, 3), [
+        { return: "thawed" },
+        { return: 1 },
+        { return: "frozen" },
+      ]);
+    } finally {
+      await fs.cleanup();
+    }
+  },
+});
