@@ -22,6 +22,7 @@ import {
   entryOffset,
   MAX_CLUSTER_BITS,
   MIN_CLUSTER_BITS,
+  maxRefcount,
   parseHeader,
   parseSnapshotTable,
   QCOW2_AUTOCLEAR_BITMAPS,
@@ -45,6 +46,7 @@ import {
   serializeHeader,
   serializeSnapshotTable,
   setBackingFormat,
+  setRefcount,
 } from "./format.ts";
 import { compressCluster, decompressCluster, type Qcow2CompressionType } from "./compress.ts";
 import { validateQcow2Header } from "./check.ts";
@@ -116,9 +118,12 @@ export class Qcow2Format implements BlockDriver {
   #decompHost = -1;
   #decompBuf: Uint8Array | null = null;
   #readOnly: boolean;
-  /** Pending coalesced data write. */
+  /**
+   * Pending coalesced data write: guest data copied into one reusable buffer (callers may reuse
+   * theirs once write() resolves), written with one pwrite when the run ends.
+   */
   #runHost = -1;
-  #runParts: Uint8Array[] = [];
+  #runBuf = new Uint8Array(0);
   #runLen = 0;
 
   private constructor(readonly file: BlockDriver, io: Qcow2Io, h: Qcow2Header, readOnly: boolean) {
@@ -611,37 +616,32 @@ export class Qcow2Format implements BlockDriver {
   }
 
   async #queueData(host: number, data: Uint8Array): Promise<void> {
-    // The caller may reuse its buffer once write() resolves: keep a copy, not a reference.
-    data = data.slice();
-    if (this.#runLen && this.#runHost + this.#runLen === host && this.#runLen < (8 << 20)) {
-      this.#runParts.push(data);
-      this.#runLen += data.length;
-      return;
+    const RUN_MAX = 8 << 20;
+    const extends_ = this.#runLen && this.#runHost + this.#runLen === host;
+    if (!extends_ || this.#runLen + data.length > RUN_MAX) {
+      await this.#flushRun();
+      if (data.length >= RUN_MAX) {
+        await this.#io.write(host, data);
+        return;
+      }
+      this.#runHost = host;
     }
-    await this.#flushRun();
-    this.#runHost = host;
-    this.#runParts.push(data);
-    this.#runLen = data.length;
+    if (this.#runBuf.length < RUN_MAX) this.#runBuf = new Uint8Array(RUN_MAX);
+    this.#runBuf.set(data, this.#runLen);
+    this.#runLen += data.length;
   }
 
   async #flushRun(): Promise<void> {
     if (!this.#runLen) return;
-    const parts = this.#runParts;
-    let data: Uint8Array;
-    if (parts.length === 1) data = parts[0];
-    else {
-      data = new Uint8Array(this.#runLen);
-      let p = 0;
-      for (const x of parts) {
-        data.set(x, p);
-        p += x.length;
-      }
-    }
     const host = this.#runHost;
-    this.#runParts = [];
+    const len = this.#runLen;
+    const buf = this.#runBuf;
+    // A concurrent request arriving while an async file writes gets a buffer of its own.
+    this.#runBuf = new Uint8Array(0);
     this.#runLen = 0;
     this.#runHost = -1;
-    await this.#io.write(host, data);
+    await this.#io.write(host, buf.subarray(0, len));
+    if (!this.#runBuf.length) this.#runBuf = buf;
   }
 
   async write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
@@ -1386,9 +1386,229 @@ export class Qcow2Format implements BlockDriver {
     setBackingFormat(h, name ? fmt : undefined);
     await this.#writeHeader();
   }
-  amend(_opts: Qcow2AmendOptions): Promise<void> {
-    return Promise.reject(new Error("qcow2: amend not yet implemented"));
+  /** Changes image options in place (qemu-img amend): compat, lazy_refcounts, refcount_bits. */
+  async amend(opts: Qcow2AmendOptions): Promise<void> {
+    this.#checkWritable();
+    const creationOnly = (name: string) =>
+      new BlockError(
+        "EINVAL",
+        `Invalid parameter '${name}'\nThis option is only supported for image creation`,
+      );
+    if (opts.clusterSize !== undefined) throw creationOnly("cluster_size");
+    if (opts.compressionType !== undefined) throw creationOnly("compression_type");
+    if (opts.extendedL2 !== undefined) throw creationOnly("extended_l2");
+    const h = this.#h;
+    let version = h.version;
+    if (opts.compat !== undefined) {
+      if (opts.compat === "0.10" || opts.compat === "v2") version = 2;
+      else if (opts.compat === "1.1" || opts.compat === "v3") version = 3;
+      else {
+        throw new BlockError("EINVAL", `Parameter 'version' does not accept value '${opts.compat}'`);
+      }
+    }
+    const hint = "(use compat=1.1 or greater)";
+    const lazy = opts.lazyRefcounts ??
+      ((h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n);
+    if (opts.refcountBits !== undefined) {
+      const o = Math.log2(opts.refcountBits);
+      if (!Number.isInteger(o) || o < 0 || o > 6) {
+        throw new BlockError(
+          "EINVAL",
+          "Refcount width must be a power of two and may not exceed 64 bits",
+        );
+      }
+      if (version < 3 && opts.refcountBits !== 16) {
+        throw new BlockError(
+          "EINVAL",
+          `Refcount widths other than 16 bits require compatibility level 1.1 or above ${hint}`,
+        );
+      }
+    }
+    if (version < 3 && opts.lazyRefcounts) {
+      throw new BlockError(
+        "EINVAL",
+        `Lazy refcounts only supported with compatibility level 1.1 and above ${hint}`,
+      );
+    }
+    if (version < 3 && h.version >= 3) {
+      const bad = h.incompatibleFeatures & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
+      if (bad) {
+        throw new BlockError(
+          "ENOTSUP",
+          `Cannot downgrade an image with incompatible features 0x${bad.toString(16)} set`,
+        );
+      }
+      const order = opts.refcountBits !== undefined ? Math.log2(opts.refcountBits) : h.refcountOrder;
+      if (order !== 4) {
+        throw new BlockError("ENOTSUP", "compat=0.10 requires refcount_bits=16");
+      }
+    }
+    await this.flush();
+    if (opts.size !== undefined && opts.size !== h.size) {
+      await this.truncate(opts.size, { shrink: true });
+    }
+    if (opts.backingFile !== undefined || opts.backingFormat !== undefined) {
+      await this.changeBackingFile(opts.backingFile ?? h.backingFile, opts.backingFormat);
+    }
+    if (opts.refcountBits !== undefined && Math.log2(opts.refcountBits) !== h.refcountOrder) {
+      await this.#changeRefcountOrder(Math.log2(opts.refcountBits));
+    }
+    if (version < 3 && h.version >= 3) {
+      await this.#downgrade();
+    } else if (version >= 3 && h.version < 3) {
+      h.version = 3;
+      h.headerLength = 112;
+      if (this.#cs > 4096 && !h.extensions.some((e) => e.type === QCOW2_EXT_MAGIC_FEATURE_TABLE)) {
+        h.extensions.push({
+          type: QCOW2_EXT_MAGIC_FEATURE_TABLE,
+          data: encodeFeatureTable(QCOW2_FEATURE_NAMES),
+        });
+      }
+      await this.#writeHeader();
+    }
+    if (h.version >= 3 && lazy !== ((h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n)) {
+      await this.flush();
+      if (lazy) h.compatibleFeatures |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+      else {
+        h.compatibleFeatures &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+        h.incompatibleFeatures &= ~QCOW2_INCOMPAT_DIRTY;
+        this.#dirtyOnDisk = false;
+      }
+      await this.#writeHeader();
+    }
   }
+
+  /** compat=0.10: zero clusters become real zeros, then the header becomes version 2. */
+  async #downgrade(): Promise<void> {
+    const h = this.#h;
+    const cs = this.#cs;
+    // Snapshot tables must not hold zero clusters: v2 cannot express them.
+    for (const sn of this.#snapshots) {
+      const l1 = new Uint8Array(sn.l1Size * 8);
+      if (sn.l1Size) await this.#io.read(sn.l1TableOffset, l1);
+      const dv = new DataView(l1.buffer);
+      for (let i = 0; i < sn.l1Size; i++) {
+        const off = entryOffset(dv.getUint32(i * 8), dv.getUint32(i * 8 + 4));
+        if (!off) continue;
+        const t = await this.#l2At(off);
+        for (let e = 0; e < cs; e += 8) {
+          if (!(t.dv.getUint32(e) & COMPRESSED_HI) && (t.dv.getUint32(e + 4) & ZERO_LO)) {
+            throw new BlockError(
+              "ENOTSUP",
+              "Cannot downgrade an image with zero clusters in internal snapshots",
+            );
+          }
+        }
+      }
+    }
+    const zero = new Uint8Array(cs);
+    for (let gc = 0; gc * cs < h.size; gc++) {
+      const t = await this.#l2For(gc);
+      if (!t) {
+        gc = (Math.floor(gc / this.#l2Entries) + 1) * this.#l2Entries - 1;
+        continue;
+      }
+      const e = (gc % this.#l2Entries) * 8;
+      const hi = t.dv.getUint32(e);
+      const lo = t.dv.getUint32(e + 4);
+      if (hi & COMPRESSED_HI) {
+        if (this.#compression !== "zlib") {
+          throw new BlockError(
+            "ENOTSUP",
+            "Cannot downgrade an image with zstd-compressed clusters",
+          );
+        }
+        continue;
+      }
+      if (!(lo & ZERO_LO)) continue;
+      if (!entryOffset(hi, lo) && !this.backing && !h.backingFile) {
+        const w = await this.#l2ForWrite(gc);
+        w.dv.setUint32(e + 4, 0);
+        w.dirty = true;
+      } else {
+        await this.write(gc * cs, zero.subarray(0, Math.min(cs, h.size - gc * cs)));
+      }
+    }
+    await this.flush();
+    h.version = 2;
+    h.headerLength = QCOW2_V2_HEADER_LENGTH;
+    h.incompatibleFeatures = 0n;
+    h.compatibleFeatures = 0n;
+    h.autoclearFeatures = 0n;
+    h.compressionType = 0;
+    this.#compression = "zlib";
+    h.extensions = h.extensions.filter((x) => x.type !== QCOW2_EXT_MAGIC_FEATURE_TABLE);
+    this.#dirtyOnDisk = false;
+    await this.#writeHeader();
+  }
+
+  /**
+   * Rewrites the refcount structure with another entry width: new blocks and table go after
+   * everything in use, the header switches to them in one write, and the old structure's
+   * clusters are free in the new one.
+   */
+  async #changeRefcountOrder(order: number): Promise<void> {
+    const cs = this.#cs;
+    await this.flush();
+    const refs = this.#refs;
+    const last = await refs.lastUsedCluster();
+    const max = maxRefcount(order);
+    const old = new Set<number>();
+    for (let c = 0; c < refs.tableClusters; c++) old.add(refs.tableOffset / cs + c);
+    for (const b of refs.table) if (b) old.add(b / cs);
+    const perBlock = (cs * 8) >> order;
+    let blocks = 0;
+    let tableClusters = 0;
+    for (;;) {
+      const end = last + blocks + tableClusters;
+      const nb = Math.ceil(end / perBlock);
+      const nt = Math.max(1, Math.ceil(nb * 8 / cs));
+      if (nb === blocks && nt === tableClusters) break;
+      blocks = nb;
+      tableClusters = nt;
+    }
+    const blockBufs: Uint8Array[] = [];
+    for (let b = 0; b < blocks; b++) blockBufs.push(new Uint8Array(cs));
+    const total = last + blocks + tableClusters;
+    for (let c = 0; c < total; c++) {
+      const v = c >= last ? 1 : old.has(c) ? 0 : await refs.get(c);
+      if (!v) continue;
+      if (v > max) {
+        throw new BlockError(
+          "EINVAL",
+          `Cannot decrease refcount entry width to ${1 << order} bits: cluster at offset ` +
+            `0x${(c * cs).toString(16)} has a refcount of ${v}`,
+        );
+      }
+      setRefcount(blockBufs[Math.floor(c / perBlock)], c % perBlock, order, v);
+    }
+    const table = new Uint8Array(tableClusters * cs);
+    const tdv = new DataView(table.buffer);
+    for (let b = 0; b < blocks; b++) {
+      const off = (last + b) * cs;
+      tdv.setUint32(b * 8, Math.floor(off / TWO32));
+      tdv.setUint32(b * 8 + 4, off >>> 0);
+      await this.#io.write(off, blockBufs[b]);
+    }
+    const tableOff = (last + blocks) * cs;
+    await this.#io.write(tableOff, table);
+    await this.#io.sync();
+    const h = this.#h;
+    h.refcountOrder = order;
+    h.refcountTableOffset = tableOff;
+    h.refcountTableClusters = tableClusters;
+    await this.#writeHeader();
+    this.#refs = await Qcow2Refcounts.load(
+      this.#io,
+      this.#cb,
+      order,
+      tableOff,
+      tableClusters,
+      (off, clusters) => this.#onRefTableMoved(off, clusters),
+    );
+    for (const c of [...old].sort((a, b) => a - b)) await this.#io.discard(c * cs, cs);
+  }
+
   /** Changes the virtual size: grows (with optional preallocation) or, with shrink, shrinks. */
   async truncate(length: number, opts: TruncateOptions = {}): Promise<void> {
     this.#checkWritable();
