@@ -107,9 +107,6 @@ export function resolveCreateOptions(opts: Qcow2CreateOptions): Qcow2ResolvedOpt
   if (opts.size < 0 || !Number.isSafeInteger(opts.size)) {
     throw einval("Invalid image size specified");
   }
-  if (opts.size % 512) {
-    throw einval("Image size must be a multiple of 512 bytes");
-  }
   const l2Entries = 2 ** clusterBits / (extL2 ? 16 : 8);
   if (Math.ceil(opts.size / (2 ** clusterBits * l2Entries)) * 8 > 1 << 25) {
     throw einval(
@@ -117,7 +114,8 @@ export function resolveCreateOptions(opts: Qcow2CreateOptions): Qcow2ResolvedOpt
     );
   }
   return {
-    size: opts.size,
+    // QEMU rounds the size up to whole sectors.
+    size: Math.ceil(opts.size / 512) * 512,
     clusterBits,
     version,
     refcountOrder: order,

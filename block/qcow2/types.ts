@@ -77,5 +77,8 @@ export interface Qcow2AmendOptions {
 export interface Qcow2Measure {
   required: number;
   fullyAllocated: number;
+  /** Bytes persistent bitmaps would need (demu copies none: 0). */
   bitmaps: number;
+  /** Whether QEMU would print the bitmaps line (v3 target and a qcow2 source). */
+  hasBitmaps: boolean;
 }
