@@ -31,6 +31,8 @@ export interface ConvertRequest {
   quiet?: boolean;
   targetIsZero?: boolean;
   forceShare?: boolean;
+  /** -t: the target's cache mode (default unsafe: no flushes to the host file). */
+  cache?: string;
 }
 
 const IO_BUF_SIZE = 2 << 20;
@@ -294,6 +296,7 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
       format: req.outFormat,
       readOnly: false,
       noBacking: !targetHasBacking,
+      cacheUnsafe: req.cache === undefined || req.cache === "unsafe",
     });
     if (compress && !asQcow2(target)) {
       throw new QemuImgError("Compression not supported for this file format");
@@ -412,6 +415,7 @@ export async function cmdConvert(io: Io, args: string[]): Promise<number> {
       case "t":
       case "T":
         if (!CACHE_MODES.includes(v)) throw new QemuImgError(`Invalid cache option: ${v}`);
+        if (k === "t") req.cache = v;
         break;
       case "q":
         req.quiet = true;

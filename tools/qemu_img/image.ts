@@ -1,5 +1,14 @@
 /** Opening images for qemu-img: QEMU's error wording, the raw-probe warning, the backing chain. */
-import { type BlockDriver, BlockError, openImage, Qcow2Format } from "@demu/block";
+import {
+  type BlockDriver,
+  BlockError,
+  checkFormatName,
+  FileProtocol,
+  openImage,
+  probeFormat,
+  Qcow2Format,
+  RawFormat,
+} from "@demu/block";
 import { type Io, QemuImgError } from "./cli.ts";
 
 /** How qemu-img opens one image. */
@@ -10,6 +19,11 @@ export interface ImgOpenOptions {
   forceShare?: boolean;
   /** Suppress the raw-probe warning (-q). */
   quiet?: boolean;
+  /**
+   * cache=unsafe (qemu-img convert's default for its target): flushes are not passed to the
+   * host file, so the data reaches the disk when the kernel writes it back.
+   */
+  cacheUnsafe?: boolean;
 }
 
 /** The text of an error thrown by the block layer. */
@@ -26,6 +40,9 @@ export async function openImg(
   opts: ImgOpenOptions = {},
 ): Promise<BlockDriver> {
   const readOnly = opts.readOnly ?? true;
+  if (opts.cacheUnsafe && !/^[a-z0-9+.-]+:\/\//i.test(filename)) {
+    return await openUnsafe(filename, opts, readOnly);
+  }
   try {
     return await openImage(filename, {
       format: opts.format,
@@ -38,6 +55,32 @@ export async function openImg(
       },
     });
   } catch (e) {
+    throw new QemuImgError(`Could not open '${filename}': ${errorText(e)}`);
+  }
+}
+
+async function openUnsafe(
+  filename: string,
+  opts: ImgOpenOptions,
+  readOnly: boolean,
+): Promise<BlockDriver> {
+  let file: FileProtocol | undefined;
+  try {
+    if (opts.format) checkFormatName(opts.format);
+    file = FileProtocol.open(filename, { readOnly });
+    file.flush = () => Promise.resolve();
+    let format = opts.format;
+    if (!format) {
+      const head = new Uint8Array(Math.min(512, await file.length()));
+      if (head.length) await file.read(0, head);
+      format = probeFormat(head);
+    }
+    if (format === "qcow2") {
+      return await Qcow2Format.open(file, { readOnly, noBacking: opts.noBacking });
+    }
+    return new RawFormat(file);
+  } catch (e) {
+    await file?.close();
     throw new QemuImgError(`Could not open '${filename}': ${errorText(e)}`);
   }
 }

@@ -1,0 +1,129 @@
+/**
+ * demu's qemu-img beside QEMU's, same machine, same run: convert of a 1 GiB raw image (half
+ * random data, half zeros) to qcow2, compressed to qcow2, back to raw; check; and 100000 4 KiB
+ * reads and writes with qemu-img bench. Both programs run as processes, so startup counts for
+ * both. Prints each time and the ratio demu/QEMU beside the issue's target.
+ */
+const REPO = new URL("../../", import.meta.url).pathname;
+const DEMU = ["run", "-A", `${REPO}tools/qemu-img.ts`];
+const SIZE = 1 << 30;
+
+async function have(cmd: string): Promise<boolean> {
+  try {
+    const r = await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
+      .output();
+    return r.success;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs a command, returns seconds taken; throws with its stderr when it fails. */
+async function timed(cmd: string, args: string[], okCodes = [0]): Promise<number> {
+  const t0 = performance.now();
+  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const t = (performance.now() - t0) / 1000;
+  if (!okCodes.includes(r.code)) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} failed (${r.code}): ${new TextDecoder().decode(r.stderr)}`,
+    );
+  }
+  return t;
+}
+
+/** The source image: 512 MiB of random data, then 512 MiB of written zeros. */
+async function makeSource(path: string): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(1 << 20);
+  for (let off = 0; off < SIZE / 2; off += chunk.length) {
+    for (let i = 0; i < chunk.length; i += 65536) {
+      crypto.getRandomValues(chunk.subarray(i, i + 65536));
+    }
+    await f.write(chunk);
+  }
+  chunk.fill(0);
+  for (let off = SIZE / 2; off < SIZE; off += chunk.length) await f.write(chunk);
+  f.close();
+}
+
+interface Case {
+  name: string;
+  target: number;
+  /** Arguments for qemu-img (both programs take the same), given the program's output prefix. */
+  args: (who: "real" | "demu") => string[];
+  okCodes?: number[];
+  /** Runs before each side (e.g. a fresh image to write into). */
+  prepare?: (who: "real" | "demu") => Promise<void>;
+}
+
+/** Runs the comparison and prints the table. */
+export async function bench(_filters: string[] = []): Promise<void> {
+  if (!(await have("qemu-img"))) {
+    console.error("WARNING: qemu-img (Debian qemu-utils) is not installed: qemu-img bench skipped");
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "demu-bench-qemu-img" });
+  try {
+    const src = `${dir}/src.raw`;
+    await makeSource(src);
+    const p = (who: string, name: string) => `${dir}/${who}-${name}`;
+    const cases: Case[] = [
+      {
+        name: "convert -O qcow2 (1 GiB raw)",
+        target: 1.25,
+        args: (w) => ["convert", "-f", "raw", "-O", "qcow2", src, p(w, "plain.qcow2")],
+      },
+      {
+        name: "convert -c -O qcow2",
+        target: 1.0,
+        args: (w) => ["convert", "-c", "-f", "raw", "-O", "qcow2", src, p(w, "comp.qcow2")],
+      },
+      {
+        name: "convert -O raw (qcow2 back to raw)",
+        target: 1.5,
+        args: (w) => ["convert", "-f", "qcow2", "-O", "raw", p(w, "plain.qcow2"), p(w, "back.raw")],
+      },
+      {
+        name: "check (1 GiB qcow2)",
+        target: 1.5,
+        args: (w) => ["check", p(w, "plain.qcow2")],
+      },
+      {
+        name: "bench -c 100000 -s 4k (reads)",
+        target: 1.5,
+        args: (w) => ["bench", "-c", "100000", "-s", "4k", "-f", "qcow2", p(w, "plain.qcow2")],
+      },
+      {
+        name: "bench -w -c 100000 -s 4k (writes)",
+        target: 1.5,
+        prepare: async (w) => {
+          await timed("qemu-img", ["create", "-q", "-f", "qcow2", p(w, "w.qcow2"), "1G"]);
+        },
+        args: (w) => ["bench", "-w", "-c", "100000", "-s", "4k", "-f", "qcow2", p(w, "w.qcow2")],
+      },
+    ];
+    const rows: string[][] = [["case", "qemu-img s", "demu s", "ratio", "target", ""]];
+    for (const c of cases) {
+      await c.prepare?.("real");
+      const real = await timed("qemu-img", c.args("real"), c.okCodes);
+      await c.prepare?.("demu");
+      const demu = await timed(Deno.execPath(), [...DEMU, ...c.args("demu")], c.okCodes);
+      const ratio = demu / real;
+      rows.push([
+        c.name,
+        real.toFixed(2),
+        demu.toFixed(2),
+        ratio.toFixed(2) + "x",
+        `<= ${c.target}x`,
+        ratio <= c.target ? "ok" : "SLOWER THAN TARGET",
+      ]);
+      console.log(rows.at(-1)!.join("  "));
+    }
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    console.log("\n" + rows.map((r) => r.map((x, i) => x.padEnd(widths[i])).join("  ")).join("\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) await bench(Deno.args);
