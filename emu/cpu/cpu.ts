@@ -65,8 +65,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   readonly r16: Uint16Array;
   readonly r8: Uint8Array;
   eip = 0;
-  /** EIP of the instruction now executing (restored on a fault). */
-  curEip = 0;
+  /** EIP at the start of the running block. */
+  blockEip = 0;
 
   segSel = new Uint16Array(8);
   segBase = new Int32Array(8);
@@ -128,8 +128,10 @@ export class Cpu extends LazyFlags implements CpuControl {
   private pageKinds: Uint8Array;
 
   // ---- threaded code cache
-  private blocks = new Map<number, Block>();
-  private pageBlocks: (Block[] | undefined)[] = [];
+  /** Per physical page: its decoded blocks by (offset << 1 | code32). */
+  private pageBlocks: (Map<number, Block> | undefined)[] = [];
+  /** Bumped whenever linear->physical or CS changes: block links made before are stale. */
+  epoch = 0;
   private codePage: Uint8Array;
   curBlock: Block | null = null;
 
@@ -204,9 +206,9 @@ export class Cpu extends LazyFlags implements CpuControl {
       this.ramPages = pages;
       this.codePage = new Uint8Array(pages);
       this.pageKinds = new Uint8Array(pages);
-      this.flushCode();
     }
     for (let p = 0; p < pages; p++) this.pageKinds[p] = this.bus.pageKind(p);
+    this.flushCode(); // ROM/shadow contents may differ now
     this.flushTlb();
   }
 
@@ -244,47 +246,102 @@ export class Cpu extends LazyFlags implements CpuControl {
         this.instructions = start + done;
         return RunExit.Halted;
       }
-      done += this.runBlock();
+      done += this.runBlock(budget - done);
     }
     this.instructions = start + done;
     return this.shutdownRequested ? RunExit.Shutdown : RunExit.Budget;
   }
 
-  /** Runs one block (or one instruction when single-stepping); returns instructions retired. */
-  private runBlock(): number {
+  /**
+   * Runs blocks back to back, following each block's cached successor, until about `limit`
+   * instructions ran or a handler asked for a return to the event loop (blockExit: interrupts
+   * may be pending, the mode changed, code was overwritten). Returns instructions retired.
+   */
+  private runBlock(limit: number): number {
+    let n = 0;
     let k = 0;
     try {
-      const block = this.lookupBlock();
-      this.curBlock = block;
-      this.blockExit = false;
-      const ins = block.ins;
-      const n = ins.length;
-      const mask = this.code32 ? -1 : 0xffff;
-      if ((this.eflags & TF) !== 0) return this.stepTrap(block);
-      while (k < n) {
-        const i = ins[k];
-        this.curEip = this.eip;
-        this.eip = (this.eip + i.len) & mask;
-        i.fn(this, i);
-        k++;
-        if (this.blockExit) break;
+      let block = this.lookupBlock();
+      for (;;) {
+        this.curBlock = block;
+        this.blockExit = false;
+        if ((this.eflags & TF) !== 0) return n + this.stepTrap(block);
+        const ins = block.ins;
+        const last = ins.length - 1;
+        const mask = this.code32 ? -1 : 0xffff;
+        // EIP is not kept current inside a block: only the last instruction (every control
+        // transfer ends a block) sees it. A fault recomputes it from the instruction's offset.
+        const base = this.eip;
+        this.blockEip = base;
+        k = 0;
+        for (;;) {
+          const i = ins[k];
+          if (k === last) {
+            this.eip = (base + i.end) & mask;
+            i.fn(this, i);
+            k++;
+            break;
+          }
+          i.fn(this, i);
+          k++;
+          if (this.blockExit) {
+            this.eip = (base + i.end) & mask;
+            break;
+          }
+        }
+        n += k;
+        k = 0;
+        if (this.code32) this.eip >>>= 0;
+        if (this.blockExit || n >= limit) break;
+        // follow the cached successor when it was linked under the same translation epoch
+        const eip = this.eip;
+        let next: Block | null = null;
+        if (block.linkEpoch === this.epoch) {
+          if (block.nextEip0 === eip) next = block.next0;
+          else if (block.nextEip1 === eip) next = block.next1;
+        } else {
+          block.linkEpoch = this.epoch;
+          block.nextEip0 = block.nextEip1 = -1;
+          block.next0 = block.next1 = null;
+        }
+        if (next === null || !next.valid) {
+          next = this.lookupBlock();
+          if (next.cacheable) {
+            if (block.nextEip0 === -1 || block.nextEip0 === eip) {
+              block.nextEip0 = eip;
+              block.next0 = next;
+            } else {
+              block.nextEip1 = eip;
+              block.next1 = next;
+            }
+          }
+        }
+        block = next;
       }
-      if (this.code32) this.eip >>>= 0;
       this.curBlock = null;
-      return k;
+      return n;
     } catch (e) {
-      this.curBlock = null;
       if (e !== FAULT) throw e;
-      this.eip = this.curEip;
+      this.eip = this.faultEip(k);
+      this.curBlock = null;
       this.guardedInterrupt(this.excVec, false, this.excCode, 1);
-      return k + 1;
+      return n + k + 1;
     }
+  }
+
+  /** EIP of instruction k of the running block (or the current EIP between blocks). */
+  private faultEip(k: number): number {
+    const b = this.curBlock;
+    if (b === null || k >= b.ins.length) return this.eip;
+    const i = b.ins[k];
+    const e = this.blockEip + i.end - i.len;
+    return this.code32 ? e >>> 0 : e & 0xffff;
   }
 
   /** TF set: run one instruction, then #DB (after it, as a trap). */
   private stepTrap(block: Block): number {
     const i = block.ins[0];
-    this.curEip = this.eip;
+    this.blockEip = this.eip;
     this.eip = (this.eip + i.len) & (this.code32 ? -1 : 0xffff);
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
@@ -360,30 +417,33 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   private lookupBlock(): Block {
     const lin = (this.segBase[CS] + this.eip) | 0;
-    const phys = this.translate(lin, 2);
-    const key = phys * 2 + this.code32;
-    let b = this.blocks.get(key);
-    if (b === undefined) {
-      b = decodeBlock(this, lin, phys);
-      b.key = key;
-      if (b.cacheable) this.registerBlock(b);
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    const phys = e !== 0 ? (e - 1) * 4096 + (lin & 0xfff) : this.translate(lin, 2);
+    const p = Math.floor(phys / 4096);
+    const key = ((phys & 0xfff) << 1) | this.code32;
+    const map = this.pageBlocks[p];
+    if (map !== undefined) {
+      const b = map.get(key);
+      if (b !== undefined) return b;
     }
+    const b = decodeBlock(this, lin, phys);
+    b.key = key;
+    if (b.cacheable) this.registerBlock(b);
     return b;
   }
 
   private registerBlock(b: Block): void {
     const p = Math.floor(b.phys / 4096);
-    if (p >= this.ramPages) return; // code in MMIO/ROM-less space is not cached
-    const lastP = Math.floor((b.phys + this.blockBytes(b) - 1) / 4096);
-    this.blocks.set(b.key, b);
-    for (let q = p; q <= lastP && q < this.ramPages; q++) {
-      let list = this.pageBlocks[q];
-      if (list === undefined) list = this.pageBlocks[q] = [];
-      list.push(b);
-      if (this.codePage[q] === 0) {
-        this.codePage[q] = 1;
-        this.dropWriteTlbFor(q);
-      }
+    if (p >= this.ramPages) {
+      b.cacheable = false; // code outside RAM (device memory) is decoded every time
+      return;
+    }
+    let map = this.pageBlocks[p];
+    if (map === undefined) map = this.pageBlocks[p] = new Map();
+    map.set(b.key, b);
+    if (this.codePage[p] === 0) {
+      this.codePage[p] = 1;
+      this.dropWriteTlbFor(p);
     }
   }
 
@@ -395,29 +455,32 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** Drops the decoded blocks of physical page p (a write hit it). */
   invalidateCodePage(p: number): void {
-    const list = this.pageBlocks[p];
+    const map = this.pageBlocks[p];
     this.codePage[p] = 0;
-    if (list === undefined) return;
+    if (map === undefined) return;
     this.pageBlocks[p] = undefined;
-    for (const b of list) {
+    for (const b of map.values()) {
       b.valid = false;
-      if (this.blocks.get(b.key) === b) this.blocks.delete(b.key);
       if (b === this.curBlock) this.blockExit = true;
     }
   }
 
   /** Drops every decoded block. */
   flushCode(): void {
-    this.blocks.clear();
+    for (const map of this.pageBlocks) {
+      if (map !== undefined) { for (const b of map.values()) b.valid = false; }
+    }
     this.pageBlocks = [];
     this.codePage.fill(0);
     this.blockExit = true;
+    this.epoch++;
   }
 
   // ------------------------------------------------------------------ TLB and paging
 
   /** Drops every cached translation (CR3 write, paging mode change, A20, memory map). */
   flushTlb(): void {
+    this.epoch++;
     if (this.tlbLogN >= TLB_LOG) {
       this.tlbR.fill(0);
       this.tlbW.fill(0);
@@ -433,6 +496,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** INVLPG: drops one linear page in both privilege halves. */
   invlpg(lin: number): void {
+    this.epoch++;
     const x = lin >>> 12;
     this.tlbR[x] = this.tlbW[x] = 0;
     this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = 0;
@@ -725,6 +789,34 @@ export class Cpu extends LazyFlags implements CpuControl {
     return sz === 0 ? this.rd8(lin) : sz === 1 ? this.rd16(lin) : this.rd32(lin);
   }
 
+  rdw8(lin: number): number {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0) return this.ram[(e - 1) * 4096 + (lin & 0xfff)];
+    this.probeWrite(lin, 1);
+    return this.rd8(lin);
+  }
+
+  rdw16(lin: number): number {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) !== 0xfff) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      return this.ram[a] | (this.ram[a + 1] << 8);
+    }
+    this.probeWrite(lin, 2);
+    return this.rd16(lin);
+  }
+
+  rdw32(lin: number): number {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    if (e !== 0 && (lin & 0xfff) <= 0xffc) {
+      const a = (e - 1) * 4096 + (lin & 0xfff);
+      const r = this.ram;
+      return r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
+    }
+    this.probeWrite(lin, 4);
+    return this.rd32(lin);
+  }
+
   /** Reads by operand size code. */
   rd(sz: number, lin: number): number {
     return sz === 0 ? this.rd8(lin) : sz === 1 ? this.rd16(lin) : this.rd32(lin);
@@ -882,6 +974,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       ? -1
       : 0xffff;
     this.blockExit = true;
+    this.epoch++;
   }
 
   /** Directional step for string instructions. */

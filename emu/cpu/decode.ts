@@ -8,6 +8,7 @@
 import { type Cpu, CpuFault } from "./cpu.ts";
 import { DS, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
 import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
+import { specialize } from "./fast.ts";
 import { OPCODES, type OpEntry, UD_ENTRY } from "./ops.ts";
 
 /** The most instructions one block holds. */
@@ -189,8 +190,12 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   i.len = (fetchPtr - lin) | 0;
   if (i.len > 15) {
     i.fn = UD_ENTRY.fn as Handler; // over-long: #GP(0) would be exact; treated as invalid
+  } else if (e !== UD_ENTRY) {
+    const s = specialize(i);
+    if (s !== null) i.fn = s;
   }
-  lastEnds = e.end;
+  // REP string instructions may restart themselves, which needs EIP: they end blocks too
+  lastEnds = e.end || (rep !== 0 && ((opc >= 0xa4 && opc <= 0xaf) || (opc >= 0x6c && opc <= 0x6f)));
   return i;
 }
 
@@ -210,6 +215,7 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
     const crosses = ((p & 0xfff) + i.len) > 0x1000;
     if (crosses && b.ins.length > 0) break; // decode it again as its own (uncached) block
     b.ins.push(i);
+    i.end = (p - lin + i.len) | 0;
     p = (p + i.len) | 0;
     if (crosses) {
       b.cacheable = false;

@@ -21,6 +21,8 @@ export class Instr {
   fn: Handler;
   /** Length in bytes (prefixes included). */
   len = 0;
+  /** Offset of the instruction's end from the start of its block. */
+  end = 0;
   /** The first opcode byte (0x100 + second byte for 0F xx). */
   opcode = 0;
   /** Handler-specific sub-operation (ALU kind, condition code, group index). */
@@ -75,6 +77,12 @@ export class Block {
   key = 0;
   /** Cleared when a write to its page drops it. */
   valid = true;
+  /** Cached successors: the EIP they start at (-1: none) and the block, valid in linkEpoch. */
+  nextEip0 = -1;
+  next0: Block | null = null;
+  nextEip1 = -1;
+  next1: Block | null = null;
+  linkEpoch = -1;
   /** False for a lone instruction that crosses a page boundary (decoded again each time). */
   cacheable = true;
 }

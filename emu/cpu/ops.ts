@@ -826,7 +826,7 @@ function stringOp(cpu: Cpu, i: Instr, body: (cpu: Cpu, i: Instr, d: number) => b
     setCount(cpu, i, c);
     if (stop) return;
     if (++n >= REP_CHUNK && c !== 0) {
-      cpu.eip = cpu.curEip; // resume the same instruction
+      cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
       cpu.blockExit = true;
       return;
     }

@@ -110,6 +110,7 @@ function setCs(cpu: Cpu, sel: number, lo: number, hi: number, cpl: number): void
 function setCsReal(cpu: Cpu, sel: number): void {
   loadReal(cpu, CS, sel);
   cpu.blockExit = true;
+  cpu.epoch++;
 }
 
 /** Stack pointer used for pushes with an explicit SS base/mask (after a stack switch). */
