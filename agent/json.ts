@@ -232,7 +232,10 @@ export class JsonStreamer {
 
   #error(b: number): void {
     this.#token.push(b);
-    const text = decoder.decode(this.#token.bytes());
+    // The text is a C string in QEMU: it ends at a NUL byte.
+    const bytes = this.#token.bytes();
+    const nul = bytes.indexOf(0);
+    const text = decoder.decode(nul < 0 ? bytes : bytes.subarray(0, nul));
     this.#token.clear();
     this.#state = St.Recovery;
     this.#emitError(`JSON parse error, stray '${text}'`);

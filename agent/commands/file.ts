@@ -88,8 +88,9 @@ export const fileCommands: CommandDef[] = [
       try {
         handle = t.persistent.nextHandle();
       } catch (e) {
+        agent.log("critical", (e as Error).message);
         file.close();
-        throw new QgaError((e as Error).message);
+        throw new QgaError("failed to commit persistent state to disk");
       }
       t.files.set(handle, { file, eof: false });
       return handle;
