@@ -80,6 +80,10 @@ const BME_RESERVED_FLAGS = 0xfffffffc;
 const BME_FLAG_IN_USE = 1;
 const BT_DIRTY_TRACKING_BITMAP = 1;
 const BME_DIR_ENTRY_SIZE = 24;
+/** Memory the checker may spend on refcount blocks it has read (all of them, for most images). */
+const REFBLOCK_CACHE_BYTES = 256 << 20;
+/** Memory it may spend keeping active L2 tables between the reference walk and the COPIED pass. */
+const L2_KEEP_BYTES = 128 << 20;
 /** Size of the fixed part of a snapshot table entry. */
 const SNAPSHOT_HEADER_SIZE = 40;
 
@@ -172,6 +176,9 @@ function entryOffset(b: Uint8Array, off: number): number {
 
 /** Reads through the protocol layer; bytes past the end of the file read as zeros, as in QEMU. */
 class ImageFile {
+  /** Told about every write, so that copies of what was overwritten can be dropped. */
+  onWrite?: (offset: number, length: number) => void;
+
   constructor(readonly file: BlockDriver, public length: number) {}
 
   async read(offset: number, size: number): Promise<Uint8Array> {
@@ -184,6 +191,7 @@ class ImageFile {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
+    this.onWrite?.(offset, data.length);
     await this.file.write(offset, data);
     if (offset + data.length > this.length) this.length = offset + data.length;
   }
@@ -476,6 +484,10 @@ class Qcow2Checker {
   snapshotsSize = 0;
   /** The refcount table as loaded (entries as bigints: offsets may use all 55 bits). */
   reftable: bigint[] = [];
+  /** The refcount table's block offsets (REFT_OFFSET_MASK applied) as numbers, for fast lookups. */
+  #rbOffsets: number[] = [];
+  /** Active L2 tables read by the reference walk, by cluster, reused by the COPIED pass. */
+  #keptL2 = new Map<number, Uint8Array>();
   l1: Uint8Array = new Uint8Array(0);
   #refblocks = new Map<number, Uint8Array>();
   #signaledCorruption = false;
@@ -492,6 +504,11 @@ class Qcow2Checker {
     readonly log?: (line: string) => void,
   ) {
     this.walkFixes = fixErrors;
+    img.onWrite = (offset, length) => {
+      if (!this.#keptL2.size) return;
+      const cs = this.g.clusterSize;
+      for (let c = Math.floor(offset / cs); c * cs < offset + length; c++) this.#keptL2.delete(c);
+    };
   }
 
   say(line: string): void {
@@ -513,16 +530,33 @@ class Qcow2Checker {
     const bytes = await this.img.read(this.g.refcountTableOffset, this.g.refcountTableSize * 8);
     this.reftable = [];
     for (let i = 0; i < this.g.refcountTableSize; i++) this.reftable.push(be64n(bytes, i * 8));
+    this.#indexReftable();
     this.#refblocks.clear();
   }
 
   // ---- on-disk refcounts ----
 
+  #indexReftable(): void {
+    this.#rbOffsets = this.reftable.map((e) => Number(e & 0xfffffffffffffe00n));
+  }
+
+  /** The on-disk refcount when its refblock is already in memory (the fast path), else undefined. */
+  cachedRefcount(cluster: number): number | undefined {
+    const bits = this.g.refcountBlockBits;
+    const idx = Math.floor(cluster / 2 ** bits);
+    if (idx >= this.#rbOffsets.length) return 0;
+    const off = this.#rbOffsets[idx];
+    if (!off) return 0;
+    const block = this.#refblocks.get(off);
+    if (!block) return undefined;
+    return getDiskRefcount(block, cluster - idx * 2 ** bits, this.g.refcountOrder);
+  }
+
   /** qcow2_get_refcount: the refcount on disk, or a CheckAbort("EIO") for a broken refblock. */
   async getRefcount(cluster: number): Promise<number> {
     const idx = Math.floor(cluster / 2 ** this.g.refcountBlockBits);
-    if (idx >= this.reftable.length) return 0;
-    const off = Number(this.reftable[idx] & 0xfffffffffffffe00n);
+    if (idx >= this.#rbOffsets.length) return 0;
+    const off = this.#rbOffsets[idx];
     if (!off) return 0;
     if (off % this.g.clusterSize) {
       await this.signalCorruption(
@@ -537,7 +571,7 @@ class Qcow2Checker {
   async refblock(off: number): Promise<Uint8Array> {
     let b = this.#refblocks.get(off);
     if (!b) {
-      if (this.#refblocks.size > 64) {
+      if (this.#refblocks.size * this.g.clusterSize >= REFBLOCK_CACHE_BYTES) {
         await this.flushRefblocks();
         this.#refblocks.clear();
       }
@@ -660,7 +694,10 @@ class Qcow2Checker {
   incRefcounts(imrt: Imrt, offset: number | bigint, size: number): void {
     if (size <= 0) return;
     const cs = this.g.clusterSize;
-    if (BigInt(offset) + BigInt(size) - BigInt(this.img.length) >= BigInt(cs)) {
+    const beyond = typeof offset === "number" && offset < 2 ** 52
+      ? offset + size - this.img.length >= cs
+      : BigInt(offset) + BigInt(size) - BigInt(this.img.length) >= BigInt(cs);
+    if (beyond) {
       this.say(
         `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${
           hex(offset)
@@ -722,6 +759,9 @@ class Qcow2Checker {
     const g = this.g;
     const cs = g.clusterSize;
     const l2 = await this.img.read(l2Offset, cs);
+    if (active && l2Offset % cs === 0 && (this.#keptL2.size + 1) * cs <= L2_KEEP_BYTES) {
+      this.#keptL2.set(l2Offset / cs, l2);
+    }
     let nextContiguous = 0;
     for (let i = 0; i < g.l2Size; i++) {
       const p = i * g.l2EntrySize;
@@ -1024,9 +1064,9 @@ class Qcow2Checker {
   ): Promise<number> {
     let highest = 0;
     for (let i = 0; i < imrt.size; i++) {
-      let r1: number;
+      let r1: number | undefined = this.cachedRefcount(i);
       try {
-        r1 = await this.getRefcount(i);
+        if (r1 === undefined) r1 = await this.getRefcount(i);
       } catch (e) {
         if (!(e instanceof CheckAbort)) throw e;
         this.say(`Can't get refcount for cluster ${i}: ${e.message}`);
@@ -1118,7 +1158,10 @@ class Qcow2Checker {
           res.corruptionsFixed++;
         }
       }
-      const l2 = await this.img.read(l2Offset, g.clusterSize);
+      const kept = l2Offset % g.clusterSize
+        ? undefined
+        : this.#keptL2.get(l2Offset / g.clusterSize);
+      const l2 = kept ?? await this.img.read(l2Offset, g.clusterSize);
       let dirty = 0;
       for (let j = 0; j < g.l2Size; j++) {
         const q = j * g.l2EntrySize;
@@ -1128,7 +1171,8 @@ class Qcow2Checker {
         if (!off) continue; // unallocated or plain zero
         let r: number;
         try {
-          r = await this.getRefcount(Math.floor(off / g.clusterSize));
+          const dc = Math.floor(off / g.clusterSize);
+          r = this.cachedRefcount(dc) ?? await this.getRefcount(dc);
         } catch (e) {
           if (e instanceof CheckAbort) continue;
           throw e;
@@ -1332,6 +1376,7 @@ class Qcow2Checker {
     g.refcountTableOffset = reftableOffset;
     g.refcountTableSize = reftableEntries;
     this.reftable = reftable.map((v) => BigInt(v));
+    this.#indexReftable();
     this.#refblocks.clear();
   }
 
