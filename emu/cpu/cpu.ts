@@ -121,6 +121,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   // ---- software TLB: index = linear page | user<<20; value = physical page + 1, 0 = miss.
   private tlbR = new Int32Array(2 * TLB_PAGES);
   private tlbW = new Int32Array(2 * TLB_PAGES);
+  /** Execute permission (separate from read: NX pages are readable, not executable). */
+  private tlbX = new Int32Array(2 * TLB_PAGES);
   private tlbLog = new Int32Array(TLB_LOG);
   private tlbLogN = 0;
   /** 0 or 1<<20: which half of the TLB the current privilege uses. */
@@ -225,10 +227,11 @@ export class Cpu extends LazyFlags implements CpuControl {
   run(budget: number): RunExit {
     this.stopRequested = false;
     let done = 0;
-    const start = this.instructions;
+
     while (done < budget) {
-      if (this.shutdownRequested) return RunExit.Shutdown;
-      if (this.stopRequested) return RunExit.Stopped;
+      if (this.shutdownRequested || this.stopRequested) {
+        return this.shutdownRequested ? RunExit.Shutdown : RunExit.Stopped;
+      }
       if (this.shadow) {
         this.shadow = false;
       } else if (this.nmiPending && !this.nmiBlocked) {
@@ -243,12 +246,10 @@ export class Cpu extends LazyFlags implements CpuControl {
         continue;
       }
       if (this.halted) {
-        this.instructions = start + done;
         return RunExit.Halted;
       }
       done += this.runBlock(budget - done);
     }
-    this.instructions = start + done;
     return this.shutdownRequested ? RunExit.Shutdown : RunExit.Budget;
   }
 
@@ -265,7 +266,10 @@ export class Cpu extends LazyFlags implements CpuControl {
       for (;;) {
         this.curBlock = block;
         this.blockExit = false;
-        if ((this.eflags & TF) !== 0) return n + this.stepTrap(block);
+        if ((this.eflags & TF) !== 0) {
+          this.instructions++;
+          return n + this.stepTrap(block);
+        }
         const ins = block.ins;
         const last = ins.length - 1;
         const mask = this.code32 ? -1 : 0xffff;
@@ -290,6 +294,7 @@ export class Cpu extends LazyFlags implements CpuControl {
           }
         }
         n += k;
+        this.instructions += k;
         k = 0;
         if (this.code32) this.eip >>>= 0;
         if (this.blockExit || n >= limit) break;
@@ -324,6 +329,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (e !== FAULT) throw e;
       this.eip = this.faultEip(k);
       this.curBlock = null;
+      this.instructions += k + 1;
       this.guardedInterrupt(this.excVec, false, this.excCode, 1);
       return n + k + 1;
     }
@@ -417,7 +423,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   private lookupBlock(): Block {
     const lin = (this.segBase[CS] + this.eip) | 0;
-    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    const e = this.tlbX[(lin >>> 12) | this.tlbUser];
     const phys = e !== 0 ? (e - 1) * 4096 + (lin & 0xfff) : this.translate(lin, 2);
     const p = Math.floor(phys / 4096);
     const key = ((phys & 0xfff) << 1) | this.code32;
@@ -484,11 +490,13 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (this.tlbLogN >= TLB_LOG) {
       this.tlbR.fill(0);
       this.tlbW.fill(0);
+      this.tlbX.fill(0);
     } else {
       for (let k = 0; k < this.tlbLogN; k++) {
         const x = this.tlbLog[k];
         this.tlbR[x] = 0;
         this.tlbW[x] = 0;
+        this.tlbX[x] = 0;
       }
     }
     this.tlbLogN = 0;
@@ -498,8 +506,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   invlpg(lin: number): void {
     this.epoch++;
     const x = lin >>> 12;
-    this.tlbR[x] = this.tlbW[x] = 0;
-    this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = 0;
+    this.tlbR[x] = this.tlbW[x] = this.tlbX[x] = 0;
+    this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = this.tlbX[x | TLB_PAGES] = 0;
   }
 
   private dropWriteTlbFor(physPage: number): void {
@@ -545,7 +553,8 @@ export class Cpu extends LazyFlags implements CpuControl {
       const kind = this.pageKinds[pp];
       if (kind !== PageKind.Mmio) {
         const x = (lin >>> 12) | (user ? TLB_PAGES : 0);
-        this.tlbR[x] = pp + 1;
+        if (access === 2) this.tlbX[x] = pp + 1;
+        else this.tlbR[x] = pp + 1;
         if (kind === PageKind.Ram && writable && this.codePage[pp] === 0 && (access === 1)) {
           this.tlbW[x] = pp + 1;
         }
@@ -837,7 +846,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** Reads a code byte for the decoder. */
   fetch8(lin: number): number {
-    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    const e = this.tlbX[(lin >>> 12) | this.tlbUser];
     if (e !== 0) return this.ram[(e - 1) * 4096 + (lin & 0xfff)];
     return this.physRead8(this.translate(lin, 2));
   }

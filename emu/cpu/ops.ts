@@ -1025,7 +1025,10 @@ const hCpuid: Handler = (cpu) => {
   cpu.r32[2] = d;
 };
 
-/** Time-stamp counter: the retired instruction count (deterministic). */
+/**
+ * Time-stamp counter: instructions retired before this one (deterministic; RDTSC ends its block,
+ * so the count at block entry is exact).
+ */
 function tsc(cpu: Cpu): number {
   return cpu.instructions + cpu.tscOffset;
 }
@@ -1542,7 +1545,7 @@ T[0x121] = ent(hMovFromDr, true);
 T[0x122] = ent(hMovToCr, true, I_NONE, false, 0, true);
 T[0x123] = ent(hMovToDr, true);
 T[0x130] = ent(hWrmsr);
-T[0x131] = ent(hRdtsc);
+T[0x131] = ent(hRdtsc, false, I_NONE, false, 0, true); // ends its block: the count is exact
 T[0x132] = ent(hRdmsr);
 T[0x134] = ent(hSysenter, false, I_NONE, false, 0, true);
 T[0x135] = ent(hSysexit, false, I_NONE, false, 0, true);

@@ -1,0 +1,34 @@
+/**
+ * nasm-assembled test programs (tests/guests/cpu/t_*.asm) run on the bare CPU with the minimal
+ * harness (RAM, debug and exit ports): each checks itself and exits with 0 or the number of the
+ * failing check (0x100 + vector for an unexpected exception).
+ */
+
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { buildGuest, guestNames, haveNasm } from "./guests/cpu/build.ts";
+import { runGuest } from "./guests/cpu/harness.ts";
+
+const nasm = haveNasm();
+if (!nasm) console.warn("WARNING: nasm not found: CPU guest program tests skipped");
+
+for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*"]) {
+  Deno.test({
+    name: `cpu guest: ${name}`,
+    ignore: !nasm,
+    fn() {
+      const r = runGuest(buildGuest(name), { maxInstructions: 20_000_000 });
+      if (name.startsWith("t_triple")) {
+        deepStrictEqual(r.shutdowns, ["triple fault"], `output: ${r.output}`);
+        return;
+      }
+      deepStrictEqual(r.shutdowns, [], `output: ${r.output}`);
+      strictEqual(
+        r.exitCode,
+        0,
+        `exit ${
+          r.exitCode?.toString(16)
+        } after ${r.instructions} instructions; output: ${r.output}`,
+      );
+    },
+  });
+}
