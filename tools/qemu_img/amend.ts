@@ -56,7 +56,7 @@ export async function cmdAmend(io: Io, args: string[]): Promise<number> {
       for (const [k, v] of splitOptions(o)) {
         if (!desc.find((x) => x.name === k) && createOptsOf(d.format)?.find((x) => x.name === k)) {
           throw new QemuImgError(`Invalid parameter '${k}'`).withHint(
-            "This option is only supported for image creation",
+            "This option is only supported for image creation\n",
           );
         }
         parsed.set(k, v, "");

@@ -10,6 +10,7 @@ import {
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
 import { closeAll, errorText } from "./image.ts";
 import { toQemuJson } from "./json.ts";
+import { toFixedC } from "./size.ts";
 
 /** QAPI ImageCheck as a JSON value (fields that are zero are left out, as QEMU does). */
 export function checkJson(r: Qcow2CheckResult, filename: string, format: string) {
@@ -49,7 +50,7 @@ export function checkHuman(r: Qcow2CheckResult): string {
     }
   }
   if (r.totalClusters && r.allocatedClusters) {
-    const pct = (n: number, d: number) => (n * 100 / d).toFixed(2);
+    const pct = (n: number, d: number) => toFixedC(n * 100 / d, 2);
     s += `${r.allocatedClusters}/${r.totalClusters} = ${
       pct(r.allocatedClusters, r.totalClusters)
     }% allocated, ${pct(r.fragmentedClusters, r.allocatedClusters)}% fragmented, ${

@@ -46,7 +46,7 @@ export class CapturedIo implements Io {
  * `bare` (the text is printed as is), then the process exits with `code`.
  */
 export class QemuImgError extends Error {
-  /** Lines printed after the message without the prefix (error_append_hint). */
+  /** Text printed after the message as is (error_append_hint; QEMU's hints end in "\n" or not). */
   hint?: string;
   constructor(message: string, readonly code = 1, readonly bare = false) {
     super(message);
@@ -69,7 +69,7 @@ export function usageError(message: string): QemuImgError {
 
 /** Formats an error for stderr as QEMU does. */
 export function formatError(e: QemuImgError): string {
-  const hint = e.hint ? e.hint + "\n" : "";
+  const hint = e.hint ?? "";
   if (e.bare) return (e.message.endsWith("\n") ? e.message : e.message + "\n") + hint;
   return e.message.split("\n").map((l) => `qemu-img: ${l}\n`).join("") + hint;
 }

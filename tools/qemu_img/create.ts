@@ -79,7 +79,16 @@ export async function createImage(io: Io, req: CreateRequest): Promise<void> {
     );
   }
   if (backing !== undefined && backingFmt === undefined) {
-    throw new QemuImgError(`${prefix}Backing file specified without backing format`);
+    const err = new QemuImgError(`${prefix}Backing file specified without backing format`);
+    // QEMU names the format it would have probed (its hint has no final newline).
+    try {
+      const b = await openImg(io, resolveBacking(req.filename, backing), { noBacking: true });
+      err.withHint(`Detected format of ${b.format}.`);
+      await closeAll(b);
+    } catch {
+      // Not openable: the error alone.
+    }
+    throw err;
   }
   if (backing !== undefined && !req.unsafe) {
     const full = resolveBacking(req.filename, backing);
@@ -88,7 +97,9 @@ export async function createImage(io: Io, req: CreateRequest): Promise<void> {
       b = await openImg(io, full, { format: backingFmt, readOnly: true, noBacking: true });
     } catch (e) {
       const msg = errorText(e).replace(/^Could not open '[^']*': (?=Could not open)/, "");
-      throw new QemuImgError(`${prefix}${msg}`, 1, false).withHint("Could not open backing image.");
+      throw new QemuImgError(`${prefix}${msg}`, 1, false).withHint(
+        "Could not open backing image.\n",
+      );
     }
     try {
       if (!opts.has("size")) opts.values.set("size", String(await b.length()));

@@ -47,7 +47,7 @@ export async function cmdDd(io: Io, args: string[]): Promise<number> {
     else if (key === "bs") bs = cvtnum("bs", val, 1n, 2147483647n);
     else if (key === "count") count = cvtnum("count", val);
     else if (key === "skip") skip = cvtnum("skip", val);
-    else throw new QemuImgError(`unrecognized operand ${a}`);
+    else throw new QemuImgError(`unrecognized operand ${key}`);
   }
   if (input === undefined || output === undefined) {
     throw new QemuImgError("Must specify both input and output files");

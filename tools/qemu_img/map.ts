@@ -1,7 +1,7 @@
 /** qemu-img map: where each extent of the virtual disk comes from, down the backing chain. */
 import type { BlockDriver } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
-import { closeAll, openImg, strerror } from "./image.ts";
+import { asQcow2, closeAll, openImg, strerror } from "./image.ts";
 import { cvtnum } from "./size.ts";
 
 /** One extent as qemu-img map reports it (MapEntry). */
@@ -18,6 +18,27 @@ export interface MapEntry {
 
 const GiB = 1 << 30;
 
+const preallocated = new WeakMap<BlockDriver, boolean>();
+
+/**
+ * qcow2_detect_metadata_preallocation(): an image whose file holds far more clusters than the
+ * host has actually allocated was preallocated with metadata only. For such images QEMU asks the
+ * file whether a data cluster's bytes are a hole (and then reports them as zeros).
+ */
+async function metadataPreallocated(d: BlockDriver): Promise<BlockDriver | undefined> {
+  const q = asQcow2(d);
+  if (!q) return undefined;
+  let yes = preallocated.get(d);
+  if (yes === undefined) {
+    const cs = q.info().clusterSize;
+    const fileClusters = Math.ceil((await q.file.length()) / cs);
+    const real = Math.floor(((await q.file.allocatedSize?.()) ?? Infinity) / cs);
+    yes = fileClusters >= Math.max(Math.floor(real * 10 / 9), real + 2);
+    preallocated.set(d, yes);
+  }
+  return yes ? q.file : undefined;
+}
+
 /**
  * get_block_status(): the status at `offset` of the first layer in the chain that has the data
  * (or knows it reads as zeros), and how deep that layer is.
@@ -30,12 +51,24 @@ export async function chainStatus(
   let d: BlockDriver = top;
   let depth = 0;
   for (;;) {
-    const st = await d.blockStatus(offset, bytes);
+    const st = { ...await d.blockStatus(offset, bytes) };
     bytes = st.length;
+    if (st.data && !st.zero && st.offset !== undefined) {
+      const file = await metadataPreallocated(d);
+      if (file) {
+        const fileLen = await file.length();
+        if (st.offset >= fileLen) st.zero = true;
+        else {
+          const fst = await file.blockStatus(st.offset, bytes);
+          bytes = Math.min(bytes, fst.length);
+          if (fst.zero) st.zero = true;
+        }
+      }
+    }
     if (st.data || st.zero) {
       return {
         start: offset,
-        length: bytes,
+        length: Math.min(bytes, st.length),
         data: st.data,
         zero: st.zero,
         depth,

@@ -1,5 +1,6 @@
 /** qemu-img -p: "    (12.34/100%)" rewritten in place as work advances, at least 1% apart. */
 import type { Io } from "./cli.ts";
+import { toFixedC } from "./size.ts";
 
 /** A live progress display as qemu-progress.c prints it. */
 export class Progress {
@@ -13,7 +14,7 @@ export class Progress {
     this.#current = Math.min(100, percent);
     if (this.#current - this.#last >= this.minStep || (this.#current === 100 && this.#last < 100)) {
       this.#last = this.#current;
-      this.io.out(`    (${this.#current.toFixed(2)}/100%)\r`);
+      this.io.out(`    (${toFixedC(this.#current, 2)}/100%)\r`);
     }
   }
 

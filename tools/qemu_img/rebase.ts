@@ -80,7 +80,7 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
           });
         } catch (e) {
           throw new QemuImgError(`Could not open new backing file '${target}'`).withHint(
-            errorText(e),
+            errorText(e) + "\n",
           );
         }
       }

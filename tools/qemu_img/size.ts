@@ -126,3 +126,30 @@ export function sizeToStr(val: number): string {
   const div = 2 ** (i * 10);
   return `${g3(val / div)} ${UNITS[i]}B`;
 }
+
+/**
+ * printf("%.<digits>f"): like toFixed, but an exact tie rounds to even as glibc does
+ * (3.125 prints 3.12, where toFixed gives 3.13).
+ */
+export function toFixedC(x: number, digits: number): string {
+  const s = x.toFixed(digits);
+  if (!Number.isFinite(x) || x < 0) return s;
+  // Exact value of x as m * 2^e, then test whether x * 10^digits is exactly k + 1/2.
+  const buf = new DataView(new ArrayBuffer(8));
+  buf.setFloat64(0, x);
+  const bits = buf.getBigUint64(0);
+  const exp = Number((bits >> 52n) & 0x7ffn);
+  let mant = bits & ((1n << 52n) - 1n);
+  if (exp) mant |= 1n << 52n;
+  const e = (exp || 1) - 1075;
+  const scaled = mant * 10n ** BigInt(digits) * 2n; // 2 * x * 10^digits * 2^-e
+  if (e >= 0) return s; // An integer: no tie.
+  const den = 1n << BigInt(-e);
+  if (scaled % den !== 0n) return s;
+  const twice = scaled / den; // 2 * x * 10^digits, an integer
+  if (twice % 2n === 0n) return s; // x * 10^digits is an integer
+  const k = (twice - 1n) / 2n; // the tie is between k and k + 1
+  const pick = k % 2n === 0n ? k : k + 1n;
+  const str = pick.toString().padStart(digits + 1, "0");
+  return digits ? `${str.slice(0, -digits)}.${str.slice(-digits)}` : str;
+}

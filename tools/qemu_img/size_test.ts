@@ -1,5 +1,5 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
-import { cvtnum, sizeToStr, strtosz } from "./size.ts";
+import { cvtnum, sizeToStr, strtosz, toFixedC } from "./size.ts";
 import type { QemuImgError } from "./cli.ts";
 
 Deno.test("strtosz reads QEMU's size syntax", () => {
@@ -36,4 +36,15 @@ Deno.test("sizeToStr prints like size_to_str", () => {
     [0, 1000, 1024, 4096, 331776, 1 << 30, 1572864, 123456789].map(sizeToStr),
     ["0 B", "0.977 KiB", "1 KiB", "4 KiB", "324 KiB", "1 GiB", "1.5 MiB", "118 MiB"],
   );
+});
+
+Deno.test("toFixedC rounds exact ties to even like printf", () => {
+  deepStrictEqual([3.125, 0.125, 2.5, 1.005, 12.375, 100].map((x) => toFixedC(x, 2)), [
+    "3.12",
+    "0.12",
+    "2.50",
+    "1.00",
+    "12.38",
+    "100.00",
+  ]);
 });

@@ -121,7 +121,7 @@ const LONG = [
 
 /** The snapshot command line. */
 export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
-  const { opts, rest } = getopt(args, ":la:c:d:f:hqU", LONG);
+  const { opts, rest } = getopt(args, ":la:c:d:hqU", LONG);
   let action: "l" | "a" | "c" | "d" | undefined;
   let name = "";
   let format: string | undefined;
@@ -139,15 +139,13 @@ export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
       if (action) throw usageError("Cannot mix '-l', '-a', '-c', '-d'");
       action = k;
       name = v;
-    } else if (k === "f") format = v;
-    else if (k === "q") quiet = true;
+    } else if (k === "q") quiet = true;
     else if (k === "U") forceShare = true;
   }
   if (rest.length !== 1) throw usageError("Expecting one image file name");
   if (!action) return 0;
   const filename = rest[0];
   const d = await openImg(io, filename, {
-    format,
     readOnly: action === "l",
     forceShare,
     quiet,
