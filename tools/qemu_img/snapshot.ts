@@ -124,7 +124,6 @@ export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
   const { opts, rest } = getopt(args, ":la:c:d:hqU", LONG);
   let action: "l" | "a" | "c" | "d" | undefined;
   let name = "";
-  let format: string | undefined;
   let quiet = false;
   let forceShare = false;
   for (const [k, v] of opts) {
