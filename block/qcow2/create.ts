@@ -104,18 +104,19 @@ export function resolveCreateOptions(opts: Qcow2CreateOptions): Qcow2ResolvedOpt
       "Backing file and preallocation can only be used at the same time if extended_l2 is on",
     );
   }
-  if (opts.size < 0 || !Number.isSafeInteger(opts.size)) {
+  const size = opts.size ?? 0;
+  if (size < 0 || !Number.isSafeInteger(size)) {
     throw einval("Invalid image size specified");
   }
   const l2Entries = 2 ** clusterBits / (extL2 ? 16 : 8);
-  if (Math.ceil(opts.size / (2 ** clusterBits * l2Entries)) * 8 > 1 << 25) {
+  if (Math.ceil(size / (2 ** clusterBits * l2Entries)) * 8 > 1 << 25) {
     throw einval(
       "The image size is too large for file format 'qcow2' (try using a larger cluster size)",
     );
   }
   return {
     // QEMU rounds the size up to whole sectors.
-    size: Math.ceil(opts.size / 512) * 512,
+    size: Math.ceil(size / 512) * 512,
     clusterBits,
     version,
     refcountOrder: order,
@@ -198,6 +199,9 @@ export function initialHeader(o: Qcow2ResolvedOptions): Qcow2Header {
 
 /** Creates a qcow2 image file (replacing an existing file, as qemu-img create does). */
 export async function createQcow2(filename: string, opts: Qcow2CreateOptions): Promise<void> {
+  if (opts.size === undefined && !opts.backingFile) {
+    throw einval("Image creation needs a size parameter");
+  }
   const o = resolveCreateOptions({ ...opts, size: opts.size ?? 0 });
   let backingFormat = opts.backingFormat;
   if (opts.backingFile) {
@@ -219,9 +223,7 @@ export async function createQcow2(filename: string, opts: Qcow2CreateOptions): P
         );
       }
       const b = await inspectBacking(filename, opts.backingFile, backingFormat);
-      if (opts.size === undefined || opts.size === null || Number.isNaN(opts.size)) {
-        o.size = b.size;
-      }
+      if (opts.size === undefined) o.size = b.size;
       backingFormat = b.format === backingFormat ? backingFormat : backingFormat;
     }
   }

@@ -38,7 +38,8 @@ export interface Qcow2SnapshotInfo {
 
 /** Options of {@link createQcow2}, as qemu-img create -o spells them. */
 export interface Qcow2CreateOptions {
-  size: number;
+  /** Virtual size in bytes; when absent, the backing file's size (an error without one). */
+  size?: number;
   /** 512..2 MiB, a power of two; default 65536. */
   clusterSize?: number;
   /** "0.10" (v2) or "1.1" (v3, default). "v2"/"v3" accepted as aliases. */
