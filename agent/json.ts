@@ -562,7 +562,29 @@ export function formatDouble(x: number): string {
   return s;
 }
 
-/** Serializes a value in QEMU's reply layout. */
+const QDICT_BUCKET_MAX = 512;
+const textEncoder = new TextEncoder();
+
+/** The hash QEMU's QDict files a key under (tdb_hash), modulo its 512 buckets. */
+export function qdictBucket(key: string): number {
+  const b = textEncoder.encode(key);
+  let value = Math.imul(0x238f13af, b.length) >>> 0;
+  for (let i = 0; i < b.length; i++) value = (value + (b[i] << ((i * 5) % 24))) >>> 0;
+  return ((Math.imul(1103515243, value) + 12345) >>> 0) % QDICT_BUCKET_MAX;
+}
+
+/**
+ * Orders members the way QEMU prints a QDict: by hash bucket, and within a bucket the member
+ * added last comes first. This makes demu's replies byte-identical to qemu-ga's.
+ */
+function qdictOrder<T>(entries: [string, T][]): [string, T][] {
+  return entries
+    .map((e, i) => ({ e, i, b: qdictBucket(e[0]) }))
+    .sort((x, y) => x.b - y.b || y.i - x.i)
+    .map((x) => x.e);
+}
+
+/** Serializes a value in QEMU's reply layout (members in QDict order). */
 export function toQmpJson(v: unknown): string {
   if (v === null || v === undefined) return "null";
   switch (typeof v) {
@@ -579,7 +601,9 @@ export function toQmpJson(v: unknown): string {
   if (Array.isArray(v)) {
     return v.length ? `[${v.map(toQmpJson).join(", ")}]` : "[]";
   }
-  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+  const entries = qdictOrder(
+    Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined),
+  );
   if (!entries.length) return "{}";
   return `{${entries.map(([k, x]) => `${quoteString(k)}: ${toQmpJson(x)}`).join(", ")}}`;
 }

@@ -112,6 +112,8 @@ export async function startAgent(
 
 /** One reply: its parsed value, and whether a 0xFF byte preceded it. */
 export interface Reply {
+  /** The reply line as sent (without the 0xFF and the newline). */
+  raw: string;
   value: JsonValue | undefined;
   error?: string;
   delimited: boolean;
@@ -182,7 +184,7 @@ export class RawConn {
           value = v;
           error = e;
         }).feed(line);
-        out.push({ value, error, delimited });
+        out.push({ raw: new TextDecoder().decode(line), value, error, delimited });
         continue;
       }
       if (this.#closed || Date.now() >= end) break;
@@ -195,6 +197,12 @@ export class RawConn {
       });
     }
     return out;
+  }
+
+  /** Sends one request and returns its one reply's text (undefined on timeout). */
+  async callRaw(req: string | object, timeoutMs = 5000): Promise<string | undefined> {
+    await this.send(typeof req === "string" ? req : JSON.stringify(req));
+    return (await this.replies(1, timeoutMs))[0]?.raw;
   }
 
   /** Sends one request and returns its one reply's value (undefined on timeout). */

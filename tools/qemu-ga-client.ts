@@ -69,8 +69,13 @@ export async function main(argv: string[]): Promise<number> {
   try {
     client = await QgaClient.connect(parseAddress(address), timeout * 1000);
     const out = await sub.run(client, argv.slice(i + 1));
-    if (out !== undefined) console.log(out);
-    return 0;
+    if (out === undefined) return 0;
+    if (typeof out === "string") {
+      console.log(out);
+      return 0;
+    }
+    console.log(out.out);
+    return out.status;
   } catch (e) {
     if (!(e instanceof QgaClientError)) throw e;
     console.error(`${PROG}: ${e.message}`);

@@ -16,7 +16,8 @@ export const coreCommands: CommandDef[] = [
     name: "guest-info",
     run: (_args, { agent }) => ({
       version: QGA_VERSION,
-      supported_commands: [...agent.commands.values()].map((c) => ({
+      // Newest first, as qemu-ga lists them.
+      supported_commands: [...agent.commands.values()].reverse().map((c) => ({
         enabled: agent.enabled(c.name).enabled,
         name: c.name,
         "success-response": c.successResponse !== false,

@@ -16,17 +16,72 @@ const windowsOnly: CommandDef[] = [
   { name: "guest-get-devices", disabledOnLinux: true, run: () => [] },
 ];
 
-/** The full command set, in registration order (guest-info lists them in this order). */
+/** The QGA schema's order of definition; qemu-ga's guest-info lists commands in reverse. */
+const SCHEMA_ORDER = [
+  "guest-sync-delimited",
+  "guest-sync",
+  "guest-ping",
+  "guest-get-time",
+  "guest-set-time",
+  "guest-info",
+  "guest-shutdown",
+  "guest-file-open",
+  "guest-file-close",
+  "guest-file-read",
+  "guest-file-write",
+  "guest-file-seek",
+  "guest-file-flush",
+  "guest-fsfreeze-status",
+  "guest-fsfreeze-freeze",
+  "guest-fsfreeze-freeze-list",
+  "guest-fsfreeze-thaw",
+  "guest-fstrim",
+  "guest-suspend-disk",
+  "guest-suspend-ram",
+  "guest-suspend-hybrid",
+  "guest-network-get-interfaces",
+  "guest-get-vcpus",
+  "guest-set-vcpus",
+  "guest-get-disks",
+  "guest-get-fsinfo",
+  "guest-set-user-password",
+  "guest-get-memory-blocks",
+  "guest-set-memory-blocks",
+  "guest-get-memory-block-info",
+  "guest-exec-status",
+  "guest-exec",
+  "guest-get-host-name",
+  "guest-get-users",
+  "guest-get-timezone",
+  "guest-get-osinfo",
+  "guest-get-devices",
+  "guest-ssh-get-authorized-keys",
+  "guest-ssh-add-authorized-keys",
+  "guest-ssh-remove-authorized-keys",
+  "guest-get-diskstats",
+  "guest-get-cpustats",
+  "guest-get-load",
+  "guest-network-get-route",
+];
+
+const rank = (c: CommandDef) => {
+  const i = SCHEMA_ORDER.indexOf(c.name);
+  return i < 0 ? SCHEMA_ORDER.length : i;
+};
+
+/** The full command set, registered in the schema's order of definition. */
 export const ALL_COMMANDS: CommandDef[][] = [
-  coreCommands,
-  timeCommands,
-  powerCommands,
-  fileCommands,
-  fsCommands,
-  networkCommands,
-  hwCommands,
-  execCommands,
-  systemCommands,
-  userCommands,
-  windowsOnly,
+  [
+    ...coreCommands,
+    ...timeCommands,
+    ...powerCommands,
+    ...fileCommands,
+    ...fsCommands,
+    ...networkCommands,
+    ...hwCommands,
+    ...execCommands,
+    ...systemCommands,
+    ...userCommands,
+    ...windowsOnly,
+  ].sort((a, b) => rank(a) - rank(b)),
 ];

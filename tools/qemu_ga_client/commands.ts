@@ -6,7 +6,9 @@
 import { type JsonValue, toQmpJson } from "@demu/agent";
 import { type QgaClient, QgaClientError } from "./client.ts";
 
-type Sub = (client: QgaClient, args: string[]) => Promise<string | undefined>;
+/** What a subcommand prints, and its exit status when that is not 0. */
+export type SubResult = string | undefined | { out: string; status: number };
+type Sub = (client: QgaClient, args: string[]) => Promise<SubResult>;
 
 interface CommandInfo {
   name: string;
@@ -171,7 +173,11 @@ export const SUBCOMMANDS: Record<string, { usage: string; run: Sub }> = {
       const r = req as Record<string, unknown>;
       const silent = /^guest-(shutdown|suspend-)/.test(String(r.execute));
       const reply = await c.request(r, !silent);
-      return reply === undefined ? undefined : toQmpJson(reply as JsonValue);
+      if (reply === undefined) return undefined;
+      const text = toQmpJson(reply as JsonValue);
+      // An error reply is printed as it came, and makes the exit status non-zero.
+      if ((reply as { error?: unknown }).error) return { out: text, status: 1 };
+      return text;
     },
   },
 };
