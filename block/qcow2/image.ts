@@ -21,8 +21,8 @@ import {
   encodeFeatureTable,
   entryOffset,
   MAX_CLUSTER_BITS,
-  MIN_CLUSTER_BITS,
   maxRefcount,
+  MIN_CLUSTER_BITS,
   parseHeader,
   parseSnapshotTable,
   QCOW2_AUTOCLEAR_BITMAPS,
@@ -118,12 +118,9 @@ export class Qcow2Format implements BlockDriver {
   #decompHost = -1;
   #decompBuf: Uint8Array | null = null;
   #readOnly: boolean;
-  /**
-   * Pending coalesced data write: guest data copied into one reusable buffer (callers may reuse
-   * theirs once write() resolves), written with one pwrite when the run ends.
-   */
+  /** Pending coalesced data write (views of the current request's buffers). */
   #runHost = -1;
-  #runBuf = new Uint8Array(0);
+  #runParts: Uint8Array[] = [];
   #runLen = 0;
 
   private constructor(readonly file: BlockDriver, io: Qcow2Io, h: Qcow2Header, readOnly: boolean) {
@@ -156,6 +153,93 @@ export class Qcow2Format implements BlockDriver {
   /** The parsed header (a live object: do not modify). */
   get header(): Qcow2Header {
     return this.#h;
+  }
+
+  #lock: Promise<unknown> = Promise.resolve();
+
+  /** Runs requests one at a time: metadata updates span awaits and must not interleave. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.catch(() => {});
+    return run;
+  }
+
+  /** Reads guest bytes. */
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    return this.#serial(() => this.#read(offset, buf));
+  }
+
+  /** Writes guest bytes (copy-on-write where clusters are shared, compressed or absent). */
+  write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
+    return this.#serial(() => this.#write(offset, data, fua));
+  }
+
+  /** Writes one whole cluster given its compressed form (from compressCluster with this
+   * image's type), or stored plainly when compressed is undefined (it did not shrink). */
+  writeCompressedPrepared(
+    offset: number,
+    compressed: Uint8Array | undefined,
+    raw: Uint8Array,
+  ): Promise<void> {
+    return this.#serial(() => this.#writeCompressedPrepared(offset, compressed, raw));
+  }
+
+  /** Makes a range read as zeros (v3: zero flags; mayUnmap frees the clusters). */
+  writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
+    return this.#serial(() => this.#writeZeroes(offset, length, opts));
+  }
+
+  /** Frees whole clusters of a range (they read as zeros, or as the backing file in v2). */
+  discard(offset: number, length: number): Promise<void> {
+    return this.#serial(() => this.#discard(offset, length));
+  }
+
+  /** Allocation status of the extent at offset (allocated: this layer; offset: host offset). */
+  blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    return this.#serial(() => this.#blockStatus(offset, length));
+  }
+
+  /** Writes all cached metadata in dependency order and syncs the file. */
+  flush(): Promise<void> {
+    return this.#serial(() => this.#flush());
+  }
+
+  /** Flushes, clears the dirty bit, closes the file and the backing chain. */
+  close(): Promise<void> {
+    return this.#serial(() => this.#close());
+  }
+
+  /** Reverts the active state to a snapshot (qemu-img snapshot -a). */
+  applySnapshot(idOrName: string): Promise<void> {
+    return this.#serial(() => this.#applySnapshot(idOrName));
+  }
+
+  /** Deletes a snapshot by ID or name (qemu-img snapshot -d). */
+  deleteSnapshot(idOrName: string): Promise<void> {
+    return this.#serial(() => this.#deleteSnapshot(idOrName));
+  }
+
+  /** Rewrites the backing file name and format in the header (qemu-img rebase -u). */
+  changeBackingFile(name?: string, fmt?: string): Promise<void> {
+    return this.#serial(() => this.#changeBackingFile(name, fmt));
+  }
+
+  /** Changes image options in place (qemu-img amend): compat, lazy_refcounts, refcount_bits. */
+  amend(opts: Qcow2AmendOptions): Promise<void> {
+    return this.#serial(() => this.#amend(opts));
+  }
+
+  /** Changes the virtual size: grows (with optional preallocation) or, with shrink, shrinks. */
+  truncate(length: number, opts: TruncateOptions = {}): Promise<void> {
+    return this.#serial(() => this.#truncate(length, opts));
+  }
+
+  /** Creates an internal snapshot of the current state (qemu-img snapshot -c). */
+  createSnapshot(
+    name: string,
+    extra: { vmStateSize?: number; vmClockNsec?: number; icount?: number; dateMs?: number } = {},
+  ): Promise<Qcow2SnapshotInfo> {
+    return this.#serial(() => this.#createSnapshot(name, extra));
   }
 
   /** Opens a qcow2 image on top of its file; opens the backing chain unless opts.noBacking. */
@@ -515,7 +599,7 @@ export class Qcow2Format implements BlockDriver {
     }
   }
 
-  async read(offset: number, buf: Uint8Array): Promise<void> {
+  async #read(offset: number, buf: Uint8Array): Promise<void> {
     this.#checkRange(offset, buf.length);
     await this.#flushRun();
     await this.#readGuest(offset, buf);
@@ -615,36 +699,47 @@ export class Qcow2Format implements BlockDriver {
     this.#dirtyOnDisk = true;
   }
 
+  /**
+   * Queues a data write at a host offset, merged with the pending one when host-contiguous.
+   * The run holds views of the caller's buffers: write() flushes it before returning.
+   */
   async #queueData(host: number, data: Uint8Array): Promise<void> {
-    const RUN_MAX = 8 << 20;
-    const extends_ = this.#runLen && this.#runHost + this.#runLen === host;
-    if (!extends_ || this.#runLen + data.length > RUN_MAX) {
-      await this.#flushRun();
-      if (data.length >= RUN_MAX) {
-        await this.#io.write(host, data);
-        return;
+    if (this.#runLen && this.#runHost + this.#runLen === host && this.#runLen < (16 << 20)) {
+      const parts = this.#runParts;
+      const last = parts[parts.length - 1];
+      if (last.buffer === data.buffer && last.byteOffset + last.length === data.byteOffset) {
+        parts[parts.length - 1] = new Uint8Array(
+          last.buffer,
+          last.byteOffset,
+          last.length + data.length,
+        );
+      } else {
+        parts.push(data);
       }
-      this.#runHost = host;
+      this.#runLen += data.length;
+      return;
     }
-    if (this.#runBuf.length < RUN_MAX) this.#runBuf = new Uint8Array(RUN_MAX);
-    this.#runBuf.set(data, this.#runLen);
-    this.#runLen += data.length;
+    await this.#flushRun();
+    this.#runHost = host;
+    this.#runParts.push(data);
+    this.#runLen = data.length;
   }
 
   async #flushRun(): Promise<void> {
     if (!this.#runLen) return;
+    const parts = this.#runParts;
     const host = this.#runHost;
-    const len = this.#runLen;
-    const buf = this.#runBuf;
-    // A concurrent request arriving while an async file writes gets a buffer of its own.
-    this.#runBuf = new Uint8Array(0);
+    this.#runParts = [];
     this.#runLen = 0;
     this.#runHost = -1;
-    await this.#io.write(host, buf.subarray(0, len));
-    if (!this.#runBuf.length) this.#runBuf = buf;
+    let pos = host;
+    for (const part of parts) {
+      await this.#io.write(pos, part);
+      pos += part.length;
+    }
   }
 
-  async write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
+  async #write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
     this.#checkRange(offset, data.length);
     this.#checkWritable();
     const cs = this.#cs;
@@ -676,7 +771,9 @@ export class Qcow2Format implements BlockDriver {
       }
       pos += n;
     }
-    if (fua) await this.flush();
+    // The caller may reuse its buffer once we return.
+    await this.#flushRun();
+    if (fua) await this.#flush();
   }
 
   #checkDataOffset(host: number): void {
@@ -838,7 +935,7 @@ export class Qcow2Format implements BlockDriver {
    * Writes one whole cluster given its compressed form (from compressCluster with this image's
    * type), or stored plainly when compressed is undefined (it did not shrink).
    */
-  async writeCompressedPrepared(
+  async #writeCompressedPrepared(
     offset: number,
     compressed: Uint8Array | undefined,
     raw: Uint8Array,
@@ -852,7 +949,7 @@ export class Qcow2Format implements BlockDriver {
       throw new BlockError("EINVAL", "Compressed writes must cover a whole cluster");
     }
     if (!compressed) {
-      await this.write(offset, raw.subarray(0, len));
+      await this.#write(offset, raw.subarray(0, len));
       return;
     }
     await this.#beginMetadataChange();
@@ -879,7 +976,7 @@ export class Qcow2Format implements BlockDriver {
 
   // ---------------------------------------------------------------- zeroes and discard
 
-  async writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
+  async #writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
     this.#checkRange(offset, length);
     this.#checkWritable();
     const cs = this.#cs;
@@ -909,7 +1006,7 @@ export class Qcow2Format implements BlockDriver {
   async #writeZeroBuffers(offset: number, length: number): Promise<void> {
     const chunk = new Uint8Array(Math.min(length, 1 << 20));
     for (let p = offset; p < offset + length; p += chunk.length) {
-      await this.write(p, chunk.subarray(0, Math.min(chunk.length, offset + length - p)));
+      await this.#write(p, chunk.subarray(0, Math.min(chunk.length, offset + length - p)));
     }
   }
 
@@ -993,7 +1090,7 @@ export class Qcow2Format implements BlockDriver {
     t.dirty = true;
   }
 
-  async discard(offset: number, length: number): Promise<void> {
+  async #discard(offset: number, length: number): Promise<void> {
     this.#checkRange(offset, length);
     this.#checkWritable();
     const cs = this.#cs;
@@ -1006,7 +1103,7 @@ export class Qcow2Format implements BlockDriver {
 
   // ---------------------------------------------------------------- block status
 
-  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+  async #blockStatus(offset: number, length: number): Promise<BlockStatus> {
     this.#checkRange(offset, 0);
     const max = Math.min(length, this.#h.size - offset);
     await this.#flushRun();
@@ -1067,7 +1164,7 @@ export class Qcow2Format implements BlockDriver {
   }
 
   /** Writes all cached metadata in dependency order and syncs the file. */
-  async flush(): Promise<void> {
+  async #flush(): Promise<void> {
     if (this.#closed || this.#readOnly) return;
     await this.#flushRun();
     await this.#refs.flush(); // syncs when it wrote anything
@@ -1102,11 +1199,11 @@ export class Qcow2Format implements BlockDriver {
     }
   }
 
-  async close(): Promise<void> {
+  async #close(): Promise<void> {
     if (this.#closed) return;
     try {
       if (!this.#readOnly) {
-        await this.flush();
+        await this.#flush();
         if (this.#dirtyOnDisk && (this.#h.incompatibleFeatures & QCOW2_INCOMPAT_DIRTY)) {
           this.#h.incompatibleFeatures &= ~QCOW2_INCOMPAT_DIRTY;
           await this.#writeIncompat();
@@ -1130,7 +1227,7 @@ export class Qcow2Format implements BlockDriver {
   }
 
   /** Creates an internal snapshot of the current state (qemu-img snapshot -c). */
-  async createSnapshot(
+  async #createSnapshot(
     name: string,
     extra: { vmStateSize?: number; vmClockNsec?: number; icount?: number; dateMs?: number } = {},
   ): Promise<Qcow2SnapshotInfo> {
@@ -1138,7 +1235,7 @@ export class Qcow2Format implements BlockDriver {
     if (this.#snapshots.length >= QCOW_MAX_SNAPSHOTS) {
       throw new BlockError("EFBIG", "Too many snapshots");
     }
-    await this.flush();
+    await this.#flush();
     const h = this.#h;
     const cs = this.#cs;
     let maxId = 0;
@@ -1159,7 +1256,7 @@ export class Qcow2Format implements BlockDriver {
     }
     // Everything the active table reaches gains a reference (and loses COPIED).
     await this.#updateTreeRefcounts(this.#l1, h.l1Size, 1, true);
-    await this.flush();
+    await this.#flush();
     const now = extra.dateMs ?? Date.now();
     const snap: Qcow2Snapshot = {
       l1TableOffset: l1Off,
@@ -1180,12 +1277,12 @@ export class Qcow2Format implements BlockDriver {
   }
 
   /** Reverts the active state to a snapshot (qemu-img snapshot -a). */
-  async applySnapshot(idOrName: string): Promise<void> {
+  async #applySnapshot(idOrName: string): Promise<void> {
     this.#checkWritable();
     const i = this.#findSnapshot(idOrName);
     if (i < 0) throw new BlockError("EINVAL", "Failed to load snapshot: No such file or directory");
     const sn = this.#snapshots[i];
-    await this.flush();
+    await this.#flush();
     const h = this.#h;
     const cs = this.#cs;
     if (sn.l1Size > h.l1Size) await this.#growL1(sn.l1Size);
@@ -1196,7 +1293,7 @@ export class Qcow2Format implements BlockDriver {
     }
     // The snapshot's tree gains the active table's reference first, so a crash only leaks.
     await this.#updateTreeRefcounts(snL1, sn.l1Size, 1, false);
-    await this.flush();
+    await this.#flush();
     const oldL1 = this.#l1.slice();
     const newL1 = new Uint8Array(h.l1Size * 8);
     newL1.set(snL1);
@@ -1211,16 +1308,16 @@ export class Qcow2Format implements BlockDriver {
       h.size = sn.diskSize;
       await this.#writeSize();
     }
-    await this.flush();
+    await this.#flush();
   }
 
   /** Deletes a snapshot by ID or name (qemu-img snapshot -d). */
-  async deleteSnapshot(idOrName: string): Promise<void> {
+  async #deleteSnapshot(idOrName: string): Promise<void> {
     this.#checkWritable();
     const i = this.#findSnapshot(idOrName);
     if (i < 0) throw new BlockError("EINVAL", "snapshot not found");
     const sn = this.#snapshots[i];
-    await this.flush();
+    await this.#flush();
     await this.#writeSnapshotTable(this.#snapshots.filter((_, k) => k !== i));
     const snL1 = new Uint8Array(sn.l1Size * 8);
     if (sn.l1Size) await this.#io.read(sn.l1TableOffset, snL1);
@@ -1230,7 +1327,7 @@ export class Qcow2Format implements BlockDriver {
       for (let k = 0; k < n; k++) await this.#dropRef(sn.l1TableOffset + k * this.#cs);
     }
     await this.#updateTreeRefcounts(this.#l1, this.#h.l1Size, 0, true);
-    await this.flush();
+    await this.#flush();
   }
 
   /** Immediately drops one reference to a host cluster; gives it back when unused. */
@@ -1370,13 +1467,13 @@ export class Qcow2Format implements BlockDriver {
   }
 
   /** Rewrites the backing file name and format in the header (qemu-img rebase -u). */
-  async changeBackingFile(name?: string, fmt?: string): Promise<void> {
+  async #changeBackingFile(name?: string, fmt?: string): Promise<void> {
     this.#checkWritable();
     if (name && new TextEncoder().encode(name).length > 1023) {
       throw new BlockError("EINVAL", "Backing file name too long");
     }
     if (fmt && !name) throw new BlockError("EINVAL", "Backing format given without backing file");
-    await this.flush();
+    await this.#flush();
     const h = this.#h;
     h.backingFile = name || undefined;
     if (!name) {
@@ -1387,7 +1484,7 @@ export class Qcow2Format implements BlockDriver {
     await this.#writeHeader();
   }
   /** Changes image options in place (qemu-img amend): compat, lazy_refcounts, refcount_bits. */
-  async amend(opts: Qcow2AmendOptions): Promise<void> {
+  async #amend(opts: Qcow2AmendOptions): Promise<void> {
     this.#checkWritable();
     const creationOnly = (name: string) =>
       new BlockError(
@@ -1403,7 +1500,10 @@ export class Qcow2Format implements BlockDriver {
       if (opts.compat === "0.10" || opts.compat === "v2") version = 2;
       else if (opts.compat === "1.1" || opts.compat === "v3") version = 3;
       else {
-        throw new BlockError("EINVAL", `Parameter 'version' does not accept value '${opts.compat}'`);
+        throw new BlockError(
+          "EINVAL",
+          `Parameter 'version' does not accept value '${opts.compat}'`,
+        );
       }
     }
     const hint = "(use compat=1.1 or greater)";
@@ -1438,17 +1538,19 @@ export class Qcow2Format implements BlockDriver {
           `Cannot downgrade an image with incompatible features 0x${bad.toString(16)} set`,
         );
       }
-      const order = opts.refcountBits !== undefined ? Math.log2(opts.refcountBits) : h.refcountOrder;
+      const order = opts.refcountBits !== undefined
+        ? Math.log2(opts.refcountBits)
+        : h.refcountOrder;
       if (order !== 4) {
         throw new BlockError("ENOTSUP", "compat=0.10 requires refcount_bits=16");
       }
     }
-    await this.flush();
+    await this.#flush();
     if (opts.size !== undefined && opts.size !== h.size) {
-      await this.truncate(opts.size, { shrink: true });
+      await this.#truncate(opts.size, { shrink: true });
     }
     if (opts.backingFile !== undefined || opts.backingFormat !== undefined) {
-      await this.changeBackingFile(opts.backingFile ?? h.backingFile, opts.backingFormat);
+      await this.#changeBackingFile(opts.backingFile ?? h.backingFile, opts.backingFormat);
     }
     if (opts.refcountBits !== undefined && Math.log2(opts.refcountBits) !== h.refcountOrder) {
       await this.#changeRefcountOrder(Math.log2(opts.refcountBits));
@@ -1467,7 +1569,7 @@ export class Qcow2Format implements BlockDriver {
       await this.#writeHeader();
     }
     if (h.version >= 3 && lazy !== ((h.compatibleFeatures & QCOW2_COMPAT_LAZY_REFCOUNTS) !== 0n)) {
-      await this.flush();
+      await this.#flush();
       if (lazy) h.compatibleFeatures |= QCOW2_COMPAT_LAZY_REFCOUNTS;
       else {
         h.compatibleFeatures &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
@@ -1526,10 +1628,10 @@ export class Qcow2Format implements BlockDriver {
         w.dv.setUint32(e + 4, 0);
         w.dirty = true;
       } else {
-        await this.write(gc * cs, zero.subarray(0, Math.min(cs, h.size - gc * cs)));
+        await this.#write(gc * cs, zero.subarray(0, Math.min(cs, h.size - gc * cs)));
       }
     }
-    await this.flush();
+    await this.#flush();
     h.version = 2;
     h.headerLength = QCOW2_V2_HEADER_LENGTH;
     h.incompatibleFeatures = 0n;
@@ -1549,7 +1651,7 @@ export class Qcow2Format implements BlockDriver {
    */
   async #changeRefcountOrder(order: number): Promise<void> {
     const cs = this.#cs;
-    await this.flush();
+    await this.#flush();
     const refs = this.#refs;
     const last = await refs.lastUsedCluster();
     const max = maxRefcount(order);
@@ -1610,7 +1712,7 @@ export class Qcow2Format implements BlockDriver {
   }
 
   /** Changes the virtual size: grows (with optional preallocation) or, with shrink, shrinks. */
-  async truncate(length: number, opts: TruncateOptions = {}): Promise<void> {
+  async #truncate(length: number, opts: TruncateOptions = {}): Promise<void> {
     this.#checkWritable();
     const h = this.#h;
     const old = h.size;
@@ -1630,7 +1732,7 @@ export class Qcow2Format implements BlockDriver {
       return;
     }
     if (length === old) return;
-    await this.flush();
+    await this.#flush();
     const need = this.#l1Needed(length);
     if (need > h.l1Size) await this.#growL1(need);
     h.size = length;
@@ -1638,8 +1740,8 @@ export class Qcow2Format implements BlockDriver {
     if (prealloc !== "off") await this.#preallocate(old, length, prealloc);
     if (this.backing && this.#backingLength > old && h.version >= 3) {
       // The new area must not show the backing file's bytes.
-      await this.writeZeroes(old, Math.min(this.#backingLength, length) - old);
-      await this.flush();
+      await this.#writeZeroes(old, Math.min(this.#backingLength, length) - old);
+      await this.#flush();
     }
   }
 
@@ -1657,7 +1759,7 @@ export class Qcow2Format implements BlockDriver {
     const h = this.#h;
     const cs = this.#cs;
     if (entries > QCOW_MAX_L1_SIZE / 8) throw new BlockError("EFBIG", "Active L1 table too large");
-    await this.flush();
+    await this.#flush();
     const bytes = entries * 8;
     const off = await this.#refs.alloc(Math.ceil(bytes / cs));
     await this.#refs.flush();
@@ -1709,7 +1811,7 @@ export class Qcow2Format implements BlockDriver {
       t.dirty = true;
       end = Math.max(end, host + cs);
     }
-    await this.flush();
+    await this.#flush();
     if (end > this.#io.length) await this.#io.truncate(end, mode === "metadata" ? "off" : mode);
     else if (mode !== "metadata") {
       // Clusters reused inside the file: nothing to preallocate beyond them.
@@ -1722,7 +1824,7 @@ export class Qcow2Format implements BlockDriver {
     if (this.#snapshots.length) {
       throw new BlockError("ENOTSUP", "Can't shrink an image which has snapshots");
     }
-    await this.flush();
+    await this.#flush();
     const first = Math.ceil(length / cs);
     const last = Math.ceil(h.size / cs);
     for (let gc = first; gc < last; gc++) {
@@ -1749,7 +1851,7 @@ export class Qcow2Format implements BlockDriver {
       this.#cache.drop(off);
       this.#refs.free(off, 1);
     }
-    await this.flush();
+    await this.#flush();
     h.size = length;
     await this.#writeSize();
     const lastUsed = await this.#refs.lastUsedCluster();
