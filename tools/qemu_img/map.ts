@@ -79,8 +79,18 @@ export async function chainStatus(
     }
     const below = d.backing;
     if (!below || offset >= await below.length()) {
-      // No layer below (or it ends before here): reads as zeros, owned by no one.
-      return { start: offset, length: bytes, data: false, zero: true, depth, present: false };
+      // No layer below (or it ends before here): reads as zeros, owned by no one. An unallocated
+      // subcluster of an allocated cluster still has a host offset, which QEMU reports.
+      return {
+        start: offset,
+        length: bytes,
+        data: false,
+        zero: true,
+        depth,
+        present: false,
+        offset: st.offset,
+        filename: st.offset !== undefined ? st.file : undefined,
+      };
     }
     const rest = (await below.length()) - offset;
     if (bytes > rest) bytes = rest;
