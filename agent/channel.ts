@@ -145,12 +145,19 @@ export async function openCharDevice(
   path: string,
   method: "virtio-serial" | "isa-serial",
 ): Promise<Channel> {
-  if (method === "isa-serial") await makeRaw(path);
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true, write: true });
   } catch (e) {
     throw new Error(`error opening channel '${path}': ${errText(e)}`);
+  }
+  if (method === "isa-serial") {
+    try {
+      await makeRaw(path);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
   }
   let stopping = false;
   const done = (async () => {

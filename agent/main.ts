@@ -120,7 +120,8 @@ export function parseArgs(argv: string[]): AgentConfig {
         throw new UsageError(`invalid option -- '${opt}'`);
       }
     } else {
-      throw new UsageError(`unexpected argument '${a}'`);
+      // Like getopt in qemu-ga: stray operands are ignored.
+      continue;
     }
     if (WITH_ARG.has(opt) && val === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`option requires an argument -- '${opt}'`);
@@ -174,16 +175,18 @@ export function parseArgs(argv: string[]): AgentConfig {
   return c;
 }
 
-/** The config as a qemu-ga configuration file (-D). */
+/** The config as a qemu-ga configuration file (-D), laid out as qemu-ga prints it. */
 export function dumpConf(c: AgentConfig): string {
   const lines = ["[general]", `daemon=${c.daemonize}`, `method=${c.method}`];
-  if (c.path) lines.push(`path=${c.path}`);
+  const path = c.path ?? DEFAULT_PATHS[c.method];
+  if (path) lines.push(`path=${path}`);
   if (c.logfile) lines.push(`logfile=${c.logfile}`);
   lines.push(`pidfile=${c.pidfile}`);
   if (c.fsfreezeHook) lines.push(`fsfreeze-hook=${c.fsfreezeHook}`);
   lines.push(`statedir=${c.stateDir}`, `verbose=${c.verbose}`, `retry-path=${c.retryPath}`);
-  if (c.blockRpcs) lines.push(`block-rpcs=${c.blockRpcs.join(";")};`);
-  if (c.allowRpcs) lines.push(`allow-rpcs=${c.allowRpcs.join(";")};`);
+  // qemu-ga keeps the list newest first.
+  lines.push(`block-rpcs=${[...(c.blockRpcs ?? [])].reverse().join(",")}`);
+  if (c.allowRpcs) lines.push(`allow-rpcs=${[...c.allowRpcs].reverse().join(",")}`);
   return lines.join("\n") + "\n";
 }
 
@@ -208,16 +211,16 @@ function makeLogger(c: AgentConfig) {
   };
 }
 
-/** Re-runs this program without -d, detached, and returns once it is up (its pidfile exists). */
+/** Re-runs this program detached (a new session), and returns once it is up (pidfile written). */
 async function daemonize(argv: string[], c: AgentConfig): Promise<number> {
-  const args = argv.filter((a) => a !== "-d" && a !== "--daemonize");
   try {
     Deno.removeSync(c.pidfile);
   } catch {
     // none yet
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, ...args],
+    // The child sees -d too (so it writes the pidfile) and the marker (so it does not fork again).
+    args: ["run", "-A", new URL(import.meta.url).pathname, ...argv],
     env: { [DAEMON_CHILD_ENV]: "1" },
     stdin: "null",
     stdout: "null",
@@ -248,7 +251,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     console.error(`${PROG}: ${e.message}`);
-    console.error(`Unknown option, try '${PROG} --help' for more information.`);
+    console.log(`Unknown option, try '${PROG} --help' for more information.`);
     return 1;
   }
   if (c.action === "help") {
@@ -291,6 +294,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   } catch (e) {
     log("critical", (e as Error).message);
+    log("critical", `unable to create state file at path ${c.stateDir}/qga.state`);
     log("critical", "failed to load persistent state");
     log("critical", "error initializing guest agent");
     return 1;

@@ -52,7 +52,10 @@ export class PersistentState {
       Deno.writeTextFileSync(tmp, `${GROUP}\nfd_counter=${this.#counter}\n`);
       Deno.renameSync(tmp, this.path);
     } catch (e) {
-      throw new Error(`failed to write persistent state to ${this.path}: ${(e as Error).message}`);
+      const why = /^(.*?) \(os error \d+\)/.exec((e as Error).message)?.[1] ?? String(e);
+      throw new Error(
+        `failed to write persistent state to ${this.path}: Failed to create file \u201C${tmp}\u201D: ${why}`,
+      );
     }
   }
 
