@@ -7,10 +7,16 @@
  */
 
 import { ok } from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
 
-const DIR = new URL("../../shared/cpu-tests/80286/", import.meta.url);
+// The vectors (MIT licence, see fixtures/cpu-tests/README.md) travel with the repo so that CI on a
+// fresh clone runs them; the workplace copy in ../shared is the fallback.
+const VENDORED = new URL("./fixtures/cpu-tests/80286/", import.meta.url);
+const DIR = existsSync(VENDORED)
+  ? VENDORED
+  : new URL("../../shared/cpu-tests/80286/", import.meta.url);
 
 interface Regs {
   [name: string]: number;
