@@ -127,14 +127,17 @@ async function daemonCase(which: "demu" | "qemu-ga"): Promise<void> {
   } finally {
     if (pid > 0) {
       Deno.kill(pid, "SIGTERM");
-      for (let i = 0; i < 100; i++) {
+      let gone = false;
+      for (let i = 0; i < 100 && !gone; i++) {
         try {
           Deno.kill(pid, "SIGCONT");
+          await new Promise((res) => setTimeout(res, 30));
         } catch {
-          break; // gone
+          gone = true;
         }
-        await new Promise((res) => setTimeout(res, 30));
       }
+      if (!gone) Deno.kill(pid, "SIGKILL");
+      ok(gone, `${which} daemon exits on SIGTERM`);
     }
     await Deno.remove(dir, { recursive: true });
   }

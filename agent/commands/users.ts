@@ -68,7 +68,8 @@ function writeKeys(user: PasswdEntry, lines: string[]): void {
       Deno.chownSync(dir, user.uid, user.gid);
     }
     const tmp = `${path}.${crypto.randomUUID().slice(0, 6)}`;
-    Deno.writeTextFileSync(tmp, lines.map((l) => l + "\n").join(""), { mode: 0o600 });
+    // One key per line, no newline after the last one (as qemu-ga writes it).
+    Deno.writeTextFileSync(tmp, lines.join("\n"), { mode: 0o600 });
     Deno.chmodSync(tmp, 0o600);
     Deno.chownSync(tmp, user.uid, user.gid);
     Deno.renameSync(tmp, path);
@@ -111,7 +112,8 @@ export const userCommands: CommandDef[] = [
           `failed to read '${path}': Failed to open file \u201C${path}\u201D: No such file or directory`,
         );
       }
-      return { keys: lines.filter(isKeyLine).map((l) => l.trim()) };
+      // qemu-ga lists them last line first.
+      return { keys: lines.filter(isKeyLine).map((l) => l.trim()).reverse() };
     },
   },
   {
