@@ -26,11 +26,13 @@ import {
   QCOW2_INCOMPAT_DIRTY,
   QCOW2_INCOMPAT_EXTL2,
   QCOW2_INCOMPAT_MASK,
+  type Qcow2Snapshot,
   QCOW_MAGIC,
   QCOW_MAX_L1_SIZE,
   QCOW_MAX_REFTABLE_SIZE,
   QCOW_MAX_SNAPSHOT_EXTRA_DATA,
   QCOW_MAX_SNAPSHOTS,
+  serializeSnapshotTable,
   setRefcount as setDiskRefcount,
 } from "./format.ts";
 
@@ -268,12 +270,7 @@ interface Geometry {
 }
 
 /** One snapshot table entry, as much as the checker needs. */
-interface SnapshotEntry {
-  id: string;
-  name: string;
-  l1TableOffset: number;
-  l1Size: number;
-}
+type SnapshotEntry = Qcow2Snapshot;
 
 function open(msg: string, code: "EINVAL" | "ENOTSUP" | "EFBIG" = "EINVAL"): BlockError {
   return new BlockError(code, msg);
@@ -480,6 +477,8 @@ class Qcow2Checker {
     messages: [],
   };
   snapshots: SnapshotEntry[] = [];
+  /** What the snapshot table checks found (QEMU keeps these apart from the refcount results). */
+  snapRes = { corruptions: 0, corruptionsFixed: 0, checkErrors: 0 };
   snapshotsOffset = 0;
   snapshotsSize = 0;
   /** The refcount table as loaded (entries as bigints: offsets may use all 55 bits). */
@@ -1106,7 +1105,7 @@ class Qcow2Checker {
 
   async discardCluster(i: number): Promise<void> {
     const cs = this.g.clusterSize;
-    if ((i + 1) * cs <= this.img.length) {
+    if (i * cs < this.img.length) {
       try {
         await this.img.file.discard(i * cs, cs);
       } catch {
@@ -1208,75 +1207,221 @@ class Qcow2Checker {
 
   // ---- snapshots ----
 
-  /** qcow2_check_read_snapshot_table: reads the snapshot table straight from the header fields. */
+  /**
+   * qcow2_check_read_snapshot_table: reads the snapshot table straight from the header fields.
+   * With -r all, overhanging snapshots are dropped (the header is updated at once) and entries
+   * with too much extra data are noted for {@link fixSnapshotTable}. Counts go to `snapRes`.
+   */
   async readSnapshotTable(): Promise<void> {
     const h = await this.img.read(0, 72);
-    const nb = be32(h, 60);
+    let nb = be32(h, 60);
     const offset = be64(h, 64);
     const g = this.g;
-    if (nb > QCOW_MAX_SNAPSHOTS) {
-      this.res.corruptions++;
-      this.say(
-        `ERROR The snapshot table claims to have more than ${QCOW_MAX_SNAPSHOTS} snapshots (${nb})`,
-      );
+    const sr = this.snapRes;
+    const repair = this.fixErrors;
+    let reduced = 0;
+    let dropped = 0;
+    if (nb > QCOW_MAX_SNAPSHOTS && repair) {
+      this.say(`Discarding ${nb - QCOW_MAX_SNAPSHOTS} overhanging snapshots`);
+      reduced += nb - QCOW_MAX_SNAPSHOTS;
+      nb = QCOW_MAX_SNAPSHOTS;
     }
-    if (
-      nb > QCOW_MAX_SNAPSHOTS || offset + nb * SNAPSHOT_HEADER_SIZE > 2 ** 63 - 1 ||
-      offset % g.clusterSize
-    ) {
-      this.res.checkErrors++;
-      this.say(
-        `qemu-img: ERROR snapshot table ${
-          nb > QCOW_MAX_SNAPSHOTS ? "too large" : "offset invalid"
-        }`,
-      );
-      if (nb > QCOW_MAX_SNAPSHOTS) {
+    const tooLarge = nb > QCOW_MAX_SNAPSHOTS;
+    if (tooLarge || offset + nb * SNAPSHOT_HEADER_SIZE > 2 ** 63 - 1 || offset % g.clusterSize) {
+      sr.checkErrors++;
+      this.say(`qemu-img: ERROR snapshot table ${tooLarge ? "too large" : "offset invalid"}`);
+      if (tooLarge) {
         this.say(
           `You can force-remove all ${
             nb - QCOW_MAX_SNAPSHOTS
           } overhanging snapshots with qemu-img check -r all`,
         );
       }
-      throw new CheckAbort(nb > QCOW_MAX_SNAPSHOTS ? "EFBIG" : "EINVAL");
+      throw new CheckAbort(tooLarge ? "EFBIG" : "EINVAL");
     }
+    const fail = (msg: string, hint: string): never => {
+      sr.checkErrors++;
+      this.say(`qemu-img: ERROR failed to read the snapshot table: ${msg}`);
+      this.say(hint);
+      throw new CheckAbort("EFBIG");
+    };
     const dec = new TextDecoder();
+    // The table is read through a window: it may hold 65536 small entries.
+    let winStart = -1;
+    let win: Uint8Array = new Uint8Array(0);
+    const read = async (at: number, n: number): Promise<Uint8Array> => {
+      if (at < winStart || at + n > winStart + win.length) {
+        winStart = at;
+        win = await this.img.read(at, Math.max(n, 1 << 16));
+      }
+      return win.subarray(at - winStart, at - winStart + n);
+    };
     let pos = offset;
+    let tableLength = 0;
     const snaps: SnapshotEntry[] = [];
     for (let i = 0; i < nb; i++) {
+      const pre = pos;
+      tableLength = Math.ceil(tableLength / 8) * 8;
       pos = Math.ceil(pos / 8) * 8;
-      const e = await this.img.read(pos, SNAPSHOT_HEADER_SIZE);
+      const e = await read(pos, SNAPSHOT_HEADER_SIZE);
+      pos += SNAPSHOT_HEADER_SIZE;
       const idLen = (e[12] << 8) | e[13];
       const nameLen = (e[14] << 8) | e[15];
-      const extra = be32(e, 36);
-      pos += SNAPSHOT_HEADER_SIZE;
-      if (extra > QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
-        this.res.checkErrors++;
+      let extraSize = be32(e, 36);
+      let truncate = false;
+      if (extraSize > QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
+        if (!repair) {
+          fail(
+            `Too much extra metadata in snapshot table entry ${i}`,
+            "You can force-remove this extra metadata with qemu-img check -r all",
+          );
+        }
         this.say(
-          `qemu-img: ERROR failed to read the snapshot table: Too much extra metadata in snapshot table entry ${i}`,
+          `Discarding too much extra metadata in snapshot table entry ${i} (${extraSize} > ${QCOW_MAX_SNAPSHOT_EXTRA_DATA})`,
         );
-        this.say("You can force-remove this extra metadata with qemu-img check -r all");
-        throw new CheckAbort("EFBIG");
+        dropped++;
+        truncate = true;
       }
-      pos += extra;
-      const names = await this.img.read(pos, idLen + nameLen);
-      pos += idLen + nameLen;
-      if (pos - offset > QCOW_MAX_SNAPSHOTS_SIZE) {
-        this.res.checkErrors++;
-        this.say(
-          "qemu-img: ERROR failed to read the snapshot table: Snapshot table exceeds the maximum size",
-        );
-        throw new CheckAbort("EFBIG");
-      }
-      snaps.push({
+      const known = await read(pos, Math.min(24, extraSize));
+      pos += Math.min(24, extraSize);
+      const sn: SnapshotEntry = {
         l1TableOffset: be64(e, 0),
         l1Size: be32(e, 8),
-        id: dec.decode(names.subarray(0, idLen)),
-        name: dec.decode(names.subarray(idLen)),
-      });
+        id: "",
+        name: "",
+        dateSec: be32(e, 16),
+        dateNsec: be32(e, 20),
+        vmClockNsec: be64(e, 24),
+        vmStateSize: extraSize >= 8 ? be64(known, 0) : be32(e, 32),
+        diskSize: extraSize >= 16 ? be64(known, 8) : g.virtualSize,
+        extraUnknown: new Uint8Array(0),
+        extraDataSize: extraSize,
+      };
+      if (extraSize >= 24) {
+        const icount = be64n(known, 16);
+        if (icount < 1n << 63n) sn.icount = Number(icount);
+      }
+      if (extraSize > 24) {
+        const end = pos + extraSize - 24;
+        if (truncate) extraSize = QCOW_MAX_SNAPSHOT_EXTRA_DATA;
+        sn.extraUnknown = (await read(pos, extraSize - 24)).slice();
+        sn.extraDataSize = extraSize;
+        pos = end;
+      }
+      const names = await read(pos, idLen + nameLen);
+      pos += idLen + nameLen;
+      sn.id = dec.decode(names.subarray(0, idLen));
+      sn.name = dec.decode(names.subarray(idLen));
+      tableLength += SNAPSHOT_HEADER_SIZE + extraSize + idLen + nameLen;
+      if (tableLength > QCOW_MAX_SNAPSHOTS_SIZE || pos - offset > 0x7fffffff) {
+        if (!repair) {
+          fail(
+            "Snapshot table is too big",
+            `You can force-remove all ${nb - i} overhanging snapshots with qemu-img check -r all`,
+          );
+        }
+        this.say(`Discarding ${nb - i} overhanging snapshots (snapshot table is too big)`);
+        reduced += nb - i;
+        nb = i;
+        pos = pre;
+        break;
+      }
+      snaps.push(sn);
     }
     this.snapshots = snaps;
     this.snapshotsOffset = offset;
     this.snapshotsSize = pos - offset;
+    sr.corruptions += reduced + dropped;
+    if (reduced) {
+      // The header must say how many snapshots the refcount walk will see.
+      const b = new Uint8Array(4);
+      putBe32(b, 0, nb);
+      await this.img.write(60, b);
+      await this.img.file.flush();
+      sr.corruptionsFixed += reduced;
+      sr.corruptions -= reduced;
+    }
+    if (g.version >= 3) {
+      snaps.forEach((sn, i) => {
+        if (sn.extraDataSize < 16) {
+          sr.corruptions++;
+          this.say(`${repair ? "Repairing" : "ERROR"} snapshot table entry ${i} is incomplete`);
+        }
+      });
+    }
+  }
+
+  /** qcow2_check_fix_snapshot_table: rewrites the snapshot table after -r all dropped data. */
+  async fixSnapshotTable(): Promise<void> {
+    const sr = this.snapRes;
+    if (!sr.corruptions || !this.fixErrors) return;
+    try {
+      await this.writeSnapshots();
+    } catch (e) {
+      if (!(e instanceof CheckAbort)) throw e;
+      sr.checkErrors++;
+      this.say(`ERROR failed to update snapshot table: ${e.message}`);
+      throw e;
+    }
+    sr.corruptionsFixed += sr.corruptions;
+    sr.corruptions = 0;
+  }
+
+  /**
+   * qcow2_write_snapshots: the table goes to newly allocated clusters, is flushed, and only then
+   * does the header point at it; the old table is freed last (a crash leaks, never corrupts).
+   */
+  async writeSnapshots(): Promise<void> {
+    const g = this.g;
+    const cs = g.clusterSize;
+    for (const sn of this.snapshots) {
+      if (sn.extraDataSize < 24) sn.extraDataSize = 24;
+    }
+    const table = serializeSnapshotTable(this.snapshots);
+    let newOffset = 0;
+    if (table.length) {
+      const n = this.clusters(table.length);
+      // alloc_clusters_noref from cluster 0: the first run of n clusters with refcount 0.
+      let first = 0;
+      for (let c = 0, run = 0; run < n; c++) {
+        const r = this.cachedRefcount(c) ?? await this.getRefcount(c);
+        if (r) {
+          run = 0;
+          first = c + 1;
+        } else run++;
+      }
+      for (let c = first; c < first + n; c++) {
+        const idx = Math.floor(c / 2 ** g.refcountBlockBits);
+        if (!this.#rbOffsets[idx]) throw new CheckAbort("ENOTSUP");
+        await this.setRefcount(c, 1);
+      }
+      newOffset = first * cs;
+      await this.flushRefblocks();
+      await this.img.file.flush();
+      if (!(await this.preWriteCheck(0, newOffset, table.length))) throw new CheckAbort("EIO");
+      await this.img.write(newOffset, table);
+    }
+    await this.img.file.flush();
+    const hdr = new Uint8Array(12);
+    putBe32(hdr, 0, this.snapshots.length);
+    putBe64(hdr, 4, newOffset);
+    await this.img.write(60, hdr);
+    await this.img.file.flush();
+    // Free the old table.
+    if (this.snapshotsSize > 0) {
+      const firstOld = Math.floor(this.snapshotsOffset / cs);
+      const lastOld = Math.floor((this.snapshotsOffset + this.snapshotsSize - 1) / cs);
+      for (let c = firstOld; c <= lastOld; c++) {
+        const r = this.cachedRefcount(c) ?? await this.getRefcount(c);
+        if (r > 0) {
+          await this.setRefcount(c, r - 1);
+          if (r === 1) await this.discardCluster(c);
+        }
+      }
+      await this.flushRefblocks();
+    }
+    this.snapshotsOffset = newOffset;
+    this.snapshotsSize = table.length;
   }
 
   // ---- rebuilding the refcount structure ----
@@ -1496,11 +1641,31 @@ async function runCheck(
   const geo = await readGeometry(img);
   const checker = new Qcow2Checker(img, geo, !!repair, repair === "all", opts.log);
   const res = checker.res;
+  const addSnapshotResults = () => {
+    res.corruptions += checker.snapRes.corruptions;
+    res.corruptionsFixed += checker.snapRes.corruptionsFixed;
+    res.checkErrors += checker.snapRes.checkErrors;
+  };
   try {
     await checker.load();
-    await checker.readSnapshotTable();
-    await checker.checkRefcounts(forceRebuild);
+    try {
+      await checker.readSnapshotTable();
+    } catch (e) {
+      addSnapshotResults();
+      throw e;
+    }
+    try {
+      await checker.checkRefcounts(forceRebuild);
+    } catch (e) {
+      addSnapshotResults();
+      throw e;
+    }
     await checker.flushRefblocks();
+    try {
+      await checker.fixSnapshotTable();
+    } finally {
+      addSnapshotResults();
+    }
     if (repair && res.checkErrors === 0 && res.corruptions === 0) {
       await checker.markCleanAndConsistent();
     }
