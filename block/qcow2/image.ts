@@ -122,6 +122,8 @@ export class Qcow2Format implements BlockDriver {
   #runHost = -1;
   #runParts: Uint8Array[] = [];
   #runLen = 0;
+  /** End of the last cluster allocated with only part of it written (see #coverAllocated). */
+  #allocEnd = 0;
 
   private constructor(readonly file: BlockDriver, io: Qcow2Io, h: Qcow2Header, readOnly: boolean) {
     this.#io = io;
@@ -832,11 +834,35 @@ export class Qcow2Format implements BlockDriver {
       await this.#writeSubclusters(t, e, gc, inoff, chunk, hi, lo, oldHost, copied);
       return;
     }
+    const zeroFlag = !(hi & COMPRESSED_HI) && (lo & ZERO_LO) !== 0 && this.#h.version >= 3;
+    if (chunk.length < cs && !oldHost && !(hi & COMPRESSED_HI) && this.#io.growable) {
+      // The cluster reads as zeros now: a new cluster past the end of the file needs only the
+      // written bytes (the file is extended to whole clusters before metadata points there).
+      const zeroNow = zeroFlag || !this.backing || base >= this.#backingLength;
+      const host = zeroNow ? await this.#refs.alloc(1) : 0;
+      if (host && host >= this.#io.length && host >= this.#runEnd()) {
+        await this.#queueData(host + inoff, chunk);
+        if (host + cs > this.#allocEnd) this.#allocEnd = host + cs;
+        t.dv.setUint32(e, Math.floor(host / TWO32) | COPIED_HI);
+        t.dv.setUint32(e + 4, host >>> 0);
+        t.dirty = true;
+        return;
+      }
+      if (host) {
+        // Inside the file: the old bytes of that cluster must become zeros.
+        const content = new Uint8Array(cs);
+        content.set(chunk, inoff);
+        await this.#queueData(host, content);
+        t.dv.setUint32(e, Math.floor(host / TWO32) | COPIED_HI);
+        t.dv.setUint32(e + 4, host >>> 0);
+        t.dirty = true;
+        return;
+      }
+    }
     // Build the whole cluster unless the write covers it.
     let content = chunk;
     if (chunk.length < cs) {
       content = new Uint8Array(cs);
-      const zeroFlag = !(hi & COMPRESSED_HI) && (lo & ZERO_LO) && this.#h.version >= 3;
       if (!zeroFlag) {
         await this.#flushRun();
         await this.#readGuest(base, content);
@@ -1156,8 +1182,19 @@ export class Qcow2Format implements BlockDriver {
   // ---------------------------------------------------------------- flush and close
 
   /** Writes a dirty L2 table being evicted: its new refcounts go first. */
+  /** End of the pending run (host offset), or 0. */
+  #runEnd(): number {
+    return this.#runLen ? this.#runHost + this.#runLen : 0;
+  }
+
+  /** Extends the file over clusters written only in part, before metadata points at them. */
+  async #coverAllocated(): Promise<void> {
+    if (this.#allocEnd > this.#io.length) await this.#io.truncate(this.#allocEnd);
+  }
+
   async #writeBackL2(t: L2Table): Promise<void> {
     await this.#flushRun();
+    await this.#coverAllocated();
     await this.#refs.flush();
     await this.#io.write(t.offset, t.buf);
     t.dirty = false;
@@ -1167,6 +1204,7 @@ export class Qcow2Format implements BlockDriver {
   async #flush(): Promise<void> {
     if (this.#closed || this.#readOnly) return;
     await this.#flushRun();
+    await this.#coverAllocated();
     await this.#refs.flush(); // syncs when it wrote anything
     const dirty = this.#cache.dirtyTables();
     for (const t of dirty) {

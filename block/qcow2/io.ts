@@ -20,6 +20,11 @@ export class Qcow2Io {
     return new Qcow2Io(file, await file.length());
   }
 
+  /** Whether the file is a host file (grows on writes past its end, reads zeros past it). */
+  get growable(): boolean {
+    return this.#sync !== undefined;
+  }
+
   /** The file's length as last seen (grows with writes past the end). */
   get length(): number {
     return this.#length;
