@@ -1,0 +1,545 @@
+/**
+ * Differential test against the host CPU: random user-level instruction sequences (32-bit operand
+ * size, register and memory operands) run natively (executable memory through Deno FFI, the
+ * sequence wrapped in a small x86-64 prologue/epilogue) and on demu's CPU (32-bit protected mode);
+ * registers, flags (the ones the SDM leaves undefined masked) and memory are compared.
+ *
+ * The instruction mix is limited to encodings that mean the same in 32-bit and 64-bit mode
+ * (no INC/DEC 40-4F, no PUSH/POP, no BCD, no ESP), with memory operands as [EBX+disp8] into a
+ * buffer mapped below 4 GiB, so the same bytes run on both.
+ */
+
+import { deepStrictEqual, ok } from "node:assert/strict";
+import {
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  mmap,
+  munmap,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from "@demu/sys";
+import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
+import { CF, OF, PF, SF, ZF } from "../emu/cpu/flags.ts";
+
+const MAP_32BIT = 0x40;
+const AFL = 0x10;
+const ALL = CF | PF | AFL | ZF | SF | OF;
+
+/** xorshift32: deterministic sequences (the seed is printed on failure). */
+class Rng {
+  constructor(public s: number) {}
+  next(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x >>> 0;
+    return this.s;
+  }
+  int(n: number): number {
+    return this.next() % n;
+  }
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)];
+  }
+}
+
+// registers a sequence may write (not ESP, not EBX: EBX is the memory base) and read
+const DST = [0, 1, 2, 5, 6, 7];
+const SRC = [0, 1, 2, 3, 5, 6, 7];
+// byte registers: 0-3 AL..BL, 4-7 AH..BH; BL/BH would change EBX
+const DST8 = [0, 1, 2, 4, 5, 6];
+const CC_FLAGS = [
+  OF,
+  OF,
+  CF,
+  CF,
+  ZF,
+  ZF,
+  CF | ZF,
+  CF | ZF,
+  SF,
+  SF,
+  PF,
+  PF,
+  SF | OF,
+  SF | OF,
+  ZF | SF | OF,
+  ZF | SF | OF,
+];
+
+/** One generated instruction: its bytes and its effect on the set of undefined flags. */
+interface Gen {
+  bytes: number[];
+  /** Flags it defines (clears from the undefined set). */
+  def: number;
+  /** Flags it leaves undefined. */
+  undef: number;
+  /** Flags it reads (must be defined). */
+  reads: number;
+  text: string;
+}
+
+function modrmReg(reg: number, rm: number): number {
+  return 0xc0 | (reg << 3) | rm;
+}
+
+/** A memory operand [EBX+disp8] with room for a dword. */
+function memOperand(rng: Rng, reg: number): number[] {
+  return [0x40 | (reg << 3) | 3, (rng.int(240) - 120) & 0xff];
+}
+
+function rm(
+  rng: Rng,
+  reg: number,
+  allowMem: boolean,
+  byte = false,
+): { bytes: number[]; mem: boolean; rmReg: number } {
+  if (allowMem && rng.int(3) === 0) return { bytes: memOperand(rng, reg), mem: true, rmReg: -1 };
+  const r = rng.pick(byte ? DST8 : DST);
+  return { bytes: [modrmReg(reg, r)], mem: false, rmReg: r };
+}
+
+function genOne(rng: Rng): Gen {
+  const k = rng.int(16);
+  switch (k) {
+    case 0:
+    case 1: { // ALU r/m, r or r, r/m
+      const op = rng.int(8);
+      const toRm = rng.int(2) === 0;
+      const size = rng.int(4); // 0: byte, 1: word, 2-3: dword
+      const src = () => (size === 0 ? rng.int(8) : rng.pick(SRC));
+      const reg = toRm ? src() : rng.pick(size === 0 ? DST8 : DST);
+      const m = rm(rng, reg, true, size === 0);
+      if (!toRm && !m.mem) m.bytes[0] = modrmReg(reg, src());
+      const opc = (op << 3) | (toRm ? 0 : 2) | (size === 0 ? 0 : 1);
+      const pre = size === 1 ? [0x66] : [];
+      const logic = op === 1 || op === 4 || op === 6;
+      return {
+        bytes: [...pre, opc, ...m.bytes],
+        def: ALL,
+        undef: logic ? AFL : 0,
+        reads: op === 2 || op === 3 ? CF : 0,
+        text: `alu${op}`,
+      };
+    }
+    case 2: { // ALU r/m, imm
+      const op = rng.int(8);
+      const m = rm(rng, op, true);
+      const short = rng.int(2) === 0;
+      const imm = short ? [rng.int(256)] : [rng.int(256), rng.int(256), rng.int(256), rng.int(256)];
+      const logic = op === 1 || op === 4 || op === 6;
+      return {
+        bytes: [short ? 0x83 : 0x81, ...m.bytes, ...imm],
+        def: ALL,
+        undef: logic ? AFL : 0,
+        reads: op === 2 || op === 3 ? CF : 0,
+        text: `alui${op}`,
+      };
+    }
+    case 3: { // shifts and rotates
+      const op = rng.pick([0, 1, 2, 3, 4, 5, 7]);
+      const m = rm(rng, op, true);
+      const form = rng.int(3);
+      const count = form === 0 ? 1 : rng.int(40);
+      const bytes = form === 0
+        ? [0xd1, ...m.bytes]
+        : form === 1
+        ? [0xc1, ...m.bytes, count]
+        : [0xb1, count, 0xd3, ...m.bytes]; // mov cl, count; shift by cl
+      const c = count & 31;
+      const rot = op < 4;
+      let def = 0, undef = 0;
+      if (c !== 0) {
+        if (rot) {
+          def = CF | OF;
+          if (c !== 1) undef = OF;
+        } else {
+          def = ALL;
+          undef = AFL | (c !== 1 ? OF : 0);
+        }
+      }
+      return {
+        bytes,
+        def,
+        undef,
+        reads: op === 2 || op === 3 ? CF : 0,
+        text: `shift${op} ${count}`,
+      };
+    }
+    case 4: { // unary: NOT, NEG, MUL, IMUL, TEST imm
+      const op = rng.pick([0, 2, 3, 4, 5]);
+      if (op === 4 || op === 5) {
+        const m = rm(rng, op, true);
+        return {
+          bytes: [0xf7, ...m.bytes],
+          def: ALL,
+          undef: SF | ZF | AFL | PF,
+          reads: 0,
+          text: `mul${op}`,
+        };
+      }
+      const m = rm(rng, op, true);
+      const imm = op === 0 ? [rng.int(256), rng.int(256), rng.int(256), rng.int(256)] : [];
+      return {
+        bytes: [0xf7, ...m.bytes, ...imm],
+        def: op === 2 ? 0 : ALL,
+        undef: op === 0 ? AFL : 0,
+        reads: 0,
+        text: `unary${op}`,
+      };
+    }
+    case 5: { // INC/DEC r/m (FF /0, /1)
+      const op = rng.int(2);
+      const m = rm(rng, op, true);
+      return { bytes: [0xff, ...m.bytes], def: ALL & ~CF, undef: 0, reads: 0, text: `incdec${op}` };
+    }
+    case 6: { // IMUL r, r/m[, imm]
+      const reg = rng.pick(DST);
+      const m = rm(rng, reg, true);
+      const f = rng.int(3);
+      const bytes = f === 0
+        ? [0x0f, 0xaf, ...m.bytes]
+        : f === 1
+        ? [0x6b, ...m.bytes, rng.int(256)]
+        : [0x69, ...m.bytes, rng.int(256), rng.int(256), rng.int(256), rng.int(256)];
+      return { bytes, def: ALL, undef: SF | ZF | AFL | PF, reads: 0, text: "imul2" };
+    }
+    case 7: { // BT/BTS/BTR/BTC register forms
+      const op = rng.int(4);
+      const reg = rng.pick(SRC);
+      const r = rng.pick(DST);
+      const imm = rng.int(2) === 0;
+      const bytes = imm
+        ? [0x0f, 0xba, modrmReg(4 + op, r), rng.int(256)]
+        : [0x0f, 0xa3 + op * 8, modrmReg(reg, r)];
+      return { bytes, def: CF, undef: OF | SF | AFL | PF, reads: 0, text: `bt${op}` };
+    }
+    case 8: { // BSF/BSR
+      const reg = rng.pick(DST);
+      const m = rm(rng, reg, true);
+      return {
+        bytes: [0x0f, 0xbc + rng.int(2), ...m.bytes],
+        def: ZF,
+        undef: CF | OF | SF | AFL | PF,
+        reads: 0,
+        text: "bsf/bsr",
+      };
+    }
+    case 9: { // SHLD/SHRD by imm or CL
+      const reg = rng.pick(SRC);
+      const m = rm(rng, reg, true);
+      const right = rng.int(2) * 8;
+      const byCl = rng.int(2) === 0;
+      const count = rng.int(40);
+      const bytes = byCl
+        ? [0xb1, count, 0x0f, 0xa5 + right, ...m.bytes]
+        : [0x0f, 0xa4 + right, ...m.bytes, count];
+      const c = count & 31;
+      return {
+        bytes,
+        def: c === 0 ? 0 : ALL,
+        undef: c === 0 ? 0 : AFL | (c !== 1 ? OF : 0),
+        reads: 0,
+        text: `shxd ${count}`,
+      };
+    }
+    case 10: { // MOVZX/MOVSX
+      const reg = rng.pick(DST);
+      const m = rm(rng, reg, true);
+      return {
+        bytes: [0x0f, rng.pick([0xb6, 0xb7, 0xbe, 0xbf]), ...m.bytes],
+        def: 0,
+        undef: 0,
+        reads: 0,
+        text: "movx",
+      };
+    }
+    case 11: { // CMOVcc / SETcc
+      const cc = rng.int(16);
+      if (rng.int(2) === 0) {
+        const reg = rng.pick(DST);
+        const m = rm(rng, reg, true);
+        return {
+          bytes: [0x0f, 0x40 + cc, ...m.bytes],
+          def: 0,
+          undef: 0,
+          reads: CC_FLAGS[cc],
+          text: `cmov${cc}`,
+        };
+      }
+      const m = rm(rng, 0, true, true);
+      return {
+        bytes: [0x0f, 0x90 + cc, ...m.bytes],
+        def: 0,
+        undef: 0,
+        reads: CC_FLAGS[cc],
+        text: `set${cc}`,
+      };
+    }
+    case 12: { // XADD / CMPXCHG / XCHG
+      const reg = rng.pick(DST);
+      const m = rm(rng, reg, true);
+      const f = rng.int(3);
+      const bytes = f === 0
+        ? [0x0f, 0xc1, ...m.bytes]
+        : f === 1
+        ? [0x0f, 0xb1, ...m.bytes]
+        : [0x87, ...m.bytes];
+      return { bytes, def: f === 2 ? 0 : ALL, undef: 0, reads: 0, text: `xop${f}` };
+    }
+    case 13: { // BSWAP, CDQ, CWDE, LEA
+      const f = rng.int(3);
+      if (f === 0) {
+        return { bytes: [0x0f, 0xc8 + rng.pick(DST)], def: 0, undef: 0, reads: 0, text: "bswap" };
+      }
+      if (f === 1) {
+        return { bytes: [rng.pick([0x98, 0x99])], def: 0, undef: 0, reads: 0, text: "cwde/cdq" };
+      }
+      const reg = rng.pick(DST);
+      return { bytes: [0x8d, ...memOperand(rng, reg)], def: 0, undef: 0, reads: 0, text: "lea" };
+    }
+    case 14: { // CLC/STC/CMC
+      const o = rng.pick([0xf8, 0xf9, 0xf5]);
+      return { bytes: [o], def: CF, undef: 0, reads: o === 0xf5 ? CF : 0, text: "cf" };
+    }
+    default: { // MOV r/m, r / r, r/m / r, imm
+      const reg = rng.pick(DST);
+      const f = rng.int(3);
+      if (f === 2) {
+        return {
+          bytes: [0xb8 + reg, rng.int(256), rng.int(256), rng.int(256), rng.int(256)],
+          def: 0,
+          undef: 0,
+          reads: 0,
+          text: "movi",
+        };
+      }
+      const m = rm(rng, f === 0 ? rng.pick(SRC) : reg, true);
+      return {
+        bytes: [f === 0 ? 0x89 : 0x8b, ...m.bytes],
+        def: 0,
+        undef: 0,
+        reads: 0,
+        text: "mov",
+      };
+    }
+  }
+}
+
+/** A sequence of n instructions that never reads an undefined flag; returns bytes and the final undefined set. */
+function genSequence(rng: Rng, n: number): { bytes: number[]; undef: number; text: string[] } {
+  let undef = 0;
+  const bytes: number[] = [];
+  const text: string[] = [];
+  while (text.length < n) {
+    const g = genOne(rng);
+    if ((g.reads & undef) !== 0) continue;
+    // an instruction that writes CL for a shift also clobbers ECX: fine, ECX is a DST register
+    bytes.push(...g.bytes);
+    text.push(g.text);
+    undef = (undef & ~g.def) | g.undef;
+  }
+  return { bytes, undef, text };
+}
+
+// ------------------------------------------------------------------ native side
+
+const PROLOGUE = [
+  0x53,
+  0x55,
+  0x41,
+  0x57, // push rbx, rbp, r15
+  0x49,
+  0x89,
+  0xff, // mov r15, rdi
+  0x41,
+  0x8b,
+  0x47,
+  0x20,
+  0x50,
+  0x9d, // mov eax,[r15+32]; push rax; popfq
+  0x41,
+  0x8b,
+  0x07,
+  0x41,
+  0x8b,
+  0x4f,
+  0x04,
+  0x41,
+  0x8b,
+  0x57,
+  0x08,
+  0x41,
+  0x8b,
+  0x5f,
+  0x0c,
+  0x41,
+  0x8b,
+  0x6f,
+  0x14,
+  0x41,
+  0x8b,
+  0x77,
+  0x18,
+  0x41,
+  0x8b,
+  0x7f,
+  0x1c,
+];
+const EPILOGUE = [
+  0x41,
+  0x89,
+  0x07,
+  0x41,
+  0x89,
+  0x4f,
+  0x04,
+  0x41,
+  0x89,
+  0x57,
+  0x08,
+  0x41,
+  0x89,
+  0x5f,
+  0x0c,
+  0x41,
+  0x89,
+  0x6f,
+  0x14,
+  0x41,
+  0x89,
+  0x77,
+  0x18,
+  0x41,
+  0x89,
+  0x7f,
+  0x1c,
+  0x9c,
+  0x58,
+  0x41,
+  0x89,
+  0x47,
+  0x20, // pushfq; pop rax; mov [r15+32], eax
+  0xfc,
+  0x41,
+  0x5f,
+  0x5d,
+  0x5b,
+  0xc3, // cld; pop r15, rbp, rbx; ret
+];
+
+const isX64 = Deno.build.arch === "x86_64" && Deno.build.os === "linux";
+if (!isX64) console.warn("WARNING: not an x86-64 Linux host: CPU differential test skipped");
+
+Deno.test({
+  name: "cpu: differential against the host CPU (random 32-bit sequences, registers/flags/memory)",
+  ignore: !isX64,
+  fn() {
+    const SEQS = Number(Deno.env.get("CPU_DIFF_SEQS") ?? 3000);
+    const LEN = Number(Deno.env.get("CPU_DIFF_LEN") ?? 12);
+    const code = mmap(
+      65536,
+      PROT_READ | PROT_WRITE | PROT_EXEC,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+    );
+    const data = mmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT);
+    try {
+      const codeBytes = new Uint8Array(code.buffer);
+      const dataView = new DataView(data.buffer);
+      const dataBytes = new Uint8Array(data.buffer);
+      const hostData = Number(Deno.UnsafePointer.value(data.pointer));
+      ok(hostData + 4096 < 2 ** 31, "MAP_32BIT mapping above 2 GiB");
+      const def = { parameters: ["pointer"], result: "void" } as const;
+      const fn = new Deno.UnsafeFnPointer(
+        Deno.UnsafePointer.create(Deno.UnsafePointer.value(code.pointer)) as Deno.PointerObject<
+          typeof def
+        >,
+        def,
+      );
+      const BUF = 512; // EBX = data + BUF; operands at data+BUF-120 .. +BUF+123
+      const RAM_BUF = 0x10000; // where the buffer sits in demu's RAM
+
+      const ram = new Uint8Array(1 << 20);
+      const cpu = new Cpu(ramOnlyBus(ram));
+      const rng = new Rng(0x2545f491);
+      let mismatches = 0;
+      const report: string[] = [];
+      for (let s = 0; s < SEQS; s++) {
+        const seed = rng.s;
+        const seq = genSequence(rng, LEN);
+        // initial state: random registers, random buffer, random arithmetic flags
+        const regs = Array.from({ length: 8 }, () => rng.next() | 0);
+        regs[3] = hostData + BUF;
+        const flags = (rng.next() & ALL) | 2;
+        const buf = Array.from({ length: 256 }, () => rng.int(256));
+        // --- native
+        codeBytes.set([...PROLOGUE, ...seq.bytes, ...EPILOGUE]);
+        for (let r = 0; r < 8; r++) dataView.setInt32(r * 4, regs[r], true);
+        dataView.setInt32(32, flags, true);
+        dataBytes.set(buf, BUF - 128);
+        fn.call(data.pointer);
+        const hostRegs = Array.from({ length: 8 }, (_, r) => dataView.getInt32(r * 4, true));
+        const hostFlags = dataView.getInt32(32, true);
+        const hostBuf = Array.from(dataBytes.subarray(BUF - 128, BUF + 128));
+        // --- demu: 32-bit flat protected mode; DS base maps the host buffer address into RAM
+        cpu.reset();
+        cpu.cr0 |= 1;
+        cpu.setSegCache(1, 8, 0, 0xffffffff, 0xc09b);
+        for (const sg of [0, 2, 3, 4, 5]) cpu.setSegCache(sg, 16, 0, 0xffffffff, 0xc093);
+        cpu.setSegCache(3, 16, (RAM_BUF - (hostData + BUF)) | 0, 0xffffffff, 0xc093);
+        cpu.modeChanged();
+        for (let r = 0; r < 8; r++) cpu.r32[r] = regs[r];
+        cpu.r32[4] = 0x8000;
+        cpu.eflags = flags;
+        cpu.lop = 0;
+        ram.set([...seq.bytes, 0xf4], 0x1000);
+        ram.set(buf, RAM_BUF - 128 + 0);
+        cpu.flushCode();
+        cpu.eip = 0x1000;
+        for (let k = 0; k < 100 && !cpu.halted; k++) cpu.run(1000);
+        const mask = ALL & ~seq.undef;
+        const got = Array.from(cpu.r32.slice(0, 8));
+        const errs: string[] = [];
+        for (const r of [0, 1, 2, 3, 5, 6, 7]) {
+          if (got[r] !== hostRegs[r]) errs.push(`r${r}=${hex(got[r])} host ${hex(hostRegs[r])}`);
+        }
+        if ((cpu.getFlags() & mask) !== (hostFlags & mask)) {
+          errs.push(
+            `flags=${hex(cpu.getFlags() & mask)} host ${hex(hostFlags & mask)} (mask ${hex(mask)})`,
+          );
+        }
+        const demuBuf = Array.from(ram.subarray(RAM_BUF - 128, RAM_BUF + 128));
+        for (let b = 0; b < 256; b++) {
+          if (demuBuf[b] !== hostBuf[b]) {
+            errs.push(`mem[${b - 128}]=${hex(demuBuf[b])} host ${hex(hostBuf[b])}`);
+            break;
+          }
+        }
+        if (errs.length) {
+          mismatches++;
+          if (report.length < 10) {
+            report.push(
+              `seed ${hex(seed)} [${seq.text.join(", ")}] ${seq.bytes.map(hex).join(" ")}: ${
+                errs.join("; ")
+              }`,
+            );
+          }
+        }
+      }
+      console.log(
+        `differential: ${SEQS - mismatches}/${SEQS} sequences of ${LEN} instructions agree`,
+      );
+      for (const r of report) console.log(`  ${r}`);
+      deepStrictEqual(report, []);
+    } finally {
+      munmap(code);
+      munmap(data);
+    }
+  },
+});
+
+function hex(n: number): string {
+  return (n >>> 0).toString(16);
+}
