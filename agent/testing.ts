@@ -48,6 +48,8 @@ export interface StartOptions {
   args?: string[];
   /** Wrap the command (e.g. ["prlimit", "--nofile=64"]). */
   wrapper?: string[];
+  /** Extra environment variables (e.g. TZ). */
+  env?: Record<string, string>;
 }
 
 /** Starts "demu" (agent/main.ts) or "qemu-ga" with -m unix-listen in a fresh temp dir. */
@@ -70,6 +72,7 @@ export async function startAgent(
   argv = [...(opts.wrapper ?? []), ...argv, ...(opts.args ?? [])];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
+    env: opts.env,
     stdin: "null",
     stdout: "null",
     stderr: "null",

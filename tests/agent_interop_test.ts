@@ -441,3 +441,34 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "agent interop: guest-get-timezone under other zones gives qemu-ga's zone names",
+  ignore: !qemuGa,
+  async fn() {
+    const zones = [
+      "Europe/Paris",
+      "America/New_York",
+      "Australia/Sydney",
+      "Asia/Kolkata",
+      "UTC",
+      "Etc/GMT+5",
+    ];
+    for (const tz of zones) {
+      const [real, demu] = await Promise.all([
+        startAgent("qemu-ga", { env: { TZ: tz } }),
+        startAgent("demu", { env: { TZ: tz } }),
+      ]);
+      try {
+        const [r, d] = [await RawConn.open(real.socket), await RawConn.open(demu.socket)];
+        const req = '{"execute":"guest-get-timezone"}';
+        strictEqual(await d.callRaw(req), await r.callRaw(req), tz);
+        await r.close();
+        await d.close();
+      } finally {
+        await real.stop();
+        await demu.stop();
+      }
+    }
+  },
+});
