@@ -176,8 +176,11 @@ export class Qcow2Format implements BlockDriver {
     return this.#serial(() => this.#write(offset, data, fua));
   }
 
-  /** Writes one whole cluster given its compressed form (from compressCluster with this
-   * image's type), or stored plainly when compressed is undefined (it did not shrink). */
+  /**
+   * Writes one whole cluster given its compressed form (compressCluster with this image's type
+   * over the whole cluster, zero-padded past the end of the image), or stored plainly when
+   * compressed is undefined (it did not shrink). `raw` is the uncompressed data.
+   */
   writeCompressedPrepared(
     offset: number,
     compressed: Uint8Array | undefined,
@@ -945,9 +948,16 @@ export class Qcow2Format implements BlockDriver {
 
   /** Compresses one whole cluster with the image's compression type and writes it. */
   async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    let whole = data;
+    if (data.length < this.#cs) {
+      // The last cluster of an image that ends mid-cluster: compressed as a whole cluster
+      // padded with zeros, as QEMU does.
+      whole = new Uint8Array(this.#cs);
+      whole.set(data);
+    }
     await this.writeCompressedPrepared(
       offset,
-      compressCluster(data, this.#compression, this.#cs),
+      compressCluster(whole, this.#compression, this.#cs),
       data,
     );
   }
