@@ -267,3 +267,245 @@ Deno.test(
     }
   },
 );
+
+Deno.test({
+  name: "convert, compare, resize, rebase, commit, amend, measure, dd, bench behave as qemu-img's",
+  ignore,
+}, async (t) => {
+  const [root, cleanup] = await tempDir("demu-qimg-cmds");
+  try {
+    const src = `${root}/src.raw`;
+    {
+      // 6 MiB: random data, zero runs of several sizes, a hole, unaligned tails.
+      const b = new Uint8Array(6 << 20);
+      let x = 12345;
+      const rnd = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
+      for (let i = 0; i < (1 << 20); i++) b[i] = rnd();
+      for (let i = (2 << 20) + 1000; i < (2 << 20) + 1000 + 70000; i++) b[i] = 0x5a;
+      b.fill(7, (3 << 20) + 4096, (3 << 20) + 4096 + 3000);
+      b.fill(9, (5 << 20) - 10, 5 << 20);
+      await Deno.writeFile(src, b);
+    }
+    const setup = async (d: string) => {
+      await Deno.copyFile(src, `${d}/src.raw`);
+      await mustReal("convert", "-f", "raw", "-O", "qcow2", `${d}/src.raw`, `${d}/img.qcow2`);
+      await mustReal("create", "-q", "-f", "qcow2", `${d}/base.qcow2`, "6M");
+      await qemuIo(`${d}/base.qcow2`, "qcow2", ["write -P 1 0 2M", "write -P 2 4M 1M"]);
+      await mustReal(
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        `${d}/top.qcow2`,
+      );
+      await qemuIo(`${d}/top.qcow2`, "qcow2", ["write -P 3 1M 64k", "write -z 4M 64k"]);
+      await mustReal("create", "-q", "-f", "qcow2", `${d}/other.qcow2`, "6M");
+      await qemuIo(`${d}/other.qcow2`, "qcow2", ["write -P 1 0 3M"]);
+    };
+    let n = 0;
+    // Where the two drivers may place clusters differently (reused freed clusters, growth),
+    // "loose" compares everything but the host-allocation figures.
+    const layoutFree = (s: string) =>
+      s.replace(/^disk size: .*\n/m, "").replace(/^\d+\/\d+ = .* compressed clusters\n/m, "")
+        .replace(/^Image end offset: \d+\n/m, "").replace(/, "offset": \d+/g, "");
+    const check = async (
+      label: string,
+      cmd: (d: string) => string[],
+      after: (d: string) => string[][] = () => [],
+      loose = false,
+    ) => {
+      const norm = loose ? layoutFree : (s: string) => s;
+      await t.step(label, async () => {
+        const [a, b] = await sameOnCopies(root, `s${n++}`, setup, cmd);
+        for (const extra of [...after(a).map((x, i) => [x, after(b)[i]])]) {
+          const ra = await real(...extra[0]);
+          const rb = await real(...extra[1]);
+          strictEqual(
+            norm(rb.stdout.replaceAll(b, "DIR")),
+            norm(ra.stdout.replaceAll(a, "DIR")),
+            `${label}: qemu-img ${extra[0].join(" ")}`,
+          );
+          strictEqual(rb.code, ra.code);
+        }
+      });
+    };
+    const inspect = (file: string) => (d: string) => [
+      ["map", "--output=json", `${d}/${file}`],
+      ["check", `${d}/${file}`],
+      ["compare", `${d}/src.raw`, `${d}/${file}`],
+    ];
+    for (const opts of [[], ["-S", "0"], ["-S", "64k"], ["-o", "cluster_size=4k"]]) {
+      await check(
+        `convert ${opts.join(" ")}`,
+        (d) => ["convert", "-f", "raw", "-O", "qcow2", ...opts, `${d}/src.raw`, `${d}/out.qcow2`],
+        inspect("out.qcow2"),
+      );
+    }
+    await check(
+      "convert -O raw",
+      (d) => ["convert", "-O", "raw", `${d}/img.qcow2`, `${d}/out.raw`],
+      (d) => [["compare", "-f", "raw", "-F", "raw", `${d}/src.raw`, `${d}/out.raw`]],
+    );
+    await check(
+      "convert -B",
+      (d) => [
+        "convert",
+        "-O",
+        "qcow2",
+        "-B",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        `${d}/top.qcow2`,
+        `${d}/flat.qcow2`,
+      ],
+      (d) => [
+        ["map", "--output=json", `${d}/flat.qcow2`],
+        ["compare", `${d}/top.qcow2`, `${d}/flat.qcow2`],
+      ],
+    );
+    await check(
+      "convert -n",
+      (d) => ["convert", "-n", "-O", "qcow2", `${d}/other.qcow2`, `${d}/img.qcow2`],
+      (d) => [["compare", `${d}/other.qcow2`, `${d}/img.qcow2`], ["check", `${d}/img.qcow2`]],
+      true,
+    );
+    await check("convert -p", (d) => ["convert", "-p", "-O", "raw", `${d}/src.raw`, `${d}/o.raw`]);
+    for (
+      const args of [
+        ["-f", "raw", "-F", "qcow2", "src.raw", "img.qcow2"],
+        ["-s", "-f", "raw", "-F", "qcow2", "src.raw", "img.qcow2"],
+        ["img.qcow2", "other.qcow2"],
+        ["other.qcow2", "img.qcow2"],
+        ["top.qcow2", "base.qcow2"],
+        ["-q", "top.qcow2", "base.qcow2"],
+      ]
+    ) {
+      await check(
+        `compare ${args.join(" ")}`,
+        (d) => ["compare", ...args.map((x) => x.includes(".") ? `${d}/${x}` : x)],
+      );
+    }
+    for (const size of ["+1M", "8M", "+3k"]) {
+      await check(
+        `resize ${size}`,
+        (d) => ["resize", `${d}/img.qcow2`, size],
+        (d) => [["info", `${d}/img.qcow2`], ["check", `${d}/img.qcow2`]],
+        true,
+      );
+    }
+    await check(
+      "resize --shrink",
+      (d) => ["resize", "--shrink", "-f", "raw", `${d}/src.raw`, "--", "-1M"],
+      (d) => [["info", "-f", "raw", `${d}/src.raw`]],
+      true,
+    );
+    await check(
+      "rebase -u",
+      (d) => ["rebase", "-u", "-b", "other.qcow2", "-F", "qcow2", `${d}/top.qcow2`],
+      (d) => [["info", `${d}/top.qcow2`], ["check", `${d}/top.qcow2`]],
+      true,
+    );
+    await check(
+      "rebase (safe)",
+      (d) => ["rebase", "-b", "other.qcow2", "-F", "qcow2", `${d}/top.qcow2`],
+      (d) => [
+        ["info", `${d}/top.qcow2`],
+        ["check", `${d}/top.qcow2`],
+        ["map", "--output=json", `${d}/top.qcow2`],
+      ],
+      true,
+    );
+    await check(
+      "commit",
+      (d) => ["commit", `${d}/top.qcow2`],
+      (d) => [
+        ["map", "--output=json", `${d}/top.qcow2`],
+        ["check", `${d}/base.qcow2`],
+        ["compare", `${d}/top.qcow2`, `${d}/base.qcow2`],
+      ],
+      true,
+    );
+    for (const o of ["compat=0.10", "lazy_refcounts=on", "refcount_bits=64"]) {
+      await check(
+        `amend ${o}`,
+        (d) => ["amend", "-o", o, `${d}/img.qcow2`],
+        (d) => [["info", `${d}/img.qcow2`], ["check", `${d}/img.qcow2`], [
+          "compare",
+          `${d}/src.raw`,
+          `${d}/img.qcow2`,
+        ]],
+        true,
+      );
+    }
+    for (
+      const args of [
+        ["--size", "1G", "-O", "qcow2"],
+        ["--size", "1G", "-O", "qcow2", "-o", "cluster_size=4k,preallocation=metadata"],
+        ["--size", "10G", "-O", "raw"],
+        ["--output=json", "-O", "qcow2", "IMG"],
+        ["-O", "raw", "IMG"],
+        ["-O", "qcow2", "-o", "cluster_size=2M", "IMG"],
+      ]
+    ) {
+      await check(
+        `measure ${args.join(" ")}`,
+        (d) => ["measure", ...args.map((x) => x === "IMG" ? `${d}/img.qcow2` : x)],
+      );
+    }
+    for (
+      const ops of [["bs=4k", "count=3"], ["bs=1M", "count=3", "skip=1"], ["bs=1000", "skip=2"]]
+    ) {
+      await check(
+        `dd ${ops.join(" ")}`,
+        (d) => ["dd", "-O", "qcow2", `if=${d}/img.qcow2`, `of=${d}/dd.qcow2`, ...ops],
+        (d) => [["info", `${d}/dd.qcow2`], ["check", `${d}/dd.qcow2`]],
+        true,
+      );
+    }
+    await t.step("bench prints QEMU's lines", async () => {
+      const d = `${root}/bench`;
+      await Deno.mkdir(d);
+      await setup(d);
+      for (
+        const args of [
+          ["-c", "1000", "-s", "4k", `${d}/img.qcow2`],
+          [
+            "-w",
+            "-c",
+            "500",
+            "-d",
+            "4",
+            "-s",
+            "512",
+            "-o",
+            "4096",
+            "-S",
+            "8192",
+            "--flush-interval=100",
+            `${d}/img.qcow2`,
+          ],
+        ]
+      ) {
+        const [r, m] = await both(["bench", ...args]);
+        const strip = (s: string) =>
+          s.replace(/Run completed in [0-9.]+ seconds\./, "Run completed.");
+        strictEqual(strip(m.stdout), strip(r.stdout));
+        strictEqual(m.code, r.code);
+        ok(/Run completed in \d+\.\d{3} seconds\.\n$/.test(m.stdout));
+      }
+      await realCheck(`${d}/img.qcow2`);
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+async function realCheck(image: string): Promise<void> {
+  const r = await real("check", image);
+  strictEqual(r.code, 0, r.stdout + r.stderr);
+}

@@ -81,6 +81,7 @@ export async function cmdAmend(io: Io, args: string[]): Promise<number> {
     } catch (e) {
       throw new QemuImgError(errorText(e));
     }
+    p?.update(100);
     p?.end();
   } finally {
     await closeAll(d);

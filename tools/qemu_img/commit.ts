@@ -114,7 +114,7 @@ export async function cmdCommit(io: Io, args: string[]): Promise<number> {
           const chunk = buf.subarray(0, Math.min(IO_BUF_SIZE, end - pos));
           await top.read(pos, chunk);
           try {
-            if (st.kind === "zero") await base.writeZeroes(pos, chunk.length);
+            if (st.kind === "zero") await base.writeZeroes(pos, chunk.length, { mayUnmap: true });
             else await base.write(pos, chunk);
           } catch (e) {
             throw new QemuImgError(errorText(e));
@@ -129,6 +129,7 @@ export async function cmdCommit(io: Io, args: string[]): Promise<number> {
       topClosed = true;
       await makeEmpty(top, name);
     }
+    p?.update(100);
     p?.end();
   } finally {
     await closeAll(base);

@@ -9,7 +9,7 @@ const IO_BUF_SIZE = 2 << 20;
 const SECTOR = 512;
 
 /** Block-status bits as QEMU numbers them (strict mode compares them). */
-const DATA = 0x01, ZERO = 0x02, OFFSET_VALID = 0x04, ALLOCATED = 0x10;
+const DATA = 0x01, ZERO = 0x02, OFFSET_VALID = 0x04, ALLOCATED = 0x10, EOF = 0x20;
 
 /** bdrv_block_status_above(bs, NULL, ...): status flags and run length over the whole chain. */
 async function chainFlags(
@@ -24,6 +24,7 @@ async function chainFlags(
     if (st.data || st.zero) {
       let f = (st.data ? DATA : 0) | (st.zero ? ZERO : 0) | ALLOCATED;
       if (st.offset !== undefined) f |= OFFSET_VALID;
+      if (offset + bytes === await layer.length()) f |= EOF;
       return [f, bytes];
     }
     const below: BlockDriver | null = layer.backing ?? null;

@@ -110,51 +110,101 @@ export class Converter {
     await this.target.writeZeroes(offset, length, { mayUnmap: this.opts.minSparse > 0 });
   }
 
+  /**
+   * The unit a qcow2 target allocates (a cluster, or a subcluster with extended L2), 0 for raw.
+   * QEMU fills the rest of a newly allocated cluster (COW), so zero runs inside a cluster that
+   * gets data are written, not skipped: the image file has no holes under allocated clusters.
+   */
+  #granularity(): number {
+    const q = asQcow2(this.target);
+    if (!q) return 0;
+    const i = q.info();
+    return i.extendedL2 ? i.clusterSize / 32 : i.clusterSize;
+  }
+
   async #copy(index: number, base: number, size: number, total: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
     const buf = new Uint8Array(IO_BUF_SIZE);
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
+    const gran = this.#granularity();
     let off = 0;
     while (off < size) {
       const st = await statusAbove(src, backingBase, off, Math.min(size - off, 1 << 30));
-      const kind: Kind = st.kind === "unallocated"
+      let kind: Kind = st.kind === "unallocated"
         ? (this.opts.targetHasBacking ? "backing" : "data")
         : st.kind;
-      const end = off + st.length;
+      let end = off + st.length;
+      if (gran && end < size && (base + end) % gran) {
+        // Keep every window's end on an allocation unit: data grows to the next boundary,
+        // skipped ranges shrink to the previous one (or become data when that leaves nothing).
+        if (kind === "data") end = Math.min(size, alignUp(base + end, gran) - base);
+        else {
+          const down = alignDown(base + end, gran) - base;
+          if (down > off) end = down;
+          else {
+            kind = "data";
+            end = Math.min(size, alignUp(base + off + 1, gran) - base);
+          }
+        }
+      }
       if (kind === "backing") {
         off = end;
       } else if (kind === "zero") {
-        await this.#zero(base + off, st.length);
+        await this.#zero(base + off, end - off);
         off = end;
       } else {
         while (off < end) {
           const n = Math.min(end - off, IO_BUF_SIZE);
           const chunk = buf.subarray(0, n);
           await src.read(off, chunk);
-          await this.#writeData(base + off, chunk, align);
+          await this.#writeData(base + off, chunk, align, gran);
           off += n;
-          this.#report(base + off, total);
+          if (off < end) this.#report(base + off, total);
         }
       }
       this.#report(base + off, total);
     }
   }
 
-  async #writeData(offset: number, chunk: Uint8Array, align: number): Promise<void> {
+  async #writeData(offset: number, chunk: Uint8Array, align: number, gran: number): Promise<void> {
     if (!this.opts.minSparse) {
       await this.target.write(offset, chunk);
       this.written += chunk.length;
       return;
     }
-    let pos = 0;
-    while (pos < chunk.length) {
+    // Runs of data and of skippable zeros, as QEMU's sparse detection finds them.
+    const runs: [number, number, boolean][] = [];
+    for (let pos = 0; pos < chunk.length;) {
       const run = allocatedRun(chunk.subarray(pos), offset + pos, this.opts.minSparse, align);
-      if (run.data) {
-        await this.target.write(offset + pos, chunk.subarray(pos, pos + run.length));
-        this.written += run.length;
-      } else await this.#zero(offset + pos, run.length);
+      runs.push([pos, pos + run.length, run.data]);
       pos += run.length;
+    }
+    if (gran) {
+      // A zero run is skipped only where it covers whole allocation units.
+      for (const r of runs) {
+        if (r[2]) continue;
+        const s = alignUp(offset + r[0], gran) - offset;
+        const e = r[1] === chunk.length ? r[1] : alignDown(offset + r[1], gran) - offset;
+        if (s >= e) r[2] = true;
+        else {
+          if (s > r[0]) runs.push([r[0], s, true]);
+          if (e < r[1]) runs.push([e, r[1], true]);
+          r[0] = s;
+          r[1] = e;
+        }
+      }
+      runs.sort((a, b) => a[0] - b[0]);
+    }
+    for (let i = 0; i < runs.length;) {
+      let j = i;
+      while (j + 1 < runs.length && runs[j + 1][2] === runs[i][2]) j++;
+      const [from, to] = [runs[i][0], runs[j][1]];
+      if (runs[i][2]) {
+        await this.target.write(offset + from, chunk.subarray(from, to));
+        this.written += to - from;
+      } else await this.#zero(offset + from, to - from);
+      i = j + 1;
     }
   }
 

@@ -4,23 +4,29 @@ import { toFixedC } from "./size.ts";
 
 /** A live progress display as qemu-progress.c prints it. */
 export class Progress {
-  #last = -Infinity;
+  #last = 0;
   #current = 0;
 
   constructor(readonly io: Io, readonly minStep = 1) {}
 
-  /** Sets the completed percentage; prints when it moved by minStep or reached 100. */
+  /**
+   * Sets the completed percentage; prints when it moved by more than minStep, and every time it
+   * is 0 or 100 (as qemu_progress_print does).
+   */
   update(percent: number): void {
-    this.#current = Math.min(100, percent);
-    if (this.#current - this.#last >= this.minStep || (this.#current === 100 && this.#last < 100)) {
-      this.#last = this.#current;
-      this.io.out(`    (${toFixedC(this.#current, 2)}/100%)\r`);
+    const current = Math.fround(Math.min(100, percent));
+    this.#current = current;
+    if (
+      current > this.#last + this.minStep || current < this.#last - this.minStep ||
+      current === 0 || current === 100
+    ) {
+      this.#last = current;
+      this.io.out(`    (${toFixedC(current, 2)}/100%)\r`);
     }
   }
 
-  /** Ends the display with a newline. */
+  /** Ends the display with a newline (the caller reports 100% first). */
   end(): void {
-    this.update(100);
     this.io.out("\n");
   }
 }

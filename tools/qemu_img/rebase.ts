@@ -148,5 +148,6 @@ async function copyDifferences(
     p?.update((off / size) * 100);
   }
   await top.flush();
-  if (p) p.end();
+  p?.update(100);
+  p?.end();
 }
