@@ -28,6 +28,7 @@ import {
   CR0_PE,
   CR0_PG,
   CR0_TS,
+  CR4_OSFXSR,
   CR4_PAE,
   CR4_PGE,
   CR4_PSE,
@@ -49,7 +50,7 @@ import { eaOffset, regIndex } from "./decode.ts";
 import { I_B, I_BS, I_J8, I_JV, I_NONE, I_O, I_P, I_V, I_W, I_WB } from "./consts.ts";
 import { AF, CF, DF, IF, MASK, OF, SIGN, VM, ZF } from "./flags.ts";
 import type { Handler, Instr } from "./instr.ts";
-import { fpuEscape, fpuWait } from "./fpu.ts";
+import { fpuEscape, fpuWait, fxsave } from "./fpu.ts";
 import {
   deliverInterrupt,
   descLimit,
@@ -1010,8 +1011,8 @@ const hCpuid: Handler = (cpu) => {
   } else if (leaf === 1) {
     a = 0x0633; // family 6, model 3, stepping 3
     b = 0x00010000;
-    // VME, DE, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV (no APIC, no MTRR, no MMX/SSE)
-    d = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000;
+    // FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR (no APIC, MTRR, MMX, SSE)
+    d = 0x1000000 | 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000;
   } else if (leaf === 2) {
     a = 0x03020101;
   } else if (leaf === 0x80000000) {
@@ -1319,6 +1320,11 @@ const hArpl: Handler = (cpu, i) => {
 const hWait: Handler = (cpu) => fpuWait(cpu);
 const hEsc: Handler = (cpu, i) => fpuEscape(cpu, i);
 const hUd: Handler = (cpu) => ud(cpu);
+/** 0F AE: FXSAVE (/0), FXRSTOR (/1); the SSE-only forms are #UD (no SSE). */
+const hFxsave: Handler = (cpu, i) => {
+  if (!i.mem || (cpu.cr4 & CR4_OSFXSR) === 0) ud(cpu);
+  fxsave(cpu, i.ea(cpu, i), i.op === 1);
+};
 
 // ------------------------------------------------------------------ the table
 
@@ -1560,6 +1566,16 @@ T[0x1a9] = ent(hPopSeg, false, I_NONE, false, GS);
 T[0x1ab] = ent(hBtR, true, I_NONE, false, 1);
 T[0x1ac] = ent(hShrd, true, I_B, false, 0);
 T[0x1ad] = ent(hShrd, true, I_NONE, false, 1);
+T[0x1ae] = grp([
+  ent(hFxsave, true, I_NONE, false, 0),
+  ent(hFxsave, true, I_NONE, false, 1),
+  null,
+  null,
+  null,
+  null,
+  null,
+  null,
+]);
 T[0x1af] = ent(hImulRRm, true);
 T[0x1b0] = ent(hCmpxchg, true, I_NONE, true);
 T[0x1b1] = ent(hCmpxchg, true);
