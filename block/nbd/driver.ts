@@ -124,9 +124,10 @@ export class NbdDriver implements BlockDriver {
       return { length: end - offset, allocated: true, zero: false, data: true, offset };
     }
     const flags = ext[1];
+    // As QEMU's nbd client: a hole that need not read as zeros is not allocated anywhere.
     return {
       length: Math.min(ext[0], end - offset),
-      allocated: true,
+      allocated: !(flags & NBD_STATE_HOLE) || !!(flags & NBD_STATE_ZERO),
       zero: !!(flags & NBD_STATE_ZERO),
       data: !(flags & NBD_STATE_HOLE),
       offset,

@@ -637,6 +637,9 @@ async function infoCmd(io: QemuIo): Promise<number> {
     }
     return 0;
   }
+  // QEMU's raw asks its protocol; the nbd protocol has no such information, so info stops here.
+  const proto = (blk as { file?: BlockDriver }).file;
+  if (blk.format === "nbd" || proto?.format === "nbd") return 0;
   io.out("cluster size: 0 bytes\nvm state offset: 0 bytes\n");
   await Promise.resolve();
   return 0;

@@ -12,6 +12,21 @@ const UNITS: [number, string][] = [
   [2 ** 10, " KiB"],
 ];
 
+/**
+ * printf("%.Nf"): JavaScript's toFixed rounds exact ties up, glibc rounds them to even
+ * (2.0625 -> "2.062"), so ties are settled here.
+ */
+export function fixed(v: number, digits: number): string {
+  const scaled = v * 10 ** digits;
+  const floor = Math.floor(scaled);
+  if (scaled - floor === 0.5 && Number.isSafeInteger(floor)) {
+    const n = floor % 2 === 0 ? floor : floor + 1;
+    const str = String(n).padStart(digits + 1, "0");
+    return digits ? `${str.slice(0, -digits)}.${str.slice(-digits)}` : str;
+  }
+  return v.toFixed(digits);
+}
+
 /** A byte count as qemu-io prints it: three decimals in the largest unit, ".000" dropped. */
 export function cvtstr(value: number): string {
   let suffix = " bytes";
@@ -22,20 +37,20 @@ export function cvtstr(value: number): string {
       break;
     }
   }
-  return `${value.toFixed(3)}${suffix}`.replace(".000", "");
+  return `${fixed(value, 3)}${suffix}`.replace(".000", "");
 }
 
 /** Elapsed seconds as qemu-io prints them: "00.12 sec" under a second, else "h:mm:ss.cc". */
-export function timestr(seconds: number, fixed = false): string {
+export function timestr(seconds: number, verbose = false): string {
   const whole = Math.floor(seconds);
   const frac = seconds - whole;
-  if (fixed || whole) {
+  if (verbose || whole) {
     const h = Math.floor(whole / 3600);
     const m = Math.floor((whole % 3600) / 60);
     const s = (whole % 60) + frac;
-    return `${h}:${String(m).padStart(2, "0")}:${s.toFixed(2).padStart(5, "0")}`;
+    return `${h}:${String(m).padStart(2, "0")}:${fixed(s, 2).padStart(5, "0")}`;
   }
-  return `${frac.toFixed(2).padStart(5, "0")} sec`;
+  return `${fixed(frac, 2).padStart(5, "0")} sec`;
 }
 
 /** The statistics after an I/O command (read, write, discard, ...). */
@@ -50,13 +65,13 @@ export function report(
 ): string {
   const t = seconds > 0 ? seconds : 1e-9;
   if (machine) {
-    return `${total},${ops},${timestr(seconds, true)},${(total / t).toFixed(3)},${
-      (ops / t).toFixed(3)
+    return `${total},${ops},${timestr(seconds, true)},${fixed(total / t, 3)},${
+      fixed(ops / t, 3)
     }\n`;
   }
   return `${op} ${total}/${count} bytes at offset ${offset}\n` +
     `${cvtstr(total)}, ${ops} ops; ${timestr(seconds)} (${cvtstr(total / t)}/sec and ${
-      (ops / t).toFixed(4)
+      fixed(ops / t, 4)
     } ops/sec)\n`;
 }
 
