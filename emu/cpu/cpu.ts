@@ -471,6 +471,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
   }
 
+  /** Invalidates block links (CS:EIP to physical mappings may have changed). */
+  flushCodeLinks(): void {
+    this.epoch++;
+    this.blockExit = true;
+  }
+
   /** Drops every decoded block. */
   flushCode(): void {
     for (const map of this.pageBlocks) {

@@ -200,7 +200,8 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
   if (kind >= 2 && gdpl < cpu.cpl) cpu.fault(GP, vec * 8 + 2);
   if ((gHi & 0x8000) === 0) cpu.fault(NP, vec * 8 + 2 + ext);
   if (type === 0x05) {
-    cpu.fault(GP, vec * 8 + 2 + ext); // task gates: task switching is not implemented
+    taskGate(cpu, gLo >>> 16, TASK_INT, code);
+    return;
   }
   const gate32 = (type & 8) !== 0;
   const sel = gLo >>> 16;
@@ -347,8 +348,145 @@ export function farTransfer(cpu: Cpu, sel: number, off: number, sz: number, call
     cpu.eip = goff;
     return;
   }
-  // task gates and TSS descriptors: task switching is not implemented
+  if (type === 0x05) {
+    // task gate: DPL checked above like a call gate's
+    if (dpl < cpu.cpl || dpl < rpl) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+    taskGate(cpu, lo >>> 16, call ? TASK_CALL : TASK_JMP, -1);
+    return;
+  }
+  if (type === 0x01 || type === 0x09) {
+    if (dpl < cpu.cpl || dpl < rpl) cpu.fault(GP, sel & 0xfffc);
+    if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
+    taskSwitch(cpu, sel, lo, hi, call ? TASK_CALL : TASK_JMP, -1);
+    return;
+  }
   cpu.fault(GP, sel & 0xfffc);
+}
+
+// ------------------------------------------------------------------ task switching
+
+const TASK_JMP = 0, TASK_CALL = 1, TASK_INT = 2, TASK_IRET = 3;
+
+/** Through a task gate: the gate's TSS selector must name an available TSS in the GDT. */
+function taskGate(cpu: Cpu, tssSel: number, source: number, code: number): void {
+  if ((tssSel & 4) !== 0 || (tssSel & 0xfffc) === 0) cpu.fault(GP, tssSel & 0xfffc);
+  readDescriptor(cpu, tssSel);
+  const type = (dHi >> 8) & 0x1f;
+  if (type !== 0x01 && type !== 0x09) cpu.fault(GP, tssSel & 0xfffc);
+  if ((dHi & 0x8000) === 0) cpu.fault(NP, tssSel & 0xfffc);
+  taskSwitch(cpu, tssSel, dLo, dHi, source, code);
+}
+
+function setBusy(cpu: Cpu, sel: number, busy: boolean): void {
+  const a = (cpu.gdtBase + (sel & ~7) + 5) | 0;
+  const v = cpu.sysRd32((a - 1) | 0) >>> 8;
+  cpu.sysWr8(a, busy ? (v | 2) & 0xff : v & 0xfd);
+}
+
+/**
+ * Switches to the task whose TSS descriptor (lo/hi) `sel` names: saves the current state in the
+ * current TSS, loads the new one (CR3, LDT, registers, segments), links/busy bits per source,
+ * sets CR0.TS, and pushes `code` (>= 0) on the new stack (exceptions through task gates).
+ */
+function taskSwitch(cpu: Cpu, sel: number, lo: number, hi: number, source: number, code: number) {
+  const type = (hi >> 8) & 0x1f;
+  const is32 = (type & 8) !== 0;
+  const busy = (hi & 0x200) !== 0;
+  if (source === TASK_IRET ? !busy : busy) cpu.fault(GP, sel & 0xfffc);
+  const nbase = descBase(lo, hi);
+  const nlimit = descLimit(lo, hi);
+  if (nlimit < (is32 ? 0x67 : 0x2b)) cpu.fault(TS, sel & 0xfffc);
+  // save the outgoing state
+  const obase = cpu.segBase[TR];
+  const o32 = (cpu.segAttr[TR] & 8) !== 0;
+  let flags = cpu.getFlags();
+  if (source === TASK_IRET) flags &= ~NT;
+  if (o32) {
+    cpu.sysWr32((obase + 0x20) | 0, cpu.eip);
+    cpu.sysWr32((obase + 0x24) | 0, flags);
+    for (let r = 0; r < 8; r++) cpu.sysWr32((obase + 0x28 + r * 4) | 0, cpu.r32[r]);
+    for (let s = 0; s < 6; s++) cpu.sysWr32((obase + 0x48 + s * 4) | 0, cpu.segSel[s]);
+  } else {
+    const w16 = (off: number, v: number) => {
+      cpu.sysWr8((obase + off) | 0, v & 0xff);
+      cpu.sysWr8((obase + off + 1) | 0, (v >> 8) & 0xff);
+    };
+    w16(0x0e, cpu.eip);
+    w16(0x10, flags);
+    for (let r = 0; r < 8; r++) w16(0x12 + r * 2, cpu.r16[r * 2]);
+    for (let s = 0; s < 4; s++) w16(0x22 + s * 2, cpu.segSel[s]);
+  }
+  if (source === TASK_JMP || source === TASK_IRET) setBusy(cpu, cpu.segSel[TR], false);
+  // read the incoming state
+  const rd32 = (off: number) => cpu.sysRd32((nbase + off) | 0);
+  const rd16 = (off: number) => cpu.sysRd16((nbase + off) | 0);
+  let neip: number, nflags: number, ncr3 = cpu.cr3, nldt: number;
+  const regs = new Int32Array(8);
+  const segs = new Uint16Array(6);
+  if (is32) {
+    ncr3 = rd32(0x1c);
+    neip = rd32(0x20) >>> 0;
+    nflags = rd32(0x24);
+    for (let r = 0; r < 8; r++) regs[r] = rd32(0x28 + r * 4);
+    for (let s = 0; s < 6; s++) segs[s] = rd16(0x48 + s * 4);
+    nldt = rd16(0x60);
+  } else {
+    neip = rd16(0x0e);
+    nflags = rd16(0x10) | (cpu.eflags & 0xffff0000 & ~VM);
+    for (let r = 0; r < 8; r++) regs[r] = (rd16(0x12 + r * 2) << 16) >> 16;
+    for (let s = 0; s < 4; s++) segs[s] = rd16(0x22 + s * 2);
+    nldt = rd16(0x2a);
+  }
+  if (source === TASK_CALL || source === TASK_INT) {
+    cpu.sysWr8(nbase, cpu.segSel[TR] & 0xff);
+    cpu.sysWr8((nbase + 1) | 0, cpu.segSel[TR] >> 8);
+    nflags |= NT;
+  }
+  if (source !== TASK_IRET) setBusy(cpu, sel, true);
+  loadCache(cpu, TR, sel, lo, hi | 0x200);
+  cpu.cr0 |= 8; // TS
+  if (is32 && (cpu.cr0 & 0x80000000) !== 0 && ncr3 !== cpu.cr3) {
+    cpu.cr3 = ncr3;
+    cpu.flushTlb();
+  } else if (is32) cpu.cr3 = ncr3;
+  // registers and flags of the new task; segments are loaded with the new task's privilege
+  cpu.r32.set(regs);
+  cpu.eflags = (nflags & 0x3f7fd5) | 2;
+  cpu.lop = 0;
+  cpu.eip = neip;
+  const vm = (cpu.eflags & VM) !== 0;
+  // LDT first: the selectors may refer to it
+  if ((nldt & 0xfffc) === 0) {
+    cpu.segSel[LDTR] = 0;
+    cpu.segAttr[LDTR] = 0;
+  } else {
+    if ((nldt & 4) !== 0) cpu.fault(TS, nldt & 0xfffc);
+    readDescriptor(cpu, nldt, TS);
+    if (((dHi >> 8) & 0x1f) !== 0x02) cpu.fault(TS, nldt & 0xfffc);
+    loadCache(cpu, LDTR, nldt, dLo, dHi);
+  }
+  if (vm) {
+    cpu.setCpl(3);
+    for (let s = 0; s < 6; s++) loadReal(cpu, s, segs[s]);
+    cpu.modeChanged();
+  } else {
+    // CS decides the new CPL
+    const csSel = segs[CS];
+    if ((csSel & 0xfffc) === 0) cpu.fault(TS, 0);
+    readDescriptor(cpu, csSel, TS);
+    const acc = (dHi >> 8) & 0xff;
+    if ((acc & 0x18) !== 0x18) cpu.fault(TS, csSel & 0xfffc);
+    if ((acc & 0x80) === 0) cpu.fault(NP, csSel & 0xfffc);
+    setCs(cpu, csSel, dLo, dHi, csSel & 3);
+    for (const s of [SS, ES, DS, FS, GS]) {
+      if (!is32 && (s === FS || s === GS)) continue;
+      loadSeg(cpu, s, segs[s]);
+    }
+  }
+  cpu.modeChanged();
+  cpu.flushCodeLinks();
+  if (code >= 0) pushTo(cpu, is32, code);
 }
 
 /** RETF [n] with operand size sz. */
@@ -416,7 +554,17 @@ export function iret(cpu: Cpu, sz: number): void {
     cpu.blockExit = true;
     return;
   }
-  if ((cpu.eflags & NT) !== 0) cpu.fault(GP, 0); // nested task return: task switching not implemented
+  if ((cpu.eflags & NT) !== 0) {
+    // nested task: return to the task in the back link
+    const back = cpu.sysRd16(cpu.segBase[TR]);
+    if ((back & 4) !== 0 || (back & 0xfffc) === 0) cpu.fault(TS, back & 0xfffc);
+    readDescriptor(cpu, back, TS);
+    const type = (dHi >> 8) & 0x1f;
+    if (type !== 0x03 && type !== 0x0b) cpu.fault(TS, back & 0xfffc);
+    if ((dHi & 0x8000) === 0) cpu.fault(NP, back & 0xfffc);
+    taskSwitch(cpu, back, dLo, dHi, TASK_IRET, -1);
+    return;
+  }
   const eip = cpu.peek(sz, 0) >>> 0;
   const sel = cpu.peek(sz, w) & 0xffff;
   const fl = cpu.peek(sz, 2 * w);
