@@ -133,13 +133,15 @@ export class RawConn {
     this.#pump = this.#read();
   }
 
-  /** Connects, retrying briefly: a socket file exists a moment before it accepts. */
+  /** Connects, retrying for up to 5 s while the agent starts (no socket yet, or not accepting). */
   static async open(path: string): Promise<RawConn> {
     for (let i = 0;; i++) {
       try {
         return new RawConn(await Deno.connect({ transport: "unix", path }));
       } catch (e) {
-        if (!(e instanceof Deno.errors.ConnectionRefused) || i >= 100) throw e;
+        const starting = e instanceof Deno.errors.ConnectionRefused ||
+          e instanceof Deno.errors.NotFound;
+        if (!starting || i >= 250) throw e;
         await new Promise((r) => setTimeout(r, 20));
       }
     }

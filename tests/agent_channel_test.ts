@@ -94,22 +94,30 @@ async function runOnPty(which: "demu" | "qemu-ga", method: string): Promise<stri
       stderr: "null",
     }).spawn();
     const requests = [
-      '\xff{"execute":"guest-sync-delimited","arguments":{"id":77}}',
       '{"execute":"guest-ping","id":"serial"}',
       '{"execute":"guest-sync","arguments":{"id":12345}}',
       '{"execute":"guest-get-host-name"}',
       '{"execute":"guest-no-such"}',
     ];
-    // The agent may still be starting: repeat the first sync until it is answered.
+    // The agent may still be starting: repeat a sync (new id each time) until one is answered,
+    // then sync once more and drop everything before that answer (late replies to retries).
     const enc = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
-    let first: string[] = [];
-    for (let i = 0; i < 100 && !first.some((l) => l.endsWith('{"return": 77}')); i++) {
-      writeAll(master, enc(requests[0]));
-      first = await readLines(master, 1, 200);
+    const sync = (id: number) =>
+      enc(`\xff{"execute":"guest-sync-delimited","arguments":{"id":${id}}}`);
+    let up = false;
+    for (let i = 0; i < 100 && !up; i++) {
+      writeAll(master, sync(100 + i));
+      up = (await readLines(master, 1, 200)).length > 0;
     }
-    ok(first.length, `${which} answered on ${method}`);
+    ok(up, `${which} answered on ${method}`);
+    writeAll(master, sync(77));
+    let synced = false;
+    for (let i = 0; i < 200 && !synced; i++) {
+      synced = (await readLines(master, 1, 100)).some((l) => l.endsWith('{"return": 77}'));
+    }
+    ok(synced, `${which} resynchronised on ${method}`);
     const out: string[] = [];
-    for (const r of requests.slice(1)) {
+    for (const r of requests) {
       writeAll(master, enc(r));
       out.push(...await readLines(master, 1));
     }
