@@ -7,6 +7,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { buildGuest, guestNames, haveNasm } from "./guests/cpu/build.ts";
 import { runGuest } from "./guests/cpu/harness.ts";
+import type { Cpu } from "../emu/cpu/cpu.ts";
 
 const nasm = haveNasm();
 if (!nasm) console.warn("WARNING: nasm not found: CPU guest program tests skipped");
@@ -16,7 +17,22 @@ for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*
     name: `cpu guest: ${name}`,
     ignore: !nasm,
     fn() {
-      const r = runGuest(buildGuest(name), { maxInstructions: 20_000_000 });
+      // t_irq gets a timer: vector 0x20 every 1000 instructions (idle time counts while halted)
+      let next = 1000, idle = 0, pending = false;
+      const irq = name === "t_irq"
+        ? {
+          vector: 0x20,
+          pending: (cpu: Cpu) => (pending ||= cpu.instructions + idle >= next),
+          acknowledge: () => {
+            pending = false;
+            next += 1000;
+          },
+          idle: () => {
+            idle += 100;
+          },
+        }
+        : undefined;
+      const r = runGuest(buildGuest(name), { maxInstructions: 20_000_000, irq });
       if (name.startsWith("t_triple")) {
         deepStrictEqual(r.shutdowns, ["triple fault"], `output: ${r.output}`);
         return;

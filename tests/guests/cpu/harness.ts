@@ -23,7 +23,13 @@ export interface GuestOptions {
   ramBytes?: number;
   maxInstructions?: number;
   /** Interrupt vector to raise whenever IF=1 and `irqPending()` says so. */
-  irq?: { pending: () => boolean; vector: number };
+  irq?: {
+    pending: (cpu: Cpu) => boolean;
+    vector: number;
+    acknowledge?: () => void;
+    /** Called while the CPU is halted with IF=1: time passes. */
+    idle?: () => void;
+  };
   /** Extra I/O ports. */
   ports?: Map<number, { read?: () => number; write?: (v: number) => void }>;
 }
@@ -34,6 +40,7 @@ export function testBus(ram: Uint8Array, opts: GuestOptions, state: {
   output: string;
   shutdowns: string[];
   stop?: () => void;
+  cpu?: Cpu;
 }): CpuBus {
   return {
     ram,
@@ -52,8 +59,11 @@ export function testBus(ram: Uint8Array, opts: GuestOptions, state: {
         state.stop?.();
       } else opts.ports?.get(port)?.write?.(v);
     },
-    hasInterrupt: () => opts.irq?.pending() ?? false,
-    acknowledgeInterrupt: () => opts.irq?.vector ?? 0,
+    hasInterrupt: () => (state.cpu && opts.irq?.pending(state.cpu)) ?? false,
+    acknowledgeInterrupt: () => {
+      opts.irq?.acknowledge?.();
+      return opts.irq?.vector ?? 0;
+    },
     shutdown: (reason) => {
       state.shutdowns.push(reason);
     },
@@ -69,8 +79,10 @@ export function runGuest(image: Uint8Array, opts: GuestOptions = {}): GuestResul
     output: string;
     shutdowns: string[];
     stop?: () => void;
+    cpu?: Cpu;
   };
   const cpu = new Cpu(testBus(ram, opts, state));
+  state.cpu = cpu;
   state.stop = () => cpu.stop();
   cpu.setSegCache(1, 0, 0, 0xffff, 0x9b);
   cpu.eip = LOAD_ADDR;
@@ -78,7 +90,11 @@ export function runGuest(image: Uint8Array, opts: GuestOptions = {}): GuestResul
   while (cpu.instructions < max && state.exitCode === null) {
     const r = cpu.run(Math.min(1_000_000, max - cpu.instructions));
     if (r === RunExit.Shutdown) break;
-    if (r === RunExit.Halted && !(opts.irq && (cpu.eflags & 0x200) !== 0)) break;
+    if (r === RunExit.Halted) {
+      if (!(opts.irq && (cpu.eflags & 0x200) !== 0)) break;
+      // halted with interrupts enabled: time passes until the source raises one
+      while (!opts.irq.pending(cpu)) opts.irq.idle?.();
+    }
   }
   return { ...state, instructions: cpu.instructions, cpu };
 }
