@@ -1,24 +1,33 @@
 /** Fast all-zero tests of buffers (QEMU's buffer_is_zero), used for sparse detection. */
 
+const SECTOR = 512;
+
+/** True when bytes [from, to) of buf are all zero. */
+export function isZeroRange(buf: Uint8Array, from: number, to: number): boolean {
+  // Data is usually non-zero right away: look at the ends before scanning.
+  if (from >= to) return true;
+  if (buf[from] || buf[to - 1]) return false;
+  let i = from;
+  const abs = buf.byteOffset + i;
+  const head = (4 - (abs & 3)) & 3;
+  for (const stop = Math.min(to, i + head); i < stop; i++) if (buf[i]) return false;
+  const words = (to - i) >>> 2;
+  if (words > 0) {
+    const w = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
+    let j = 0;
+    for (const n4 = words & ~3; j < n4; j += 4) {
+      if (w[j] | w[j + 1] | w[j + 2] | w[j + 3]) return false;
+    }
+    for (; j < words; j++) if (w[j]) return false;
+    i += words * 4;
+  }
+  for (; i < to; i++) if (buf[i]) return false;
+  return true;
+}
+
 /** True when every byte of buf is zero. */
 export function isZero(buf: Uint8Array): boolean {
-  const len = buf.length;
-  let i = 0;
-  const head = (8 - (buf.byteOffset & 7)) & 7;
-  for (; i < head && i < len; i++) if (buf[i]) return false;
-  const words = Math.floor((len - i) / 8);
-  if (words > 0) {
-    const w = new BigUint64Array(buf.buffer, buf.byteOffset + i, words);
-    // Checking the first word early keeps non-zero data (the common case) cheap.
-    if (w[0] !== 0n) return false;
-    const w32 = new Uint32Array(buf.buffer, buf.byteOffset + i, words * 2);
-    for (let j = 0; j < w32.length; j += 4) {
-      if (w32[j] | w32[j + 1] | w32[j + 2] | w32[j + 3]) return false;
-    }
-    i += words * 8;
-  }
-  for (; i < len; i++) if (buf[i]) return false;
-  return true;
+  return isZeroRange(buf, 0, buf.length);
 }
 
 /**
@@ -32,31 +41,32 @@ export function allocatedRun(
   minSparse: number,
   alignment: number,
 ): { length: number; data: boolean } {
-  const SECTOR = 512;
-  const first = isAllocated(buf, offset, alignment);
+  const first = isAllocated(buf, 0, offset, alignment);
   if (!first.data) return first;
   let used = first.length;
   let checked = used;
+  const min = Math.min(minSparse, buf.length);
   while (checked < buf.length) {
-    const r = isAllocated(buf.subarray(checked), offset + checked, alignment);
+    const r = isAllocated(buf, checked, offset + checked, alignment);
     checked += r.length;
     if (r.data) used = checked;
-    else if (r.length >= Math.min(minSparse, buf.length) && r.length >= SECTOR) break;
+    else if (r.length >= min && r.length >= SECTOR) break;
   }
   return { length: used, data: true };
 }
 
+/** is_allocated_sectors() on buf[start..]: one run of sectors that are all zero or all not. */
 function isAllocated(
   buf: Uint8Array,
+  start: number,
   offset: number,
   alignment: number,
 ): { length: number; data: boolean } {
-  const SECTOR = 512;
-  const n = buf.length;
-  let zero = isZero(buf.subarray(0, Math.min(SECTOR, n)));
+  const n = buf.length - start;
+  let zero = isZeroRange(buf, start, start + Math.min(SECTOR, n));
   let i = SECTOR;
   for (; i < n; i += SECTOR) {
-    if (zero !== isZero(buf.subarray(i, Math.min(i + SECTOR, n)))) break;
+    if (zero !== isZeroRange(buf, start + i, start + Math.min(i + SECTOR, n))) break;
   }
   if (i >= n) return { length: n, data: !zero };
   const tail = (offset + i) % alignment;
