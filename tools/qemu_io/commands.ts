@@ -270,7 +270,7 @@ async function readCmd(io: QemuIo, argv: string[]): Promise<number> {
   const count = num(io, operands[1]);
   if (count === null) return -22;
   if (count > MAX_REQUEST) {
-    io.out(`length cannot exceed ${MAX_REQUEST}, cannot read more than that\n`);
+    io.out(`length cannot exceed ${MAX_REQUEST}, given ${operands[1]}\n`);
     return -22;
   }
   const pl = patLen ?? count - patOff;
@@ -329,7 +329,7 @@ async function writeCmd(io: QemuIo, argv: string[]): Promise<number> {
   const count = num(io, operands[1]);
   if (count === null) return -22;
   if (count > MAX_REQUEST && !z) {
-    io.out(`length cannot exceed ${MAX_REQUEST}, cannot write more than that\n`);
+    io.out(`length cannot exceed ${MAX_REQUEST}, given ${operands[1]}\n`);
     return -22;
   }
   let buf: Uint8Array | null = null;
@@ -519,7 +519,7 @@ async function discardCmd(io: QemuIo, argv: string[]): Promise<number> {
   const count = num(io, operands[1]);
   if (count === null) return -22;
   if (count > MAX_REQUEST) {
-    io.out(`length cannot exceed ${MAX_REQUEST}, cannot discard more than that\n`);
+    io.out(`length cannot exceed ${MAX_REQUEST}, given ${operands[1]}\n`);
     return -22;
   }
   const t0 = now();
@@ -704,7 +704,7 @@ async function closeCmd(io: QemuIo): Promise<number> {
 
 async function sleepCmd(io: QemuIo, argv: string[]): Promise<number> {
   if (!/^\d+$/.test(argv[1])) {
-    io.out("Invalid value for ms\n");
+    io.out(`${argv[1]} is not a valid number\n`);
     return -22;
   }
   await new Promise((r) => setTimeout(r, Number(argv[1])));
