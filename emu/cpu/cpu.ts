@@ -8,7 +8,7 @@
 import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
 import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
 import type { Block } from "./instr.ts";
-import { decodeBlock } from "./decode.ts";
+import { decodeBlock, decodeOne } from "./decode.ts";
 import { deliverInterrupt } from "./system.ts";
 
 export * from "./consts.ts";
@@ -277,21 +277,22 @@ export class Cpu extends LazyFlags implements CpuControl {
         // transfer ends a block) sees it. A fault recomputes it from the instruction's offset.
         const base = this.eip;
         this.blockEip = base;
-        k = 0;
-        for (;;) {
+        let exited = false;
+        for (k = 0; k < last; k++) {
           const i = ins[k];
-          if (k === last) {
-            this.eip = (base + i.end) & mask;
-            i.fn(this, i);
-            k++;
-            break;
-          }
           i.fn(this, i);
-          k++;
           if (this.blockExit) {
             this.eip = (base + i.end) & mask;
+            k++;
+            exited = true;
             break;
           }
+        }
+        if (!exited) {
+          const i = ins[last];
+          this.eip = (base + i.end) & mask;
+          i.fn(this, i);
+          k = last + 1;
         }
         n += k;
         this.instructions += k;
@@ -346,13 +347,21 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** TF set: run one instruction, then #DB (after it, as a trap). */
   private stepTrap(block: Block): number {
-    const i = block.ins[0];
-    this.blockEip = this.eip;
-    this.eip = (this.eip + i.len) & (this.code32 ? -1 : 0xffff);
+    // decoded afresh: a cached block may hold fused pairs, single-stepping needs one instruction
+    void block;
+    this.curBlock = null; // a fault restores EIP from `start` below, not from a block offset
+    const start = this.eip;
+    const i = decodeOne(this, (this.segBase[CS] + start) | 0);
+    this.blockEip = start;
+    this.eip = (start + i.len) & (this.code32 ? -1 : 0xffff);
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
-    i.fn(this, i);
-    this.curBlock = null;
+    try {
+      i.fn(this, i);
+    } catch (e) {
+      this.eip = start;
+      throw e;
+    }
     if (tfBefore && !this.halted) {
       this.dr[6] |= 0x4000;
       this.guardedInterrupt(DB, false, -1, 0);

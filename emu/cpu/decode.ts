@@ -8,7 +8,7 @@
 import { type Cpu, CpuFault } from "./cpu.ts";
 import { DS, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
 import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
-import { specialize } from "./fast.ts";
+import { fuse, specialize } from "./fast.ts";
 import { OPCODES, type OpEntry, UD_ENTRY } from "./ops.ts";
 
 /** The most instructions one block holds. */
@@ -214,9 +214,10 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
     }
     const crosses = ((p & 0xfff) + i.len) > 0x1000;
     if (crosses && b.ins.length > 0) break; // decode it again as its own (uncached) block
-    b.ins.push(i);
     i.end = (p - lin + i.len) | 0;
     p = (p + i.len) | 0;
+    const prev = b.ins.length > 0 ? b.ins[b.ins.length - 1] : null;
+    if (prev === null || !fuse(prev, i)) b.ins.push(i);
     if (crosses) {
       b.cacheable = false;
       break;

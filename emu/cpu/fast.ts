@@ -39,10 +39,14 @@ function aluBody(op: number, sz: number): string {
   }
 }
 
-function make(name: string, body: string): Handler {
+/** The JS body of each generated register-only handler (for fusing with a following Jcc). */
+const BODIES = new Map<Handler, string>();
+
+function make(name: string, body: string, fusable = false): Handler {
   // deno-lint-ignore no-explicit-any
   const f = new Function("cpu", "i", body) as any;
   Object.defineProperty(f, "name", { value: name });
+  if (fusable) BODIES.set(f, body);
   return f as Handler;
 }
 
@@ -98,7 +102,8 @@ for (let f = 0; f < FORMS.length; f++) {
             w ? store(sz, "R[0]") : ""
           }`;
       }
-      ALU[f][op].push(make(`alu_${FORMS[f]}_${op}_${sz}`, body));
+      const fusable = !FORMS[f].endsWith("_mem");
+      ALU[f][op].push(make(`alu_${FORMS[f]}_${op}_${sz}`, body, fusable));
     }
   }
 }
@@ -110,6 +115,7 @@ const INC: Handler[] = [1, 2].map((sz) =>
       `cpu.la = a; cpu.lb = 1; cpu.lr = r; cpu.lsz = ${sz}; cpu.lop = ${LOP_INC}; ${
         store(sz, "R[i.reg]")
       }`,
+    true,
   )
 );
 const DEC: Handler[] = [1, 2].map((sz) =>
@@ -119,6 +125,17 @@ const DEC: Handler[] = [1, 2].map((sz) =>
       `cpu.la = a; cpu.lb = 1; cpu.lr = r; cpu.lsz = ${sz}; cpu.lop = ${LOP_DEC}; ${
         store(sz, "R[i.reg]")
       }`,
+    true,
+  )
+);
+
+/** TEST r/m, r (register form) by size. */
+const TEST_RR: Handler[] = [0, 1, 2].map((sz) =>
+  make(
+    `test_rr_${sz}`,
+    `const R = cpu.${VIEW[sz]}; const a = R[i.rm], b = R[i.reg]; const r = a & b; ` +
+      `cpu.la = a; cpu.lb = b; cpu.lr = r; cpu.lsz = ${sz}; cpu.lop = ${LOP_LOGIC};`,
+    true,
   )
 );
 
@@ -193,6 +210,7 @@ export function specialize(i: Instr): Handler | null {
     }
   }
   if (o >= 0x80 && o <= 0x83) return ALU[i.mem ? 5 : 4][i.regN][sz];
+  if ((o === 0x84 || o === 0x85) && !i.mem) return TEST_RR[sz];
   if (o >= 0x40 && o < 0x48 && sz > 0) return INC[sz - 1];
   if (o >= 0x48 && o < 0x50 && sz > 0) return DEC[sz - 1];
   if (o >= 0x88 && o <= 0x8b) return MOV[(o & 2) + (i.mem ? 1 : 0)][sz];
@@ -201,4 +219,33 @@ export function specialize(i: Instr): Handler | null {
   if (o >= 0x50 && o < 0x58 && sz === 2) return PUSH32;
   if (o >= 0x58 && o < 0x60 && sz === 2) return POP32;
   return null;
+}
+
+const FUSED = new Map<string, Handler>();
+
+/**
+ * Fuses a flag-setting register instruction `a` with the conditional jump `j` after it into one
+ * handler (both bodies inline: one dispatch instead of two). The fused record is `a` with
+ * imm2 = the jump displacement and len/end covering both; it retires two instructions.
+ */
+export function fuse(a: Instr, j: Instr): boolean {
+  const body = BODIES.get(a.fn);
+  const o = j.opcode;
+  if (body === undefined || !((o >= 0x70 && o <= 0x7f) || (o >= 0x180 && o <= 0x18f))) return false;
+  const cc = o & 15;
+  const key = `${a.fn.name}/${cc}/${j.sz}`;
+  let f = FUSED.get(key);
+  if (f === undefined) {
+    const target = j.sz === 2 ? "(cpu.eip + i.imm2) >>> 0" : "(cpu.eip + i.imm2) & 0xffff";
+    f = make(
+      `fused_${key}`,
+      `{ ${body} } cpu.instructions++; if (${COND[cc]}) cpu.eip = ${target};`,
+    );
+    FUSED.set(key, f);
+  }
+  a.fn = f;
+  a.imm2 = j.imm;
+  a.len += j.len;
+  a.end = j.end;
+  return true;
 }
