@@ -101,6 +101,11 @@ export interface CpuControl {
   setA20(enabled: boolean): void;
   /** The answer of `bus.pageKind` changed for some page, or `bus.ram` was replaced. */
   memoryMapChanged(): void;
+  /**
+   * Something other than the CPU (DMA, a loader, a device model) wrote guest RAM directly in
+   * [addr, addr + length): drops decoded code there, so the CPU executes the new bytes.
+   */
+  ramWritten(addr: number, length: number): void;
   /** Raises a non-maskable interrupt (taken at the next instruction boundary). */
   raiseNmi(): void;
   /** Instructions retired since reset (a plain number; exact to 2^53). */

@@ -214,6 +214,13 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.flushTlb();
   }
 
+  ramWritten(addr: number, length: number): void {
+    if (length <= 0) return;
+    const first = Math.floor(addr / 4096);
+    const last = Math.min(Math.floor((addr + length - 1) / 4096), this.ramPages - 1);
+    for (let p = first; p <= last; p++) if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+  }
+
   raiseNmi(): void {
     this.nmiPending = true;
   }
@@ -803,6 +810,18 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.translate(lin, 1);
     this.translate((lin + size - 1) | 0, 1);
     for (let k = 0; k < size; k++) this.wr8((lin + k) | 0, v >> (8 * k));
+  }
+
+  /** RAM index of `lin` if the TLB maps it readable to RAM/ROM, else -1. */
+  ramIndexR(lin: number): number {
+    const e = this.tlbR[(lin >>> 12) | this.tlbUser];
+    return e === 0 ? -1 : (e - 1) * 4096 + (lin & 0xfff);
+  }
+
+  /** RAM index of `lin` if the TLB maps it writable to RAM holding no code, else -1. */
+  ramIndexW(lin: number): number {
+    const e = this.tlbW[(lin >>> 12) | this.tlbUser];
+    return e === 0 ? -1 : (e - 1) * 4096 + (lin & 0xfff);
   }
 
   /** Reads for a read-modify-write: faults now if the later write would (flags stay intact). */

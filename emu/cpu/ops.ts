@@ -876,8 +876,70 @@ const bOuts = (cpu: Cpu, i: Instr, d: number) => {
   siAdvance(cpu, i, d);
   return false;
 };
-const hMovs: Handler = (cpu, i) => stringOp(cpu, i, bMovs);
-const hStos: Handler = (cpu, i) => stringOp(cpu, i, bStos);
+/**
+ * REP MOVS/STOS going forward: whole runs that stay inside one source and one destination page
+ * (RAM, cached in the TLB, no overlap) are copied/filled directly; anything else takes the
+ * element-by-element path, which also fills the TLB for the next run.
+ */
+function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
+  const w = 1 << i.sz;
+  const ram = cpu.ram;
+  let c = count(cpu, i);
+  let budget = REP_CHUNK * 16;
+  while (c !== 0) {
+    const si = i.asz ? cpu.r32[6] >>> 0 : cpu.r16[12];
+    const di = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
+    const sLin = (cpu.segBase[i.seg] + si) | 0;
+    const dLin = (cpu.segBase[ES] + di) | 0;
+    let n = Math.min(c, Math.floor((4096 - (dLin & 0xfff)) / w), budget);
+    if (movs) n = Math.min(n, Math.floor((4096 - (sLin & 0xfff)) / w));
+    if (!i.asz) {
+      n = Math.min(n, Math.floor((0x10000 - di) / w));
+      if (movs) n = Math.min(n, Math.floor((0x10000 - si) / w));
+    }
+    const dp = n > 0 && di + n * w - 1 <= cpu.segChk[ES] ? cpu.ramIndexW(dLin) : -1;
+    const sp = movs && dp >= 0 && si + n * w - 1 <= cpu.segChk[i.seg] ? cpu.ramIndexR(sLin) : -1;
+    const bytes = n * w;
+    if (
+      dp < 0 || (movs && (sp < 0 || (dp > sp && dp < sp + bytes) || (sp > dp && sp < dp + bytes)))
+    ) {
+      // one element the slow way (faults, MMIO, page crossings, overlap)
+      if (movs) bMovs(cpu, i, w);
+      else bStos(cpu, i, w);
+      c = (c - 1) >>> 0;
+      setCount(cpu, i, c);
+      if (--budget <= 0) break;
+      continue;
+    }
+    if (movs) ram.copyWithin(dp, sp, sp + bytes);
+    else if (w === 1) ram.fill(cpu.r8[0], dp, dp + bytes);
+    else {
+      const v = cpu.r32[0];
+      for (let k = 0; k < bytes; k += w) {
+        ram[dp + k] = v;
+        ram[dp + k + 1] = v >> 8;
+        if (w === 4) {
+          ram[dp + k + 2] = v >> 16;
+          ram[dp + k + 3] = v >> 24;
+        }
+      }
+    }
+    if (movs) siAdvance(cpu, i, bytes);
+    diAdvance(cpu, i, bytes);
+    c = (c - n) >>> 0;
+    setCount(cpu, i, c);
+    budget -= n;
+    if (budget <= 0) break;
+  }
+  if (c !== 0) {
+    cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
+    cpu.blockExit = true;
+  }
+}
+const hMovs: Handler = (cpu, i) =>
+  i.rep !== 0 && (cpu.eflags & DF) === 0 ? repFast(cpu, i, true) : stringOp(cpu, i, bMovs);
+const hStos: Handler = (cpu, i) =>
+  i.rep !== 0 && (cpu.eflags & DF) === 0 ? repFast(cpu, i, false) : stringOp(cpu, i, bStos);
 const hLods: Handler = (cpu, i) => stringOp(cpu, i, bLods);
 const hCmps: Handler = (cpu, i) => stringOp(cpu, i, bCmps);
 const hScas: Handler = (cpu, i) => stringOp(cpu, i, bScas);
@@ -1011,8 +1073,9 @@ const hCpuid: Handler = (cpu) => {
   } else if (leaf === 1) {
     a = 0x0633; // family 6, model 3, stepping 3
     b = 0x00010000;
-    // FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR (no APIC, MTRR, MMX, SSE)
-    d = 0x1000000 | 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000;
+    // FPU, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR: what is implemented (no VME, DE,
+    // MCE, APIC, MTRR, MCA, MMX, SSE)
+    d = 0x1 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000 | 0x1000000;
   } else if (leaf === 2) {
     a = 0x03020101;
   } else if (leaf === 0x80000000) {

@@ -138,6 +138,26 @@ main:
         rep stosb
         cld
         CHECK 39, dword [dst + 16], 0xaaaaaaaa
+        ; overlapping forward REP MOVSB replicates the first byte (element by element semantics)
+        mov esi, pattern
+        lea edi, [pattern + 1]
+        mov ecx, 7
+        rep movsb
+        CHECK 53, dword [pattern], 0x41414141
+        CHECK 54, dword [pattern + 4], 0x41414141
+        ; REP STOSD across a page boundary, then REP MOVSD of 3 pages
+        mov edi, 0x50ff8
+        mov eax, 0x12345678
+        mov ecx, 4
+        rep stosd
+        CHECK 55, dword [0x51004], 0x12345678
+        CHECK 56, edi, 0x51008
+        mov esi, 0x50000
+        mov edi, 0x60000
+        mov ecx, 3 * 1024
+        rep movsd
+        CHECK 57, dword [0x61004], 0x12345678
+        CHECK 58, esi, 0x53000
         ; enter/leave, push/pop, pushad/popad
         mov ebp, 0x1234
         mov esp, 0x7ff00
@@ -181,5 +201,6 @@ main:
 
         align 4
 scratch: dd 0, 0, 0, 0
+pattern: db "ABCDEFGH"
 src:    dd 0x11111111, 0x22222222, 0x33333333, 0x44444444, 0x55555555
 dst:    dd 0, 0, 0, 0, 0
