@@ -1238,7 +1238,7 @@ const hMovToCr: Handler = (cpu, i) => {
     case 4: {
       if (
         (v &
-          ~(0x1 | 0x2 | 0x4 | 0x8 | CR4_PSE | CR4_PAE | 0x40 | CR4_PGE | 0x100 | 0x200 | 0x400)) !==
+          ~(CR4_TSD | CR4_PSE | CR4_PAE | CR4_PGE | CR4_OSFXSR | 0x400)) !==
           0
       ) {
         cpu.fault(GP, 0);
