@@ -4,7 +4,13 @@
  * device work). The CPU — the interpreter or a KVM vCPU — reaches devices only through here;
  * {@link Machine} implements the interpreter's {@link CpuBus}.
  */
-import type { AccessSize, CpuBus, PageKind } from "./cpu/bus.ts";
+import {
+  type AccessSize,
+  type CpuBus,
+  type CpuControl,
+  type PageKind,
+  RunExit,
+} from "./cpu/bus.ts";
 import { MachineClock, type TimeSource } from "./hw/clock.ts";
 import { IoBus } from "./hw/iobus.ts";
 import { PhysMemory } from "./hw/memory.ts";
@@ -108,8 +114,12 @@ export class Machine implements CpuBus {
     this.setA20(true);
   }
 
+  /** Called when device work is deferred (the interpreter ends its slice to wait for it). */
+  onDefer: (() => void) | null = null;
+
   /** Registers device work the CPU must wait for. */
   defer(p: Promise<unknown>): void {
+    this.onDefer?.();
     const tracked = p.catch((e) => this.stop({ kind: "error", message: String(e?.message ?? e) }))
       .finally(() => {
         this.pending.delete(tracked);
@@ -136,5 +146,44 @@ export class Machine implements CpuBus {
     if (!w.length) return;
     this.#wakers = [];
     for (const f of w) f();
+  }
+}
+
+/** Instructions per interpreter slice between device/clock checks. */
+const SLICE = 20000;
+
+/**
+ * Runs the machine on the interpreter: slices of instructions, the clock's timers between
+ * them, waiting (not spinning) while the guest halts.
+ */
+export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopReason> {
+  m.a20Listeners.push((on) => cpu.setA20(on));
+  m.memory.listeners.push(() => cpu.memoryMapChanged());
+  m.onDefer = () => cpu.stop();
+  cpu.reset();
+  let lastYield = performance.now();
+  for (;;) {
+    if (m.pending.size) await Promise.all([...m.pending]);
+    if (m.stopReason) return m.stopReason;
+    if (m.resetRequested) {
+      m.resetDevices();
+      cpu.reset();
+    }
+    m.clock.runDue();
+    const exit = cpu.run(SLICE);
+    if (exit === RunExit.Halted) {
+      for (;;) {
+        m.clock.runDue();
+        if (m.pic.intr || m.stopReason || m.resetRequested || m.pending.size) break;
+        const d = m.clock.nextDeadline();
+        await m.waitEvent(d < 0 ? -1 : Math.max(0, (d - m.clock.now()) / 1e6));
+      }
+      lastYield = performance.now();
+    }
+    const now = performance.now();
+    if (now - lastYield >= 10) {
+      lastYield = now;
+      await new Promise((r) => setTimeout(r, 0));
+    }
   }
 }

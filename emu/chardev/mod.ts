@@ -47,6 +47,10 @@ export class StdioBackend implements CharBackend {
   #raw = false;
   /** Called on Ctrl-A X. */
   onQuit: (() => void) | null = null;
+  /** Called on Ctrl-A C (switch between the guest and the monitor). */
+  onCommand: (() => void) | null = null;
+  /** Takes input while the monitor has the terminal (returns true when consumed). */
+  monitorInput: ((bytes: Uint8Array) => boolean) | null = null;
 
   constructor(readonly mux = false) {}
 
@@ -91,13 +95,23 @@ export class StdioBackend implements CharBackend {
           this.onQuit?.();
           return;
         }
+        if (b === 0x63 || b === 0x43) { // c: monitor
+          if (out.length) this.#deliver(new Uint8Array(out.splice(0)));
+          this.onCommand?.();
+          continue;
+        }
         if (b === 0x01) out.push(1);
         continue;
       }
       if (b === 0x01) this.#escape = true;
       else out.push(b);
     }
-    if (out.length) this.#receive?.(new Uint8Array(out));
+    if (out.length) this.#deliver(new Uint8Array(out));
+  }
+
+  #deliver(bytes: Uint8Array): void {
+    if (this.monitorInput?.(bytes)) return;
+    this.#receive?.(bytes);
   }
 
   close(): void {

@@ -1,0 +1,210 @@
+/**
+ * The "pc" machine (i440FX + PIIX3), wired as QEMU wires it: PCI 00:00.0 host bridge,
+ * 00:01.0 ISA bridge, 00:01.1 IDE, 00:01.3 ACPI PM, 00:02.0 std VGA; on ISA the PIC pair, PIT,
+ * RTC/CMOS, 8042, COM1, port 0x92 and (optionally) debugcon; fw_cfg for SeaBIOS; the BIOS
+ * flash at the top of the 4 GiB space with its low 128 KiB visible at 0xE0000 through PAM.
+ */
+import type { BlockDriver } from "@demu/block";
+import type { CharBackend } from "../chardev/mod.ts";
+import { E820_RAM, e820Bytes } from "../firmware/e820.ts";
+import { Machine } from "../machine.ts";
+import { PageKind } from "../cpu/bus.ts";
+import type { TimeSource } from "./clock.ts";
+import { DebugCon } from "./debugcon.ts";
+import {
+  FW_CFG_BOOT_MENU,
+  FW_CFG_IRQ0_OVERRIDE,
+  FW_CFG_MAX_CPUS,
+  FW_CFG_NB_CPUS,
+  FW_CFG_NOGRAPHIC,
+  FW_CFG_RAM_SIZE,
+  FwCfg,
+  le16,
+  le32,
+  le64,
+} from "./fw_cfg.ts";
+import { I440fx } from "./i440fx.ts";
+import { IdeDrive, PiixIde } from "./ide.ts";
+import { romHandler } from "./memory.ts";
+import { PciBus } from "./pci.ts";
+import { Piix3 } from "./piix3.ts";
+import { Piix4Pm } from "./acpi_pm.ts";
+import { Pit } from "./pit.ts";
+import { Port92 } from "./port92.ts";
+import { I8042 } from "./ps2.ts";
+import { Rtc } from "./rtc.ts";
+import { Serial16550 } from "./serial.ts";
+import { Vga } from "./vga.ts";
+
+/** A drive to attach: ide bus index 0..3 (ide0-0, ide0-1, ide1-0, ide1-1). */
+export interface DriveSpec {
+  index: number;
+  media: "disk" | "cdrom";
+  driver: BlockDriver | null;
+}
+
+export interface PcOptions {
+  /** Guest RAM; its length is the RAM size (at most 3.5 GiB: all of it below 4 GiB). */
+  ram: Uint8Array;
+  bios: Uint8Array;
+  vgaRom: Uint8Array | null;
+  drives: DriveSpec[];
+  serial: CharBackend | null;
+  debugcon?: CharBackend | null;
+  nographic: boolean;
+  /** QEMU's -boot order letters (default "cad"). */
+  bootOrder?: string;
+  bootMenu?: boolean;
+  timeSource: TimeSource | null;
+  /** Host epoch ms the RTC starts at (default: now). */
+  rtcStart?: number;
+}
+
+/** The largest RAM this PC maps (QEMU's i440FX keeps 0xE0000000-4G for PCI). */
+export const PC_MAX_RAM = 0xe0000000;
+
+export class Pc {
+  readonly machine: Machine;
+  readonly pci: PciBus;
+  readonly i440fx: I440fx;
+  readonly piix3: Piix3;
+  readonly ide: PiixIde;
+  readonly pm: Piix4Pm;
+  readonly vga: Vga;
+  readonly pit: Pit;
+  readonly rtc: Rtc;
+  readonly kbc: I8042;
+  readonly serial: Serial16550 | null;
+  readonly fwcfg: FwCfg;
+
+  private constructor(opts: PcOptions) {
+    const m = this.machine = new Machine(opts.ram, opts.timeSource);
+    const ramSize = opts.ram.length;
+
+    // The BIOS flash below 4 GiB.
+    const bios = opts.bios;
+    const biosBase = 2 ** 32 - bios.length;
+    m.memory.add({
+      name: "pc.bios",
+      base: biosBase,
+      size: bios.length,
+      handler: romHandler(bios, () => biosBase),
+      rom: bios,
+    });
+
+    this.pci = new PciBus(m);
+    this.i440fx = new I440fx(m, bios);
+    this.piix3 = new Piix3(m);
+    this.ide = new PiixIde(m);
+    this.pm = new Piix4Pm(m);
+    this.vga = new Vga(m, opts.vgaRom);
+    this.pci.add(this.i440fx, 0);
+    this.pci.add(this.piix3, 1, 0);
+    this.pci.add(this.ide, 1, 1);
+    this.pci.add(this.pm, 1, 3);
+    this.pci.add(this.vga, 2);
+    this.pci.register();
+    this.pci.cf9 = (v) => this.piix3.writeRcr(v);
+
+    this.pit = new Pit(m.clock, () => m.pic.pulseIrq(0));
+    this.pit.register(m.io);
+    this.rtc = new Rtc(m.clock, (l) => m.pic.setIrq(8, l), opts.rtcStart);
+    this.rtc.register(m.io);
+    this.kbc = new I8042(m);
+    this.kbc.register();
+    const port92 = new Port92(m);
+    port92.register();
+    this.serial = opts.serial ? new Serial16550(opts.serial, (l) => m.pic.setIrq(4, l)) : null;
+    this.serial?.register(m.io);
+    if (opts.debugcon) new DebugCon(opts.debugcon).register(m.io);
+
+    for (const d of opts.drives) {
+      const serial = `QM0000${d.index + 1}`;
+      this.ide.attach(d.index >> 1, d.index & 1, new IdeDrive(d.media, d.driver, serial));
+    }
+
+    this.fwcfg = new FwCfg(m);
+    this.fwcfg.register();
+    const f = this.fwcfg;
+    f.add(FW_CFG_RAM_SIZE, le64(ramSize));
+    f.add(FW_CFG_NB_CPUS, le16(1));
+    f.add(FW_CFG_MAX_CPUS, le16(1));
+    f.add(FW_CFG_NOGRAPHIC, le16(opts.nographic ? 1 : 0));
+    f.add(FW_CFG_BOOT_MENU, le16(opts.bootMenu ? 1 : 0));
+    f.add(FW_CFG_IRQ0_OVERRIDE, le32(1));
+    f.addFile("etc/e820", e820Bytes([{ addr: 0, len: ramSize, type: E820_RAM }]));
+    f.addFile("etc/boot-fail-wait", le32(0xffffffff));
+
+    this.#cmos(ramSize, opts.bootOrder ?? "cad");
+    m.resettables.push(
+      this.i440fx,
+      this.piix3,
+      this.ide,
+      this.pm,
+      this.vga,
+      this.pit,
+      this.rtc,
+      this.kbc,
+      port92,
+      { reset: () => this.serial?.reset() },
+      { reset: () => this.pci.reset() },
+    );
+    m.memory.setKind(0xa0000, 0x20000, PageKind.Mmio);
+  }
+
+  /** Builds the PC and opens its drives. */
+  static async create(opts: PcOptions): Promise<Pc> {
+    if (opts.ram.length > PC_MAX_RAM) throw new Error("ram size too large");
+    const pc = new Pc(opts);
+    for (const ch of pc.ide.channels) {
+      for (const d of ch.drives) await d?.open();
+      ch.reset();
+    }
+    pc.#cmosDisks();
+    return pc;
+  }
+
+  /** CMOS contents as QEMU's pc_cmos_init writes them. */
+  #cmos(ramSize: number, boot: string): void {
+    const c = this.rtc.cmos;
+    c[0x14] = 0x02 | 0x04; // equipment: FPU, PS/2 mouse; no floppies
+    c[0x15] = 640 & 0xff;
+    c[0x16] = 640 >> 8;
+    let ext = Math.floor(ramSize / 1024) - 1024;
+    ext = Math.max(0, Math.min(65535, ext));
+    c[0x17] = c[0x30] = ext & 0xff;
+    c[0x18] = c[0x31] = ext >> 8;
+    let high = ramSize > 16 << 20 ? Math.floor((ramSize - (16 << 20)) / 65536) : 0;
+    high = Math.min(65535, high);
+    c[0x34] = high & 0xff;
+    c[0x35] = high >> 8;
+    c[0x5f] = 0; // CPUs - 1
+    const code = (ch: string) => ({ a: 1, c: 2, d: 3, n: 4 } as Record<string, number>)[ch] ?? 0;
+    const b = [...boot].map(code);
+    c[0x3d] = (b[1] ?? 0) << 4 | (b[0] ?? 0);
+    c[0x38] = ((b[2] ?? 0) << 4) | 1; // no floppy boot signature check
+    c[0x32] = 0x20;
+  }
+
+  #cmosDisks(): void {
+    const c = this.rtc.cmos;
+    let types = 0;
+    const chs = this.ide.channels[0].drives;
+    chs.forEach((d, i) => {
+      if (!d || d.kind !== "disk") return;
+      types |= i === 0 ? 0xf0 : 0x0f;
+      const base = i === 0 ? 0x1b : 0x24;
+      c[i === 0 ? 0x19 : 0x1a] = 47;
+      c[base] = d.cylinders & 0xff;
+      c[base + 1] = d.cylinders >> 8;
+      c[base + 2] = d.heads;
+      c[base + 3] = c[base + 4] = 0xff;
+      c[base + 5] = 0xc0 | ((d.heads > 8 ? 1 : 0) << 3);
+      c[base + 6] = d.cylinders & 0xff;
+      c[base + 7] = d.cylinders >> 8;
+      c[base + 8] = d.secPerTrack;
+    });
+    c[0x12] = types;
+    c[0x39] = 0x55; // LBA translation for all four drives... as QEMU's default "auto"
+  }
+}
