@@ -194,6 +194,30 @@ Deno.test({
         [10 * 2 ** 30, "", {}],
         [10 * 2 ** 20, "compat=0.10", { compat: "0.10" }],
         [64 * 2 ** 20, "cluster_size=512", { clusterSize: 512 }],
+        // The L1 table outgrows the first refcount block: the refcount table grows as QEMU's.
+        [64 * 2 ** 30, "cluster_size=512", { clusterSize: 512 }],
+        [10 * 2 ** 30, "cluster_size=512,refcount_bits=64", { clusterSize: 512, refcountBits: 64 }],
+        [100 * 2 ** 30, "cluster_size=512,refcount_bits=1", { clusterSize: 512, refcountBits: 1 }],
+        // Preallocation: metadata interleaves L2 tables and data; falloc/full put a new
+        // refcount area first, then the data run.
+        [20 << 20, "preallocation=metadata,cluster_size=4096", {
+          preallocation: "metadata",
+          clusterSize: 4096,
+        }],
+        [20 << 20, "preallocation=metadata", { preallocation: "metadata" }],
+        [20 << 20, "preallocation=falloc,cluster_size=512", {
+          preallocation: "falloc",
+          clusterSize: 512,
+        }],
+        [20 << 20, "preallocation=falloc", { preallocation: "falloc" }],
+        [20 << 20, "preallocation=full,cluster_size=4096", {
+          preallocation: "full",
+          clusterSize: 4096,
+        }],
+        [20 << 20, "preallocation=full,cluster_size=2M", {
+          preallocation: "full",
+          clusterSize: 2 << 20,
+        }],
         [100 * 2 ** 30, "cluster_size=2M", { clusterSize: 2 << 20 }],
         [5 * 2 ** 30, "refcount_bits=1", { refcountBits: 1 }],
         [5 * 2 ** 30, "refcount_bits=64,lazy_refcounts=on", {

@@ -1835,35 +1835,95 @@ export class Qcow2Format implements BlockDriver {
     }
   }
 
+  /**
+   * Allocates data clusters for [from, to) as QEMU does: per L2 table, its table first, then one
+   * contiguous run for its unallocated entries; falloc/full then reserve or zero the runs.
+   */
   async #preallocate(
     from: number,
     to: number,
     mode: "metadata" | "falloc" | "full",
   ): Promise<void> {
     const cs = this.#cs;
-    let end = 0;
+    if (mode !== "metadata") {
+      await this.#preallocateData(from, to, mode);
+      return;
+    }
+    const runs: number[] = [];
     await this.#beginMetadataChange();
-    for (let gc = Math.floor(from / cs); gc * cs < to; gc++) {
+    const last = Math.ceil(to / cs);
+    let gc = Math.floor(from / cs);
+    const allocated = (t: L2Table, g: number) => {
+      const e = (g % this.#l2Entries) * this.#es;
+      const hi = t.dv.getUint32(e);
+      return (hi & COMPRESSED_HI) !== 0 || entryOffset(hi, t.dv.getUint32(e + 4)) !== 0;
+    };
+    while (gc < last) {
+      const t = await this.#l2ForWrite(gc);
+      const tableEnd = Math.min(last, (Math.floor(gc / this.#l2Entries) + 1) * this.#l2Entries);
+      while (gc < tableEnd && allocated(t, gc)) gc++;
+      let n = 0;
+      while (gc + n < tableEnd && !allocated(t, gc + n)) n++;
+      if (!n) continue;
+      const host = await this.#refs.alloc(n);
+      for (let i = 0; i < n; i++) {
+        const e = ((gc + i) % this.#l2Entries) * this.#es;
+        const h = host + i * cs;
+        t.dv.setUint32(e, Math.floor(h / TWO32) | COPIED_HI);
+        t.dv.setUint32(e + 4, h >>> 0);
+        // Extended L2: subclusters stay unallocated or zero; the cluster is reserved.
+        if (this.#extL2) t.dv.setUint32(e + 12, 0);
+      }
+      t.dirty = true;
+      runs.push(host, n * cs);
+      gc += n;
+    }
+    let end = 0;
+    for (let k = 0; k < runs.length; k += 2) end = Math.max(end, runs[k] + runs[k + 1]);
+    if (end > this.#allocEnd) this.#allocEnd = end;
+    await this.#flush();
+    if (mode !== "metadata") {
+      for (let k = 0; k < runs.length; k += 2) {
+        await this.#io.preallocate(runs[k], runs[k + 1], mode);
+      }
+      await this.#io.sync();
+    }
+  }
+
+  /**
+   * falloc/full as QEMU lays them out: refcount structures for everything first (a new area
+   * after the last used cluster), then the data clusters in one run reserved in the file, then
+   * the L2 entries (their tables go wherever clusters are free).
+   */
+  async #preallocateData(from: number, to: number, mode: "falloc" | "full"): Promise<void> {
+    const cs = this.#cs;
+    await this.#beginMetadataChange();
+    await this.#flush();
+    const fileClusters = Math.ceil(this.#io.length / cs);
+    const start = (await this.#refs.lastUsedCluster(fileClusters)) * cs;
+    const first = Math.floor(from / cs);
+    const nbData = Math.ceil(to / cs) - first;
+    if (nbData <= 0) return;
+    const nbL2 = Math.ceil(nbData / this.#l2Entries) + 1;
+    const dataStart = await this.#refs.refcountArea(start, nbData + nbL2, true, 0, 0);
+    await this.#refs.allocAt(dataStart, nbData);
+    await this.#refs.flush();
+    if (this.#io.length < dataStart) await this.#io.truncate(dataStart);
+    await this.#io.truncate(dataStart + nbData * cs, mode);
+    for (let i = 0; i < nbData; i++) {
+      const gc = first + i;
       const t = await this.#l2ForWrite(gc);
       const e = (gc % this.#l2Entries) * this.#es;
       const hi = t.dv.getUint32(e);
       const lo = t.dv.getUint32(e + 4);
-      if (!(hi & COMPRESSED_HI) && entryOffset(hi, lo)) continue;
-      const host = await this.#refs.alloc(1);
+      const host = dataStart + i * cs;
       t.dv.setUint32(e, Math.floor(host / TWO32) | COPIED_HI);
       t.dv.setUint32(e + 4, host >>> 0);
-      if (this.#extL2) {
-        // Unallocated subclusters stay so (backing shows through); zero ones stay zero.
-        t.dv.setUint32(e + 12, 0);
-      }
+      if (this.#extL2) t.dv.setUint32(e + 12, 0);
       t.dirty = true;
-      end = Math.max(end, host + cs);
+      this.#freeEntry(hi, lo);
     }
     await this.#flush();
-    if (end > this.#io.length) await this.#io.truncate(end, mode === "metadata" ? "off" : mode);
-    else if (mode !== "metadata") {
-      // Clusters reused inside the file: nothing to preallocate beyond them.
-    }
   }
 
   async #shrink(length: number): Promise<void> {

@@ -3,6 +3,7 @@
  * when the file is a host file (no promise per metadata access), else through the async driver
  * (nbd://). Reads past the end of the file return zeros, as pread does.
  */
+import * as sys from "@demu/sys";
 import { FileProtocol } from "../file.ts";
 import type { BlockDriver } from "../types.ts";
 
@@ -60,6 +61,18 @@ export class Qcow2Io {
   ): Promise<void> {
     await this.file.truncate(length, { preallocation, shrink: true });
     this.#length = length;
+  }
+
+  /** Reserves (falloc) or writes zeros over (full) a range of the file. */
+  async preallocate(offset: number, length: number, mode: "falloc" | "full"): Promise<void> {
+    if (mode === "falloc" && this.#sync && sys.fallocate(this.#sync.fd, 0, offset, length)) {
+      if (offset + length > this.#length) this.#length = offset + length;
+      return;
+    }
+    const zero = new Uint8Array(Math.min(length, 1 << 20));
+    for (let p = offset; p < offset + length; p += zero.length) {
+      await this.write(p, zero.subarray(0, Math.min(zero.length, offset + length - p)));
+    }
   }
 
   /** Re-reads the length from the driver. */

@@ -5,7 +5,7 @@
  * are on disk (see Qcow2Format.flush), so that a crash can only leak.
  */
 import { BlockError } from "../types.ts";
-import { getRefcount, maxRefcount, setRefcount } from "./format.ts";
+import { getRefcount, maxRefcount, QCOW_MAX_REFTABLE_SIZE, setRefcount } from "./format.ts";
 import type { Qcow2Io } from "./io.ts";
 
 /** Called when the refcount table moved (the header must be rewritten). */
@@ -25,7 +25,8 @@ export class Qcow2Refcounts {
   tableClusters: number;
   #blocks = new Map<number, Uint8Array>();
   #dirtyBlocks = new Set<number>();
-  #tableDirty = false;
+  /** Table entries changed in memory (new blocks hooked in). */
+  #dirtyEntries = new Set<number>();
   /** Lowest cluster index that may be free. */
   freeHint = 0;
   /** Host cluster ranges (start index, count) to decrement once their referrers are on disk. */
@@ -122,9 +123,9 @@ export class Qcow2Refcounts {
     return v;
   }
 
-  /** First run of n free clusters at or after the hint. */
-  async #findFree(n: number): Promise<number> {
-    let start = this.freeHint;
+  /** First run of n free clusters at or after the hint (or `from`, when later). */
+  async #findFree(n: number, from = 0): Promise<number> {
+    let start = Math.max(this.freeHint, from);
     let run = 0;
     for (let i = start;; i++) {
       const bi = Math.floor(i / this.perBlock);
@@ -145,24 +146,140 @@ export class Qcow2Refcounts {
     }
   }
 
-  /** Creates refcount block bi; returns after it exists (possibly describing itself). */
-  async #ensureBlock(bi: number): Promise<void> {
+  /** Entries the on-disk refcount table has room for. */
+  get tableCapacity(): number {
+    return this.tableClusters * this.clusterSize / 8;
+  }
+
+  #hasBlock(bi: number): boolean {
+    return bi < this.table.length && this.table[bi] !== 0;
+  }
+
+  /**
+   * Creates refcount block bi as QEMU's alloc_refcount_block does: at the first free cluster at
+   * or after `from` (past the range being allocated), describing itself when it falls in its own
+   * range, else counted in the block that covers it (created first, after this one's cluster).
+   * A full refcount table grows through {@link refcountArea}.
+   */
+  async #ensureBlock(bi: number, from = 0): Promise<void> {
     for (;;) {
-      if (bi < this.table.length && this.table[bi]) return;
-      const r = await this.#findFree(1);
+      if (this.#hasBlock(bi)) return;
+      const r = await this.#findFree(1, from);
       const rbi = Math.floor(r / this.perBlock);
-      if (rbi !== bi && !(rbi < this.table.length && this.table[rbi])) {
-        await this.#ensureBlock(rbi);
+      if (rbi !== bi && !this.#hasBlock(rbi)) {
+        // r is taken for block bi: the block counting r goes after it. Then start over.
+        await this.#ensureBlock(rbi, r + 1);
         continue;
       }
-      while (this.table.length <= bi) this.table.push(0);
-      this.table[bi] = r * this.clusterSize;
-      this.#blocks.set(bi, new Uint8Array(this.clusterSize));
-      this.#dirtyBlocks.add(bi);
-      this.#tableDirty = true;
-      await this.add(r, 1);
-      if (this.freeHint === r) this.freeHint = r + 1;
+      const block = new Uint8Array(this.clusterSize);
+      if (rbi === bi) setRefcount(block, r % this.perBlock, this.order, 1);
+      else await this.add(r, 1);
+      if (bi < this.tableCapacity) {
+        while (this.table.length <= bi) this.table.push(0);
+        this.table[bi] = r * this.clusterSize;
+        this.#blocks.set(bi, block);
+        this.#dirtyBlocks.add(bi);
+        this.#dirtyEntries.add(bi);
+      } else {
+        // The table is full: new blocks and a bigger table go after everything in use, the
+        // new block hooked into it directly.
+        this.#blocks.set(bi, block);
+        await this.io.write(r * this.clusterSize, block);
+        const used = Math.ceil(Math.max(from, r + 1) / this.perBlock);
+        await this.refcountArea(
+          used * this.perBlock * this.clusterSize,
+          0,
+          false,
+          bi,
+          r * this.clusterSize,
+        );
+      }
       return;
+    }
+  }
+
+  /**
+   * QEMU's qcow2_refcount_area: writes, at `start` (cluster aligned, free space to the end of
+   * the file), the refcount blocks still missing to cover everything up to the end of the new
+   * structures plus `additional` clusters, then a new refcount table holding all blocks, and
+   * switches the header to it; frees the old table. Returns the first offset after the new
+   * structures.
+   */
+  async refcountArea(
+    start: number,
+    additional: number,
+    exact: boolean,
+    newIndex: number,
+    newOffset: number,
+  ): Promise<number> {
+    const cs = this.clusterSize;
+    const total = refblockCount(start / cs + additional, cs, this.order, !exact);
+    const areaIndex = Math.floor(start / cs / this.perBlock);
+    let tableSize = exact ? total : total + Math.ceil(total / 2);
+    tableSize = Math.ceil(tableSize / (cs / 8)) * (cs / 8);
+    const tableClusters = tableSize * 8 / cs;
+    if (tableSize * 8 > QCOW_MAX_REFTABLE_SIZE) {
+      throw new BlockError("EFBIG", "qcow2: refcount table too large");
+    }
+    const table = new Array<number>(Math.max(total, this.table.length)).fill(0);
+    this.table.forEach((v, i) => (table[i] = v));
+    if (newOffset) table[newIndex] = newOffset;
+    let missing = 0;
+    for (let i = areaIndex; i < total; i++) if (!table[i]) missing++;
+    const tableOffset = start + missing * cs;
+    const end = tableOffset + tableClusters * cs;
+    let blockOffset = start;
+    for (let i = areaIndex; i < total; i++) {
+      let block: Uint8Array;
+      if (table[i]) {
+        this.table = table; // #block() reads through the table
+        block = (await this.#block(i))!;
+      } else {
+        block = new Uint8Array(cs);
+        table[i] = blockOffset;
+        this.#blocks.set(i, block);
+        blockOffset += cs;
+      }
+      const first = i * this.perBlock * cs;
+      if (first < end) {
+        const j0 = first < start ? (start - first) / cs : 0;
+        const j1 = Math.min((end - first) / cs, this.perBlock);
+        for (let j = j0; j < j1; j++) setRefcount(block, j, this.order, 1);
+      }
+      this.#dirtyBlocks.add(i);
+    }
+    this.table = table;
+    await this.#writeBlocks();
+    await this.io.sync();
+    const bytes = new Uint8Array(tableClusters * cs);
+    const dv = new DataView(bytes.buffer);
+    table.forEach((v, i) => {
+      if (i < tableSize) {
+        dv.setUint32(i * 8, Math.floor(v / 0x100000000));
+        dv.setUint32(i * 8 + 4, v >>> 0);
+      }
+    });
+    await this.io.write(tableOffset, bytes);
+    await this.io.sync();
+    const oldOffset = this.tableOffset;
+    const oldClusters = this.tableClusters;
+    this.tableOffset = tableOffset;
+    this.tableClusters = tableClusters;
+    this.#dirtyEntries.clear();
+    await this.onTableMoved(tableOffset, tableClusters);
+    // The old table is freed but, as in QEMU (pass-discard-other is off), not discarded.
+    for (let c = 0; c < oldClusters; c++) await this.add(oldOffset / cs + c, -1);
+    return end;
+  }
+
+  /** Takes n clusters at a given place (they must be free), as qcow2_alloc_clusters_at. */
+  async allocAt(offset: number, n: number): Promise<void> {
+    const c0 = offset / this.clusterSize;
+    for (let i = 0; i < n; i++) {
+      if ((await this.get(c0 + i)) !== 0) {
+        throw new BlockError("EIO", `qcow2: cluster ${c0 + i} is not free`);
+      }
+      await this.add(c0 + i, 1);
     }
   }
 
@@ -175,7 +292,7 @@ export class Qcow2Refcounts {
       const b1 = Math.floor((c + n - 1) / this.perBlock);
       for (let bi = b0; bi <= b1; bi++) {
         if (!(bi < this.table.length && this.table[bi])) {
-          await this.#ensureBlock(bi);
+          await this.#ensureBlock(bi, c + n);
           changed = true;
         }
       }
@@ -231,7 +348,7 @@ export class Qcow2Refcounts {
   }
 
   get dirty(): boolean {
-    return this.#dirtyBlocks.size > 0 || this.#tableDirty;
+    return this.#dirtyBlocks.size > 0 || this.#dirtyEntries.size > 0;
   }
 
   /** Applies queued frees: decrements, and gives clusters that drop to zero back to the file. */
@@ -269,47 +386,17 @@ export class Qcow2Refcounts {
    */
   async flush(): Promise<boolean> {
     if (!this.dirty) return false;
-    let moved: { offset: number; clusters: number; oldOffset: number; oldClusters: number } | null =
-      null;
-    if (this.#tableDirty && this.table.length * 8 > this.tableClusters * this.clusterSize) {
-      // Grow: allocate room for the table plus the blocks that describe the new room.
-      for (let extra = 1;; extra++) {
-        const clusters = Math.ceil((this.table.length + 1) * 8 / this.clusterSize) + extra;
-        const off = await this.alloc(clusters);
-        if (this.table.length * 8 <= clusters * this.clusterSize) {
-          moved = {
-            offset: off,
-            clusters,
-            oldOffset: this.tableOffset,
-            oldClusters: this.tableClusters,
-          };
-          break;
-        }
-        this.free(off, clusters);
-        await this.applyFrees(false);
-      }
-    }
     await this.#writeBlocks();
-    if (this.#tableDirty) {
-      await this.io.sync(); // blocks before the table that points at them
-      const target = moved ?? { offset: this.tableOffset, clusters: this.tableClusters };
-      const bytes = new Uint8Array(target.clusters * this.clusterSize);
-      const dv = new DataView(bytes.buffer);
-      this.table.forEach((v, i) => {
-        dv.setUint32(i * 8, Math.floor(v / 0x100000000));
-        dv.setUint32(i * 8 + 4, v >>> 0);
-      });
-      await this.io.write(target.offset, bytes);
-      this.#tableDirty = false;
-      if (moved) {
-        await this.io.sync();
-        this.tableOffset = moved.offset;
-        this.tableClusters = moved.clusters;
-        await this.onTableMoved(moved.offset, moved.clusters);
-        this.free(moved.oldOffset, moved.oldClusters);
-        await this.applyFrees(true);
-        await this.#writeBlocks();
+    if (this.#dirtyEntries.size) {
+      await this.io.sync(); // blocks before the table entries that point at them
+      const b = new Uint8Array(8);
+      const dv = new DataView(b.buffer);
+      for (const i of [...this.#dirtyEntries].sort((x, y) => x - y)) {
+        dv.setUint32(0, Math.floor(this.table[i] / 0x100000000));
+        dv.setUint32(4, this.table[i] >>> 0);
+        await this.io.write(this.tableOffset + i * 8, b);
       }
+      this.#dirtyEntries.clear();
     }
     await this.io.sync();
     return true;
@@ -329,21 +416,52 @@ export class Qcow2Refcounts {
     this.tableClusters = tableClusters;
     this.#blocks.clear();
     this.#dirtyBlocks.clear();
-    this.#tableDirty = false;
+    this.#dirtyEntries.clear();
     this.#pendingFrees = [];
     this.freeHint = 0;
     this.freeByteOffset = 0;
   }
 
-  /** Index one past the last cluster with a non-zero refcount. */
-  async lastUsedCluster(): Promise<number> {
+  /** Index one past the last cluster (below `limit`, when given) with a non-zero refcount. */
+  async lastUsedCluster(limit = Infinity): Promise<number> {
     for (let bi = this.table.length - 1; bi >= 0; bi--) {
       const b = await this.#block(bi);
       if (!b) continue;
-      for (let i = this.perBlock - 1; i >= 0; i--) {
+      const top = Math.min(this.perBlock, limit - bi * this.perBlock);
+      for (let i = top - 1; i >= 0; i--) {
         if (getRefcount(b, i, this.order)) return bi * this.perBlock + i + 1;
       }
     }
     return 0;
   }
+}
+
+/**
+ * Refcount blocks needed to count `clusters` clusters plus the refcount structures themselves
+ * (QEMU's qcow2_refcount_metadata_size; `generous` leaves room for the table to grow by half).
+ */
+export function refblockCount(
+  clusters: number,
+  clusterSize: number,
+  order: number,
+  generous: boolean,
+): number {
+  const perTableCluster = clusterSize / 8;
+  const perBlock = clusterSize * 8 / 2 ** order;
+  let table = 0;
+  let blocks = 0;
+  let n = 0;
+  let last: number;
+  do {
+    last = n;
+    blocks = Math.ceil((clusters + table + blocks) / perBlock);
+    table = Math.ceil(blocks / perTableCluster);
+    n = clusters + blocks + table;
+    if (n === last && generous) {
+      clusters += Math.ceil(table / 2);
+      n = 0;
+      generous = false;
+    }
+  } while (n !== last);
+  return blocks;
 }
