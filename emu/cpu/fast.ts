@@ -187,6 +187,15 @@ const JCC: Handler[][] = [1, 2].map((sz) =>
 );
 
 const PUSH32 = make("push_r32", "cpu.push32(cpu.r32[i.reg]);");
+const CALL32 = make("call_rel32", "const e = cpu.eip; cpu.push32(e); cpu.eip = (e + i.imm) >>> 0;");
+const RET32 = make("ret32", "cpu.eip = cpu.pop32() >>> 0;");
+const JMP32 = make("jmp_rel32", "cpu.eip = (cpu.eip + i.imm) >>> 0;");
+const LEA32 = make(
+  "lea32",
+  "const R = cpu.r32; R[i.reg] = (R[i.base] + (R[i.index] << i.scale) + i.disp) | 0;",
+);
+const MOVZX8 = make("movzx_r32_r8", "cpu.r32[i.reg] = cpu.r8[((i.rmN & 3) << 2) | (i.rmN >> 2)];");
+const PUSHI32 = make("push_i32", "cpu.push32(i.imm);");
 const POP32 = make("pop_r32", "const v = cpu.pop32(); cpu.r32[i.reg] = v;");
 
 /**
@@ -217,6 +226,12 @@ export function specialize(i: Instr): Handler | null {
   if (o >= 0xb0 && o <= 0xbf) return MOV[4][sz];
   if ((o >= 0x70 && o <= 0x7f) || (o >= 0x180 && o <= 0x18f)) return JCC[sz === 2 ? 1 : 0][o & 15];
   if (o >= 0x50 && o < 0x58 && sz === 2) return PUSH32;
+  if (o === 0xe8 && sz === 2) return CALL32;
+  if (o === 0xc3 && sz === 2) return RET32;
+  if ((o === 0xe9 || o === 0xeb) && sz === 2) return JMP32;
+  if (o === 0x8d && sz === 2 && i.mem && i.asz === 1) return LEA32;
+  if (o === 0x1b6 && sz === 2 && !i.mem) return MOVZX8;
+  if ((o === 0x68 || o === 0x6a) && sz === 2) return PUSHI32;
   if (o >= 0x58 && o < 0x60 && sz === 2) return POP32;
   return null;
 }

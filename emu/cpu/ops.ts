@@ -1608,7 +1608,8 @@ T[0x106] = ent(hClts);
 T[0x108] = ent(hInvd);
 T[0x109] = ent(hInvd);
 T[0x10b] = ent(hUd);
-T[0x11f] = ent(hNop, true); // NOP Ev (multi-byte NOP)
+// 0F 18 (prefetch hints) and 0F 19..1F (hint NOPs, 0F 1F = multi-byte NOP): no-ops with ModRM
+for (let op = 0x118; op <= 0x11f; op++) T[op] = ent(hNop, true);
 T[0x120] = ent(hMovFromCr, true);
 T[0x121] = ent(hMovFromDr, true);
 T[0x122] = ent(hMovToCr, true, I_NONE, false, 0, true);
