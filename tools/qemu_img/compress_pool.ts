@@ -37,9 +37,13 @@ export class CompressPool {
     return this.#workers.length;
   }
 
-  /** Compresses whole clusters laid back to back in `data` (which is handed to the worker). */
+  /**
+   * Compresses whole clusters laid back to back in `data` (its buffer is handed to the worker),
+   * except those marked in `skip`. Returns one entry per cluster.
+   */
   compress(
     data: Uint8Array,
+    skip: boolean[],
     type: Qcow2CompressionType,
     clusterSize: number,
   ): Promise<CompressedCluster[]> {
@@ -48,7 +52,7 @@ export class CompressPool {
     const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
       ? data.buffer as ArrayBuffer
       : data.slice().buffer;
-    const job: CompressJob = { id, type, clusterSize, data: buf };
+    const job: CompressJob = { id, type, clusterSize, data: buf, skip };
     return new Promise((resolve, reject) => {
       const done = (r: CompressResult) => {
         const input = new Uint8Array(r.input);

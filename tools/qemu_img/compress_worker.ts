@@ -5,15 +5,19 @@
 /// <reference lib="deno.worker" />
 import { compressCluster, type Qcow2CompressionType } from "@demu/block";
 
-/** A batch of whole clusters, back to back in `data`. */
+/** A batch of whole clusters, back to back in `data`; those with `skip` set are left alone. */
 export interface CompressJob {
   id: number;
   type: Qcow2CompressionType;
   clusterSize: number;
   data: ArrayBuffer;
+  skip: boolean[];
 }
 
-/** The answer: compressed lengths (-1: keep uncompressed) and the compressed bytes back to back. */
+/**
+ * The answer, one length per cluster (-1: keep it uncompressed or skipped) and the compressed
+ * bytes back to back.
+ */
 export interface CompressResult {
   id: number;
   lengths: number[];
@@ -23,12 +27,16 @@ export interface CompressResult {
 }
 
 self.onmessage = (ev: MessageEvent<CompressJob>) => {
-  const { id, type, clusterSize, data } = ev.data;
+  const { id, type, clusterSize, data, skip } = ev.data;
   const input = new Uint8Array(data);
   const parts: Uint8Array[] = [];
   const lengths: number[] = [];
   let total = 0;
-  for (let off = 0; off < input.length; off += clusterSize) {
+  for (let i = 0, off = 0; off < input.length; i++, off += clusterSize) {
+    if (skip[i]) {
+      lengths.push(-1);
+      continue;
+    }
     const c = compressCluster(input.subarray(off, off + clusterSize), type, clusterSize);
     if (c) {
       parts.push(c);

@@ -4,13 +4,13 @@
  */
 import type { BlockDriver, Qcow2CompressionType } from "@demu/block";
 import { getopt, type Io, QemuImgError } from "./cli.ts";
-import { CompressPool } from "./compress_pool.ts";
+import { type CompressedCluster, CompressPool } from "./compress_pool.ts";
 import { createRaw, parseCreateOptions, qcow2Options } from "./create.ts";
 import { asQcow2, closeAll, errorText, openImg, strerror } from "./image.ts";
 import { Progress } from "./progress.ts";
 import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
 import { cvtnum } from "./size.ts";
-import { allocatedRun, isZero } from "./zero.ts";
+import { allocatedRun, isZeroRange } from "./zero.ts";
 import { createQcow2 } from "@demu/block";
 
 /** The parsed convert command line. */
@@ -125,9 +125,28 @@ export class Converter {
   async #copy(index: number, base: number, size: number, total: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const buf = new Uint8Array(IO_BUF_SIZE);
+    const bufs = [new Uint8Array(IO_BUF_SIZE), new Uint8Array(IO_BUF_SIZE)];
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
+    const reader = SourceReader.open(src);
+    try {
+      await this.#copyWindows(src, backingBase, base, size, total, bufs, align, gran, reader);
+    } finally {
+      reader.close();
+    }
+  }
+
+  async #copyWindows(
+    src: BlockDriver,
+    backingBase: BlockDriver | null,
+    base: number,
+    size: number,
+    total: number,
+    bufs: Uint8Array[],
+    align: number,
+    gran: number,
+    reader: SourceReader,
+  ): Promise<void> {
     let off = 0;
     while (off < size) {
       const st = await statusAbove(src, backingBase, off, Math.min(size - off, 1 << 30));
@@ -154,12 +173,17 @@ export class Converter {
         await this.#zero(base + off, end - off);
         off = end;
       } else {
+        let n = Math.min(end - off, IO_BUF_SIZE);
+        let pending = reader.read(off, bufs.pop()!.subarray(0, n));
         while (off < end) {
-          const n = Math.min(end - off, IO_BUF_SIZE);
-          const chunk = buf.subarray(0, n);
-          await src.read(off, chunk);
+          const chunk = await pending;
+          const next = off + n;
+          const nn = Math.min(end - next, IO_BUF_SIZE);
+          if (nn > 0) pending = reader.read(next, bufs.pop()!.subarray(0, nn));
           await this.#writeData(base + off, chunk, align, gran);
-          off += n;
+          bufs.push(new Uint8Array(chunk.buffer));
+          off = next;
+          n = nn;
           if (off < end) this.#report(base + off, total);
         }
       }
@@ -219,63 +243,86 @@ export class Converter {
     const q = asQcow2(this.target)!;
     const type: Qcow2CompressionType = q.info().compressionType;
     const pool = this.#pool ??= new CompressPool();
-    const batchClusters = Math.max(1, Math.floor((1 << 20) / clusterSize));
-    const inflight: {
-      offset: number;
-      zero: boolean[];
-      done: ReturnType<CompressPool["compress"]>;
-    }[] = [];
+    const batchBytes = Math.max(1, Math.floor((1 << 20) / clusterSize)) * clusterSize;
+    const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
+    const reader = SourceReader.open(src);
+    const inflight: { offset: number; zero: boolean[]; done: Promise<CompressedCluster[]> }[] = [];
     const maxInflight = pool.size * 3;
     const drain = async () => {
       const job = inflight.shift()!;
       const clusters = await job.done;
-      let c = 0;
       for (let i = 0; i < job.zero.length; i++) {
-        const at = job.offset + i * clusterSize;
         if (job.zero[i]) continue;
-        const { compressed, raw } = clusters[c++];
-        await q.writeCompressedPrepared(at, compressed, raw);
+        const { compressed, raw } = clusters[i];
+        await q.writeCompressedPrepared(job.offset + i * clusterSize, compressed, raw);
         this.written += clusterSize;
       }
       this.#report(job.offset + job.zero.length * clusterSize - base, total);
     };
-    const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    let off = 0;
-    while (off < size) {
-      // Classify the next batch of clusters; a cluster with any data is copied whole.
-      const n = Math.min(batchClusters * clusterSize, alignUp(size - off, clusterSize));
-      const buf = new Uint8Array(n);
-      const readLen = Math.min(n, size - off);
-      const st = await statusAbove(src, backingBase, off, readLen);
+    /** The next batch: whole clusters, classified by the source's block status. */
+    const plan = async (off: number) => {
+      const n = Math.min(batchBytes, alignUp(size - off, clusterSize));
+      const st = await statusAbove(src, backingBase, off, Math.min(n, size - off));
       let kind: Kind = st.kind === "unallocated"
         ? (this.opts.targetHasBacking ? "backing" : "data")
         : st.kind;
-      let span = st.length >= clusterSize ? alignDown(st.length, clusterSize) : clusterSize;
+      // A cluster with any data is copied whole.
       if (st.length < clusterSize) kind = "data";
-      span = Math.min(span, n);
-      if (kind !== "data") {
-        if (kind === "zero") await this.#zero(base + off, Math.min(span, size - off));
-        off += span;
-        continue;
+      const span = Math.min(n, Math.max(clusterSize, alignDown(st.length, clusterSize)));
+      const read = kind === "data"
+        ? reader.read(off, new Uint8Array(span), Math.min(span, size - off))
+        : undefined;
+      return { off, span, kind, read };
+    };
+    try {
+      let next: Awaited<ReturnType<typeof plan>> | undefined = await plan(0);
+      while (next) {
+        const cur: Awaited<ReturnType<typeof plan>> = next;
+        const after = cur.off + cur.span;
+        // Start reading the next batch while this one is compressed and written.
+        next = after < size ? await plan(after) : undefined;
+        if (cur.kind !== "data") {
+          if (cur.kind === "zero") {
+            await this.#zero(base + cur.off, Math.min(cur.span, size - cur.off));
+          }
+          continue;
+        }
+        const buf = await cur.read!;
+        const zero: boolean[] = [];
+        for (let c = 0; c < cur.span; c += clusterSize) {
+          const z = isZeroRange(buf, c, c + clusterSize);
+          zero.push(z);
+          if (z) await this.#zero(base + cur.off + c, Math.min(clusterSize, size - cur.off - c));
+        }
+        inflight.push({
+          offset: base + cur.off,
+          zero,
+          done: pool.compress(buf, zero, type, clusterSize),
+        });
+        if (inflight.length >= maxInflight) await drain();
       }
-      await src.read(off, buf.subarray(0, Math.min(span, size - off)));
-      const zero: boolean[] = [];
-      const parts: Uint8Array[] = [];
-      for (let c = 0; c < span; c += clusterSize) {
-        const cl = buf.subarray(c, c + clusterSize);
-        const z = isZero(cl);
-        zero.push(z);
-        if (z) await this.#zero(base + off + c, Math.min(clusterSize, size - off - c));
-        else parts.push(cl);
-      }
-      const data = new Uint8Array(parts.length * clusterSize);
-      parts.forEach((p, i) => data.set(p, i * clusterSize));
-      inflight.push({ offset: base + off, zero, done: pool.compress(data, type, clusterSize) });
-      off += span;
-      if (inflight.length >= maxInflight) await drain();
+      while (inflight.length) await drain();
+    } finally {
+      reader.close();
     }
-    while (inflight.length) await drain();
   }
+}
+
+/** Reads a source image into caller buffers (one place to add read-ahead later). */
+class SourceReader {
+  private constructor(readonly src: BlockDriver) {}
+
+  static open(src: BlockDriver): SourceReader {
+    return new SourceReader(src);
+  }
+
+  /** Reads `length` bytes (default: all of buf) at offset into buf; returns buf. */
+  async read(offset: number, buf: Uint8Array, length = buf.length): Promise<Uint8Array> {
+    await this.src.read(offset, buf.subarray(0, length));
+    return buf;
+  }
+
+  close(): void {}
 }
 
 function pow2floor(n: number): number {
