@@ -2,8 +2,8 @@
  * demu's qemu-img beside QEMU's, same machine, same run: convert of a 1 GiB raw image (half
  * random data, half zeros) to qcow2, compressed to qcow2, back to raw; check; and 100000 4 KiB
  * reads and writes with qemu-img bench. Both programs run as processes, so startup counts for
- * both. Each case runs ROUNDS times, alternating the two programs, and the best time of each is
- * compared (the machine is shared, so single runs are noisy). Prints each time and the ratio
+ * both. Each case runs ROUNDS times, alternating which program goes first, after a sync(1), and
+ * the best time of each is compared (the machine is shared, so single runs are noisy). Prints each time and the ratio
  * demu/QEMU beside the issue's target.
  */
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -47,6 +47,15 @@ async function makeSource(path: string): Promise<void> {
   chunk.fill(0);
   for (let off = SIZE / 2; off < SIZE; off += chunk.length) await f.write(chunk);
   f.close();
+}
+
+/** Writes back dirty pages first (sync(1)), so a run does not pay for the previous one's. */
+async function settle(): Promise<void> {
+  try {
+    await new Deno.Command("sync").output();
+  } catch {
+    // No sync(1): runs are merely noisier.
+  }
 }
 
 interface Case {
@@ -109,14 +118,26 @@ export async function bench(_filters: string[] = []): Promise<void> {
     const rows: string[][] = [["case", "qemu-img s", "demu s", "ratio", "target", ""]];
     for (const c of cases) {
       let real = Infinity, demu = Infinity;
-      for (let round = 0; round < ROUNDS; round++) {
+      const runReal = async () => {
         await c.prepare?.("real");
+        await settle();
         real = Math.min(real, await timed("qemu-img", c.args("real"), c.okCodes));
+      };
+      const runDemu = async () => {
         await c.prepare?.("demu");
-        demu = Math.min(
-          demu,
-          await timed(Deno.execPath(), [...DEMU, ...c.args("demu")], c.okCodes),
-        );
+        await settle();
+        const t = await timed(Deno.execPath(), [...DEMU, ...c.args("demu")], c.okCodes);
+        demu = Math.min(demu, t);
+      };
+      for (let round = 0; round < ROUNDS; round++) {
+        // Alternate who goes first, so neither always pays for the other's dirty page writeback.
+        if (round % 2) {
+          await runDemu();
+          await runReal();
+        } else {
+          await runReal();
+          await runDemu();
+        }
       }
       const ratio = demu / real;
       rows.push([
