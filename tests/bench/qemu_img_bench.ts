@@ -3,8 +3,8 @@
  * random data, half zeros) to qcow2, compressed to qcow2, back to raw; check; and 100000 4 KiB
  * reads and writes with qemu-img bench. Both programs run as processes, so startup counts for
  * both. Each case runs ROUNDS times, alternating which program goes first, after a sync(1), and
- * the best time of each is compared (the machine is shared, so single runs are noisy). Prints each time and the ratio
- * demu/QEMU beside the issue's target.
+ * the best time of each is compared (the machine is shared, so single runs are noisy). Prints
+ * each time and the ratio demu/QEMU beside the issue's target.
  */
 const REPO = new URL("../../", import.meta.url).pathname;
 const DEMU = ["run", "-A", `${REPO}tools/qemu-img.ts`];
