@@ -495,6 +495,7 @@ export class Qcow2Format implements BlockDriver {
   }
 
   #setL1(i: number, offset: number, copied: boolean): void {
+    this.#l2Set = null;
     this.#l1dv.setUint32(i * 8, Math.floor(offset / TWO32) | (copied ? COPIED_HI : 0));
     this.#l1dv.setUint32(i * 8 + 4, offset >>> 0);
     this.#l1Dirty.add(i);
@@ -781,10 +782,54 @@ export class Qcow2Format implements BlockDriver {
     if (fua) await this.#flush();
   }
 
+  /**
+   * Before guest data goes into an existing cluster: it must be aligned, inside the file and
+   * not hold metadata (QEMU's overlap check), else the image is corrupt and nothing is written.
+   */
   #checkDataOffset(host: number): void {
-    if (host < this.#cs || host % this.#cs) {
-      throw this.#corruption(`data cluster offset 0x${host.toString(16)} is invalid`);
+    const cs = this.#cs;
+    const h = this.#h;
+    const hex = `0x${host.toString(16)}`;
+    if (host < cs || host % cs) {
+      throw this.#corruption(`data cluster offset ${hex} is invalid`);
     }
+    if (host >= Math.max(Math.ceil(this.#io.length / cs) * cs, this.#allocEnd)) {
+      throw this.#corruption(`data cluster offset ${hex} is beyond the end of the file`);
+    }
+    const within = (start: number, bytes: number) => host >= start && host < start + bytes;
+    if (
+      within(h.l1TableOffset, h.l1Size * 8) ||
+      within(h.refcountTableOffset, h.refcountTableClusters * cs) ||
+      (h.nbSnapshots && within(h.snapshotsOffset, this.#snapTableBytes())) ||
+      this.#refs.isBlock(host) || this.#isActiveL2(host)
+    ) {
+      throw this.#corruption(`data write at ${hex} would overwrite metadata`);
+    }
+  }
+
+  #l2Set: Set<number> | null = null;
+  #snapBytes = -1;
+  #snapBytesOf: Qcow2Snapshot[] | null = null;
+
+  #snapTableBytes(): number {
+    if (this.#snapBytesOf !== this.#snapshots) {
+      this.#snapBytes = serializeSnapshotTable(this.#snapshots).length;
+      this.#snapBytesOf = this.#snapshots;
+    }
+    return this.#snapBytes;
+  }
+
+  /** Whether a host offset is one of the active L2 tables (set rebuilt after L1 changes). */
+  #isActiveL2(host: number): boolean {
+    if (!this.#l2Set) {
+      const set = new Set<number>();
+      for (let i = 0; i < this.#h.l1Size; i++) {
+        const off = this.#l1Entry(i);
+        if (off) set.add(off);
+      }
+      this.#l2Set = set;
+    }
+    return this.#l2Set.has(host);
   }
 
   /** An L2 table for guest cluster gc that this image owns alone (allocating or copying it). */
@@ -1349,6 +1394,7 @@ export class Qcow2Format implements BlockDriver {
     await this.#io.sync();
     this.#l1 = newL1;
     this.#l1dv = new DataView(newL1.buffer);
+    this.#l2Set = null;
     this.#l1Dirty.clear();
     await this.#updateTreeRefcounts(oldL1, oldL1.length / 8, -1, false);
     await this.#updateTreeRefcounts(this.#l1, h.l1Size, 0, true);
@@ -1828,6 +1874,7 @@ export class Qcow2Format implements BlockDriver {
     await this.#io.sync();
     this.#l1 = l1;
     this.#l1dv = new DataView(l1.buffer);
+    this.#l2Set = null;
     if (oldSize) {
       this.#refs.free(oldOff, Math.ceil(oldSize * 8 / cs));
       await this.#refs.applyFrees(true);

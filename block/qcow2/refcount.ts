@@ -151,6 +151,18 @@ export class Qcow2Refcounts {
     return this.tableClusters * this.clusterSize / 8;
   }
 
+  #blockSet: Set<number> | null = null;
+  #blockSetLength = -1;
+
+  /** Whether a host offset is a refcount block. */
+  isBlock(offset: number): boolean {
+    if (!this.#blockSet || this.#blockSetLength !== this.table.length) {
+      this.#blockSet = new Set(this.table.filter((x) => x));
+      this.#blockSetLength = this.table.length;
+    }
+    return this.#blockSet.has(offset);
+  }
+
   #hasBlock(bi: number): boolean {
     return bi < this.table.length && this.table[bi] !== 0;
   }
@@ -177,6 +189,7 @@ export class Qcow2Refcounts {
       if (bi < this.tableCapacity) {
         while (this.table.length <= bi) this.table.push(0);
         this.table[bi] = r * this.clusterSize;
+        this.#blockSet = null;
         this.#blocks.set(bi, block);
         this.#dirtyBlocks.add(bi);
         this.#dirtyEntries.add(bi);
@@ -249,6 +262,7 @@ export class Qcow2Refcounts {
       this.#dirtyBlocks.add(i);
     }
     this.table = table;
+    this.#blockSet = null;
     await this.#writeBlocks();
     await this.io.sync();
     const bytes = new Uint8Array(tableClusters * cs);
@@ -412,6 +426,7 @@ export class Qcow2Refcounts {
   /** Drops cached blocks (after someone else rewrote the refcounts on disk). */
   reset(table: number[], tableOffset: number, tableClusters: number): void {
     this.table = table;
+    this.#blockSet = null;
     this.tableOffset = tableOffset;
     this.tableClusters = tableClusters;
     this.#blocks.clear();
