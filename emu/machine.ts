@@ -159,6 +159,7 @@ const SLICE = 20000;
 export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopReason> {
   m.a20Listeners.push((on) => cpu.setA20(on));
   m.memory.listeners.push(() => cpu.memoryMapChanged());
+  m.memory.writeListeners.push((a, n) => cpu.ramWritten(a, n));
   m.onDefer = () => cpu.stop();
   cpu.reset();
   let lastYield = performance.now();

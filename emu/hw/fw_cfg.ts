@@ -159,6 +159,7 @@ export class FwCfg {
           }
           if (n) ram.set(item!.subarray(this.offset, this.offset + n), t);
           ram.fill(0, t + n, t + length);
+          this.machine.memory.written(t, length);
         } else if (control & DMA_CTL_WRITE) {
           if (!item || t + n > ram.length) {
             error = true;

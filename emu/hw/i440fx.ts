@@ -61,6 +61,7 @@ export class I440fx extends PciDevice {
   #powerOn(): void {
     const ram = this.machine.ram;
     ram.set(this.romImage, SHADOW_BASE);
+    this.machine.memory.written(SHADOW_BASE, SHADOW_SIZE);
     this.side.fill(0);
     for (const s of this.segments) s.attr = 0;
     for (let r = I440FX_PAM0; r <= I440FX_PAM0 + 6; r++) this.config[r] = 0;
@@ -85,6 +86,7 @@ export class I440fx extends PciDevice {
         const tmp = ram.slice(s.base, s.base + s.size);
         ram.set(this.side.subarray(o, o + s.size), s.base);
         this.side.set(tmp, o);
+        mem.written(s.base, s.size);
       }
       s.attr = attr;
       mem.kinds.fill(

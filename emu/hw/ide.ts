@@ -572,8 +572,10 @@ export class IdeChannel {
       const eot = v.getUint16(prd + 6, true) & 0x8000;
       const n = Math.min(cnt, data.length - off);
       if (addr + n <= ram.length) {
-        if (toGuest) ram.set(data.subarray(off, off + n), addr);
-        else data.set(ram.subarray(addr, addr + n), off);
+        if (toGuest) {
+          ram.set(data.subarray(off, off + n), addr);
+          this.machine.memory.written(addr, n);
+        } else data.set(ram.subarray(addr, addr + n), off);
       }
       off += n;
       if (eot) break;

@@ -72,6 +72,14 @@ export class PhysMemory {
     for (const l of this.listeners) l();
   }
 
+  /** Listeners told when something other than the CPU wrote RAM (the interpreter's code cache). */
+  readonly writeListeners: ((addr: number, length: number) => void)[] = [];
+
+  /** A device or loader wrote ram[addr, addr+length) directly. */
+  written(addr: number, length: number): void {
+    for (const l of this.writeListeners) l(addr, length);
+  }
+
   /** Registers an MMIO range (device pages must also be marked Mmio when inside RAM). */
   add(region: MmioRegion): MmioRegion {
     this.regions.push(region);

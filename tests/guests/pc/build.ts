@@ -1,0 +1,71 @@
+/**
+ * Builds demu's PC test guests: each *.asm here assembled with nasm into a boot sector, then a
+ * 1 MiB raw disk image and a qcow2 copy (made with the real qemu-img when installed, else with
+ * demu's), in .cache/guests/pc/ at the repository root (outside git).
+ *
+ *   deno run -A tests/guests/pc/build.ts
+ */
+
+const here = new URL(".", import.meta.url).pathname;
+const root = new URL("../../../", import.meta.url).pathname;
+export const GUEST_DIR = `${root}.cache/guests/pc`;
+
+/** The guests' names (the .asm files). */
+export const GUESTS = ["serial_poweroff", "pit_hlt", "disk_write"];
+
+async function run(cmd: string, args: string[]): Promise<void> {
+  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!r.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(r.stderr)}`);
+  }
+}
+
+function hasCommand(name: string): boolean {
+  try {
+    return new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether nasm is installed (the guests cannot be built without it). */
+export function haveNasm(): boolean {
+  return hasCommand("nasm");
+}
+
+/** Builds one guest; returns the raw and qcow2 image paths. */
+export async function buildGuest(name: string): Promise<{ raw: string; qcow2: string }> {
+  await Deno.mkdir(GUEST_DIR, { recursive: true });
+  const bin = `${GUEST_DIR}/${name}.bin`;
+  const raw = `${GUEST_DIR}/${name}.img`;
+  const qcow2 = `${GUEST_DIR}/${name}.qcow2`;
+  await run("nasm", ["-f", "bin", "-I", here, "-o", bin, `${here}${name}.asm`]);
+  const sector = await Deno.readFile(bin);
+  if (sector.length !== 512) throw new Error(`${name}: boot sector is ${sector.length} bytes`);
+  const disk = new Uint8Array(1 << 20);
+  disk.set(sector);
+  await Deno.writeFile(raw, disk);
+  await Deno.remove(qcow2).catch(() => {});
+  if (hasCommand("qemu-img")) {
+    await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, qcow2]);
+  } else {
+    await run(Deno.execPath(), [
+      "run",
+      "-A",
+      `${root}tools/qemu-img.ts`,
+      "convert",
+      "-f",
+      "raw",
+      "-O",
+      "qcow2",
+      raw,
+      qcow2,
+    ]);
+  }
+  return { raw, qcow2 };
+}
+
+if (import.meta.main) {
+  for (const g of GUESTS) console.log(g, await buildGuest(g));
+}

@@ -1,0 +1,205 @@
+/**
+ * demu's PC under KVM (-enable-kvm) against the real qemu-system-x86_64 -enable-kvm on the same
+ * guests: nasm boot sectors from raw and qcow2 images (serial marker + ACPI power-off, PIT
+ * interrupts with HLT, BIOS disk writes with and without -snapshot), and SeaBIOS reaching "No
+ * bootable device" on an empty qcow2. Skipped loudly without /dev/kvm or nasm.
+ */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { buildGuest, haveNasm } from "./guests/pc/build.ts";
+import { haveCommand, haveKvm, plain, runDemu, runUntil } from "./guests/pc/run.ts";
+
+const KVM = haveKvm();
+const NASM = haveNasm();
+const QEMU = haveCommand("qemu-system-x86_64");
+const QEMU_IMG = haveCommand("qemu-img");
+const SEABIOS = (() => {
+  try {
+    return Deno.statSync("/usr/share/seabios/bios-256k.bin").isFile;
+  } catch {
+    return false;
+  }
+})();
+if (!KVM) console.warn("WARNING: /dev/kvm is not accessible: skipping demu's KVM tests");
+if (!NASM) console.warn("WARNING: nasm is not installed: skipping the boot-sector guests");
+if (!QEMU) console.warn("WARNING: qemu-system-x86_64 is not installed: no comparison with QEMU");
+if (!SEABIOS) console.warn("WARNING: SeaBIOS (Debian seabios) is not installed: skipping boots");
+const canBoot = KVM && NASM && SEABIOS;
+
+/**
+ * Common arguments for a headless run. COM1 on stdout without -nographic, so that SeaBIOS's
+ * serial console (sercon, enabled by -nographic) does not interleave with the guest's output.
+ */
+const HEADLESS = [
+  "-enable-kvm",
+  "-display",
+  "none",
+  "-serial",
+  "stdio",
+  "-nic",
+  "none",
+  "-no-reboot",
+];
+
+async function bootBoth(image: string, marker: string, extra: string[] = []) {
+  const demu = await runDemu([...HEADLESS, ...extra, image], { timeoutMs: 30000 });
+  ok(!demu.timedOut, `demu did not power off in time:\n${plain(demu.stdout)}\n${demu.stderr}`);
+  strictEqual(demu.code, 0, demu.stderr);
+  ok(plain(demu.stdout).includes(marker), `no ${marker} in:\n${plain(demu.stdout)}`);
+  if (QEMU) {
+    const q = await runUntil(
+      "qemu-system-x86_64",
+      [...HEADLESS, ...extra, "-drive", `file=${image},if=ide,index=0`],
+      { timeoutMs: 30000 },
+    );
+    strictEqual(q.code, 0, q.stderr);
+    ok(plain(q.stdout).includes(marker), `QEMU printed no ${marker}`);
+    console.log(`  ${marker}: demu ${demu.ms.toFixed(0)} ms, QEMU ${q.ms.toFixed(0)} ms`);
+  }
+  return demu;
+}
+
+Deno.test({
+  name: "kvm: boot sector from a raw image prints on COM1 and powers off via ACPI",
+  ignore: !canBoot,
+  async fn() {
+    const { raw } = await buildGuest("serial_poweroff");
+    await bootBoth(raw, "DEMU-BOOT-OK", []);
+  },
+});
+
+Deno.test({
+  name: "kvm: the same boot sector from a qcow2 image",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("serial_poweroff");
+    await bootBoth(qcow2, "DEMU-BOOT-OK");
+  },
+});
+
+Deno.test({
+  name: "kvm: PIT channel 0 interrupts wake a guest sleeping in HLT",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("pit_hlt");
+    await bootBoth(qcow2, "DEMU-PIT-OK");
+  },
+});
+
+Deno.test({
+  name: "kvm: BIOS disk writes reach a qcow2 image, which the real qemu-img check accepts",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("disk_write");
+    const r = await runDemu([...HEADLESS, qcow2], { timeoutMs: 30000 });
+    strictEqual(r.code, 0, r.stderr);
+    ok(plain(r.stdout).includes("DEMU-DISK-WRITTEN"), plain(r.stdout));
+    if (QEMU_IMG) {
+      const check = await new Deno.Command("qemu-img", { args: ["check", qcow2] }).output();
+      ok(check.success, new TextDecoder().decode(check.stdout));
+      const dir = await Deno.makeTempDir();
+      try {
+        const raw = `${dir}/out.raw`;
+        await new Deno.Command("qemu-img", { args: ["convert", "-O", "raw", qcow2, raw] }).output();
+        const data = await Deno.readFile(raw);
+        const text = new TextDecoder().decode(data.subarray(512, 512 + 17));
+        strictEqual(text, "DEMU-DISK-WRITTEN");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "kvm: -snapshot leaves the image byte-identical",
+  ignore: !canBoot,
+  async fn() {
+    const { raw } = await buildGuest("disk_write");
+    const before = await Deno.readFile(raw);
+    const r = await runDemu([...HEADLESS, "-snapshot", "-drive", `file=${raw},format=raw`], {
+      timeoutMs: 30000,
+    });
+    strictEqual(r.code, 0, r.stderr);
+    ok(plain(r.stdout).includes("DEMU-DISK-WRITTEN"), plain(r.stdout));
+    deepStrictEqual(await Deno.readFile(raw), before);
+  },
+});
+
+/** The lines SeaBIOS prints on the serial console on its way to giving up. */
+const SEABIOS_LINES = [
+  "Booting from Hard Disk...",
+  "Boot failed: not a bootable disk",
+  "Booting from DVD/CD...",
+  "Boot failed: Could not read from CDROM (code 0003)",
+  "No bootable device",
+];
+const hasLine = (lines: string[], l: string) => lines.some((x) => x.startsWith(l));
+
+Deno.test({
+  name: "kvm: SeaBIOS reaches 'No bootable device' on an empty qcow2, as under QEMU/KVM",
+  ignore: !(KVM && SEABIOS),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const img = `${dir}/empty.qcow2`;
+      const mk = QEMU_IMG
+        ? new Deno.Command("qemu-img", { args: ["create", "-f", "qcow2", img, "1G"] })
+        : new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            new URL("../tools/qemu-img.ts", import.meta.url).pathname,
+            "create",
+            "-f",
+            "qcow2",
+            img,
+            "1G",
+          ],
+        });
+      ok((await mk.output()).success);
+      const demu = await runDemu(["-enable-kvm", "-nographic", "-nic", "none", img], {
+        until: "No bootable device",
+        timeoutMs: 40000,
+      });
+      ok(demu.matched, `demu never printed 'No bootable device':\n${plain(demu.stdout)}`);
+      const lines = plain(demu.stdout).split(/\r?\n/).map((l) => l.trim());
+      ok(lines.some((l) => /^SeaBIOS \(version .*\)$/.test(l)), "no SeaBIOS banner");
+      for (const l of SEABIOS_LINES) ok(hasLine(lines, l), `demu: missing '${l}'`);
+      if (QEMU) {
+        const q = await runUntil("qemu-system-x86_64", [
+          "-enable-kvm",
+          "-nographic",
+          "-nic",
+          "none",
+          img,
+        ], {
+          until: "No bootable device",
+          timeoutMs: 40000,
+        });
+        ok(q.matched, "QEMU never printed 'No bootable device'");
+        const qlines = plain(q.stdout).split(/\r?\n/).map((l) => l.trim());
+        for (const l of SEABIOS_LINES) ok(hasLine(qlines, l), `QEMU: missing '${l}'`);
+        strictEqual(
+          lines.find((l) => l.startsWith("SeaBIOS (version")),
+          qlines.find((l) => l.startsWith("SeaBIOS (version")),
+        );
+        console.log(
+          `  to 'No bootable device': demu ${demu.ms.toFixed(0)} ms, QEMU ${q.ms.toFixed(0)} ms`,
+        );
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("kvm: without /dev/kvm, QEMU's message and exit status 1", async () => {
+  const r = await runDemu(["-enable-kvm", "-display", "none", "-nic", "none"], {
+    timeoutMs: 20000,
+    env: { DEMU_KVM_DEVICE: "/nonexistent/kvm" },
+  });
+  strictEqual(r.code, 1);
+  const lines = r.stderr.trim().split("\n");
+  strictEqual(lines[0], "Could not access KVM kernel module: No such file or directory");
+  strictEqual(lines[1], "qemu-system-x86_64: failed to initialize kvm: No such file or directory");
+});
