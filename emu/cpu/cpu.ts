@@ -509,6 +509,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Drops every cached translation (CR3 write, paging mode change, A20, memory map). */
   flushTlb(): void {
     this.epoch++;
+    this.largeRegion.fill(0);
     if (this.tlbLogN >= TLB_LOG) {
       this.tlbR.fill(0);
       this.tlbW.fill(0);
@@ -527,6 +528,17 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** INVLPG: drops one linear page in both privilege halves. */
   invlpg(lin: number): void {
     this.epoch++;
+    const region = lin >>> 22;
+    if (this.largeRegion[region] !== 0) {
+      // the address may lie in a 4 MiB/2 MiB page: drop every 4 KiB entry cached from it
+      this.largeRegion[region] = 0;
+      const first = region << 10;
+      for (let x = first; x < first + 1024; x++) {
+        this.tlbR[x] = this.tlbW[x] = this.tlbX[x] = 0;
+        this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = this.tlbX[x | TLB_PAGES] = 0;
+      }
+      return;
+    }
     const x = lin >>> 12;
     this.tlbR[x] = this.tlbW[x] = this.tlbX[x] = 0;
     this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = this.tlbX[x | TLB_PAGES] = 0;
@@ -559,6 +571,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     const user = !sys && this.cpl === 3;
     let phys: number;
     let writable = true;
+    this.walkLarge = false;
     if ((this.cr0 & CR0_PG) === 0) {
       phys = (lin & this.a20Mask) >>> 0;
     } else if ((this.cr4 & CR4_PAE) !== 0) {
@@ -575,6 +588,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       const kind = this.pageKinds[pp];
       if (kind !== PageKind.Mmio) {
         const x = (lin >>> 12) | (user ? TLB_PAGES : 0);
+        if (this.walkLarge) this.largeRegion[lin >>> 22] = 1;
         if (access === 2) this.tlbX[x] = pp + 1;
         else this.tlbR[x] = pp + 1;
         if (kind === PageKind.Ram && writable && this.codePage[pp] === 0 && (access === 1)) {
@@ -589,6 +603,10 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** Whether the last walk found the page writable for the access's privilege (and dirty). */
   private walkWritable = true;
+  /** The last walk went through a large (4 MiB or 2 MiB) page. */
+  private walkLarge = false;
+  /** Per 4 MiB linear region: TLB entries from a large page are cached there (for INVLPG). */
+  private largeRegion = new Uint8Array(1024);
 
   private pageFault(lin: number, present: boolean, access: number, user: boolean, rsvd = false) {
     this.cr2 = lin;
@@ -611,6 +629,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (access === 1) npde |= 0x40;
       if (npde !== pde) this.physWrite32(pdeAddr, npde);
       this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      this.walkLarge = true;
       return (((pde & 0xffc00000) | (lin & 0x3fffff)) & this.a20Mask) >>> 0;
     }
     const pteAddr = ((pde & ~0xfff) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
@@ -649,6 +668,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (access === 1) npde |= 0x40;
       if (npde !== pde) this.physWrite32(pdeAddr, npde);
       this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      this.walkLarge = true;
       return (pdeHi & 0xf) * 4294967296 +
         ((((pde & 0xffe00000) | (lin & 0x1fffff)) & this.a20Mask) >>> 0);
     }

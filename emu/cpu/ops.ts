@@ -1130,8 +1130,12 @@ const hRdmsr: Handler = (cpu) => {
       break;
     default:
       if (cpu.mtrr.has(msr)) lo = cpu.mtrr.get(msr)!;
-      else if (msr === 0x8b || msr === 0x17 || msr === 0x2a || (msr >= 0x186 && msr <= 0x187)) {
-        lo = 0;
+      else if (msr === 0x1a0) lo = 1; // IA32_MISC_ENABLE: fast strings
+      else if (
+        msr === 0x8b || msr === 0x17 || msr === 0x2a || msr === 0x179 || msr === 0x17a ||
+        (msr >= 0x186 && msr <= 0x187)
+      ) {
+        lo = 0; // microcode revision, platform id, EBL_CR_POWERON, MCG_CAP/STATUS, PERFEVTSEL
       } else cpu.fault(GP, 0);
   }
   cpu.r32[0] = lo;
@@ -1162,7 +1166,7 @@ const hWrmsr: Handler = (cpu) => {
       cpu.flushTlb();
       break;
     default:
-      if (msr === 0x8b || msr === 0x2a || (msr >= 0x186 && msr <= 0x187)) break;
+      if (msr === 0x8b || msr === 0x2a || msr === 0x1a0 || (msr >= 0x186 && msr <= 0x187)) break;
       cpu.fault(GP, 0);
   }
 };

@@ -14,6 +14,7 @@ main:
         mov dword [PD + 0 * 4], PT0 | 3
         mov dword [PD + 1 * 4], 0x800000 | 0x83
         mov dword [PD + 2 * 4], 0x800000 | 0x83
+        mov dword [PD + 3 * 4], 0xC00000 | 0x83
         mov dword [PD + 768 * 4], PTC | 3
         mov edi, PT0
         mov eax, 3
@@ -50,6 +51,15 @@ main:
         mov eax, [PD + 4]
         and eax, 0x60
         CHECK 5, eax, 0x60
+        ; INVLPG of any address inside a 4 MiB page drops the whole large translation
+        mov dword [0xC00020], 0xabab
+        mov eax, [0x400020]             ; cached: 4 MiB -> 8 MiB
+        mov dword [PD + 1 * 4], 0xC00000 | 0x83
+        invlpg [0x7ff000]               ; another 4 KiB piece of the same large page
+        CHECK 40, dword [0x400020], 0xabab
+        mov dword [PD + 1 * 4], 0x800000 | 0x83
+        invlpg [0x400000]
+        CHECK 41, dword [0x400020], 0xcafe
         ; #PF on a not-present page: the handler maps it and the access is retried
         mov eax, pf_handler
         mov ebx, 14
