@@ -102,8 +102,85 @@ function rm(
 }
 
 function genOne(rng: Rng): Gen {
-  const k = rng.int(16);
+  const k = rng.int(19);
   switch (k) {
+    case 16: { // DIV/IDIV with operands that cannot fault: a zero/sign-extended dividend, divisor 1..4000
+      const r = rng.pick([1, 5, 6, 7]);
+      const d = 1 + rng.int(4000);
+      const setDivisor = [0xb8 + r, d & 0xff, d >> 8, 0, 0];
+      const f = rng.int(3);
+      if (f === 0) { // 32-bit: EDX:EAX / r
+        const signed = rng.int(2) === 1;
+        const ext = signed ? [0x99] : [0x31, 0xd2]; // cdq | xor edx, edx
+        return {
+          bytes: [...setDivisor, ...ext, 0xf7, modrmReg(signed ? 7 : 6, r)],
+          def: ALL,
+          undef: ALL,
+          reads: 0,
+          text: signed ? "idiv32" : "div32",
+        };
+      }
+      if (f === 1) { // 16-bit: DX:AX / r16 with DX = 0 and AX < 65536
+        return {
+          bytes: [...setDivisor, 0x31, 0xd2, 0x66, 0xf7, modrmReg(6, r)],
+          def: ALL,
+          undef: ALL,
+          reads: 0,
+          text: "div16",
+        };
+      }
+      // 8-bit: AX = AL, divisor CL = 1..255 > 0
+      const cl = 1 + rng.int(255);
+      return {
+        bytes: [0x0f, 0xb6, 0xc0, 0xb1, cl, 0xf6, modrmReg(6, 1)], // movzx eax, al; mov cl; div cl
+        def: ALL,
+        undef: ALL,
+        reads: 0,
+        text: "div8",
+      };
+    }
+    case 17: { // string instructions inside the buffer: ESI/EDI from LEA, small counts, DF=0
+      const s = rng.int(120) - 120, d = rng.int(120) - 120;
+      const n = rng.int(8);
+      const op = rng.pick([0xa4, 0xa5, 0xaa, 0xab, 0xa6, 0xa7, 0xae, 0xac, 0xad]);
+      const rep = op === 0xac || op === 0xad
+        ? []
+        : op === 0xa6 || op === 0xa7 || op === 0xae
+        ? [rng.pick([0xf3, 0xf2])]
+        : [0xf3];
+      const flags = op === 0xa6 || op === 0xa7 || op === 0xae;
+      return {
+        bytes: [
+          0x8d,
+          0x73,
+          s & 0xff, // lea esi, [ebx+s]
+          0x8d,
+          0x7b,
+          d & 0xff, // lea edi, [ebx+d]
+          0xb9,
+          n,
+          0,
+          0,
+          0, // mov ecx, n
+          ...rep,
+          op,
+        ],
+        // with a count of 0 a REP CMPS/SCAS leaves the flags as they were
+        def: flags && n > 0 ? ALL : 0,
+        undef: 0,
+        reads: 0,
+        text: `str${op.toString(16)}x${n}`,
+      };
+    }
+    case 18: { // CMPXCHG8B [EBX+d]
+      return {
+        bytes: [0x0f, 0xc7, ...memOperand(rng, 1)],
+        def: 0,
+        undef: 0,
+        reads: 0,
+        text: "cmpxchg8b",
+      };
+    }
     case 0:
     case 1: { // ALU r/m, r or r, r/m
       const op = rng.int(8);
@@ -489,6 +566,7 @@ Deno.test({
         cpu.setSegCache(1, 8, 0, 0xffffffff, 0xc09b);
         for (const sg of [0, 2, 3, 4, 5]) cpu.setSegCache(sg, 16, 0, 0xffffffff, 0xc093);
         cpu.setSegCache(3, 16, (RAM_BUF - (hostData + BUF)) | 0, 0xffffffff, 0xc093);
+        cpu.setSegCache(0, 16, cpu.segBase[3], 0xffffffff, 0xc093); // ES = DS (string ops)
         cpu.modeChanged();
         for (let r = 0; r < 8; r++) cpu.r32[r] = regs[r];
         cpu.r32[4] = 0x8000;
