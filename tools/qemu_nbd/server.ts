@@ -618,22 +618,44 @@ class Connection {
   ): Promise<void> {
     const d = st.exp.driver;
     if (!this.structured) {
-      const out = new Uint8Array(16 + length);
-      if (length) await d.read(offset, out.subarray(16));
-      simpleHeader(out, 0, handle);
-      await this.writer.write(out);
+      const out = replyBuffers.take(16 + length);
+      try {
+        if (length) await d.read(offset, out.subarray(16));
+        simpleHeader(out, 0, handle);
+        await this.writer.write(out);
+      } finally {
+        replyBuffers.give(out);
+      }
       return;
     }
     if (length === 0 || flags & NBD_CMD_FLAG_DF) {
-      const out = new Uint8Array(20 + 8 + length);
-      if (length) await d.read(offset, out.subarray(28));
-      dataChunk(out, handle, offset, length, true);
-      await this.writer.write(out);
+      const out = replyBuffers.take(28 + length);
+      try {
+        if (length) await d.read(offset, out.subarray(28));
+        dataChunk(out, handle, offset, length, true);
+        await this.writer.write(out);
+      } finally {
+        replyBuffers.give(out);
+      }
       return;
     }
     // Sparse read: zero extents go back as holes.
     const end = offset + length;
     const chunks: Uint8Array[] = [];
+    try {
+      await this.#sparseRead(d, handle, offset, end, chunks);
+    } finally {
+      for (const c of chunks) replyBuffers.give(c);
+    }
+  }
+
+  async #sparseRead(
+    d: BlockDriver,
+    handle: Uint8Array,
+    offset: number,
+    end: number,
+    chunks: Uint8Array[],
+  ): Promise<void> {
     for (let pos = offset; pos < end;) {
       const s = await chainStatus(d, pos, end - pos);
       let n = s.length;
@@ -651,16 +673,16 @@ class Connection {
         v.setUint32(28, n);
         chunks.push(c);
       } else {
-        const c = new Uint8Array(28 + n);
+        const c = replyBuffers.take(28 + n);
+        chunks.push(c);
         await d.read(pos, c.subarray(28));
         dataChunk(c, handle, pos, n, false);
-        chunks.push(c);
       }
       pos += n;
     }
     // The last chunk carries DONE.
     const last = chunks[chunks.length - 1];
-    new DataView(last.buffer).setUint16(4, NBD_REPLY_FLAG_DONE);
+    new DataView(last.buffer, last.byteOffset).setUint16(4, NBD_REPLY_FLAG_DONE);
     await this.writer.write(...chunks);
   }
 
@@ -727,6 +749,34 @@ export async function extents(
   }
   return out;
 }
+
+/**
+ * Reply buffers for reads, reused once written: a fresh zero-filled 256 KiB array per request
+ * costs more than the read itself. Sizes round up to powers of two from 64 KiB.
+ */
+class BufferPool {
+  #free = new Map<number, ArrayBuffer[]>();
+  #owned = new WeakSet<ArrayBuffer>();
+
+  take(size: number): Uint8Array {
+    if (size < 65536) return new Uint8Array(size);
+    const cap = 2 ** Math.ceil(Math.log2(size));
+    const ab = this.#free.get(cap)?.pop() ?? new ArrayBuffer(cap);
+    this.#owned.add(ab);
+    return new Uint8Array(ab, 0, size);
+  }
+
+  give(buf: Uint8Array): void {
+    const ab = buf.buffer as ArrayBuffer;
+    if (!this.#owned.has(ab)) return;
+    this.#owned.delete(ab);
+    let list = this.#free.get(ab.byteLength);
+    if (!list) this.#free.set(ab.byteLength, list = []);
+    if (list.length < 32) list.push(ab);
+  }
+}
+
+const replyBuffers = new BufferPool();
 
 function isZero(b: Uint8Array): boolean {
   const words = b.byteOffset % 4 === 0
