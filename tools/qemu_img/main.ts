@@ -1,5 +1,6 @@
 /** qemu-img's command dispatch: the subcommand table, --help, --version, error reporting. */
 import { consoleIo, formatError, type Io, QemuImgError, usageError } from "./cli.ts";
+import { printHelp, VERSION } from "./help.ts";
 import { cmdAmend } from "./amend.ts";
 import { cmdBench } from "./bench.ts";
 import { cmdCheck } from "./check.ts";
@@ -34,24 +35,6 @@ const COMMANDS: Record<string, Command> = {
   resize: cmdResize,
 };
 
-/** The version line demu reports (the QEMU release whose behaviour it follows). */
-export const VERSION = "qemu-img version 7.2.0 (demu)\n" +
-  "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
-
-function help(io: Io): void {
-  io.out(
-    VERSION +
-      "usage: qemu-img [standard options] command [command options]\n" +
-      "QEMU disk image utility\n\n" +
-      "    '-h', '--help'       display this help and exit\n" +
-      "    '-V', '--version'    output version information and exit\n\n" +
-      "Command syntax:\n" +
-      Object.keys(COMMANDS).map((c) => `  ${c}\n`).join("") +
-      "\nSupported formats: raw qcow2\n" +
-      "Run 'qemu-img <command> --help' for the options of a command.\n",
-  );
-}
-
 /** Runs qemu-img with `args` (without the program name); returns the exit code. */
 export async function run(args: string[], io: Io = consoleIo()): Promise<number> {
   try {
@@ -59,7 +42,7 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
     for (; i < args.length && args[i].startsWith("-"); i++) {
       const a = args[i];
       if (a === "-h" || a === "--help") {
-        help(io);
+        printHelp(io);
         return 0;
       }
       if (a === "-V" || a === "--version") {
@@ -81,7 +64,13 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
     const name = args[i];
     const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
     if (!cmd) throw usageError(`Command not found: ${name}`);
-    return await cmd(io, args.slice(i + 1));
+    const rest = args.slice(i + 1);
+    // Like QEMU, "-h"/"--help" after any command shows the whole help (dd has no other options).
+    if (rest.some((a) => a === "-h" || a === "--help")) {
+      printHelp(io);
+      return 0;
+    }
+    return await cmd(io, rest);
   } catch (e) {
     if (e instanceof QemuImgError) {
       io.err(formatError(e));
@@ -92,7 +81,7 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
   }
 }
 
-/** Registers a subcommand (used while wiring the table; every command lives in its own file). */
+/** The subcommands demu's qemu-img has. */
 export function commandNames(): string[] {
   return Object.keys(COMMANDS);
 }
