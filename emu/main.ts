@@ -597,7 +597,10 @@ async function start(o: Options): Promise<number> {
     try {
       return openCharBackend(spec);
     } catch (e) {
-      fail(`-serial ${spec}: ${(e as Error).message}`);
+      fail(
+        `-serial ${spec}: ${(e as Error).message}\n${PROG}: -serial ${spec}: ` +
+          `could not connect serial device to character backend '${spec}'`,
+      );
     }
   };
   const serialSpec = o.serial[0] ?? (o.nographic ? "mon:stdio" : "vc");

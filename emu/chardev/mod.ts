@@ -130,5 +130,5 @@ export function openCharBackend(spec: string, mux = false): CharBackend {
   if (spec === "stdio") return new StdioBackend(mux);
   if (spec === "mon:stdio") return new StdioBackend(true);
   if (spec.startsWith("file:")) return new FileBackend(spec.slice(5));
-  throw new Error(`'${spec.split(":")[0]}' is not a valid char driver`);
+  throw new Error(`'${spec}' is not a valid char driver`);
 }

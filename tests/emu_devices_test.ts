@@ -1,0 +1,331 @@
+/**
+ * PC device models on the machine clock, without a CPU: the tests drive ports as a guest would
+ * and move virtual time by hand (a manual clock), so every expectation is exact.
+ */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { NullBackend } from "../emu/chardev/mod.ts";
+import type { CharBackend } from "../emu/chardev/mod.ts";
+import { Machine } from "../emu/machine.ts";
+import { FwCfg, le32 } from "../emu/hw/fw_cfg.ts";
+import { IdeDrive, PiixIde } from "../emu/hw/ide.ts";
+import { Pit } from "../emu/hw/pit.ts";
+import { Rtc } from "../emu/hw/rtc.ts";
+import { Serial16550 } from "../emu/hw/serial.ts";
+import { I440fx } from "../emu/hw/i440fx.ts";
+import { PageKind } from "../emu/cpu/bus.ts";
+import { openImage } from "@demu/block";
+
+const MS = 1e6;
+const SEC = 1e9;
+
+function machine(): Machine {
+  return new Machine(new Uint8Array(2 << 20), null);
+}
+
+/** Counts rising edges the PIC sees on an IRQ line by watching the master's IRR. */
+function initPic(m: Machine): void {
+  // ICW1..ICW4 for master (vectors 0x08) and slave (0x70), all unmasked.
+  for (const [cmd, data, base, cascade] of [[0x20, 0x21, 0x08, 4], [0xa0, 0xa1, 0x70, 2]]) {
+    m.io.write(cmd, 1, 0x11);
+    m.io.write(data, 1, base);
+    m.io.write(data, 1, cascade);
+    m.io.write(data, 1, 0x01);
+    m.io.write(data, 1, 0x00);
+  }
+}
+
+function eoi(m: Machine, vector: number): void {
+  if (vector >= 0x70) m.io.write(0xa0, 1, 0x20);
+  m.io.write(0x20, 1, 0x20);
+}
+
+Deno.test("pic: priorities, acknowledge, EOI and the cascade", () => {
+  const m = machine();
+  initPic(m);
+  ok(!m.hasInterrupt());
+  m.pic.pulseIrq(3);
+  m.pic.pulseIrq(1);
+  m.pic.pulseIrq(10);
+  ok(m.hasInterrupt());
+  strictEqual(m.acknowledgeInterrupt(), 0x09); // IRQ 1 first
+  // IRQ 1 in service blocks lower priorities (IRQ 2 cascade, 3) until EOI.
+  ok(!m.hasInterrupt());
+  eoi(m, 0x09);
+  strictEqual(m.acknowledgeInterrupt(), 0x72); // IRQ 10 through the cascade (priority of IRQ 2)
+  eoi(m, 0x72);
+  strictEqual(m.acknowledgeInterrupt(), 0x0b);
+  eoi(m, 0x0b);
+  ok(!m.hasInterrupt());
+  // Masked lines stay pending in IRR but do not interrupt.
+  m.io.write(0x21, 1, 0x10);
+  m.pic.pulseIrq(4);
+  ok(!m.hasInterrupt());
+  m.io.write(0x20, 1, 0x0a); // OCW3: read IRR
+  strictEqual(m.io.read(0x20, 1) & 0x10, 0x10);
+  m.io.write(0x21, 1, 0x00);
+  strictEqual(m.acknowledgeInterrupt(), 0x0c);
+});
+
+Deno.test("pic: level-triggered lines (ELCR) stay asserted until the device lowers them", () => {
+  const m = machine();
+  initPic(m);
+  m.io.write(0x4d0, 1, 0x20); // IRQ 5 level
+  m.pic.setIrq(5, true);
+  strictEqual(m.acknowledgeInterrupt(), 0x0d);
+  eoi(m, 0x0d);
+  ok(m.hasInterrupt(), "still asserted: interrupts again after EOI");
+  m.pic.setIrq(5, false);
+  ok(!m.hasInterrupt());
+  strictEqual(m.io.read(0x4d0, 1), 0x20);
+  // An edge-triggered line keeps its request latched after it drops, as on the 8259A.
+  m.pic.setIrq(6, true);
+  m.pic.setIrq(6, false);
+  strictEqual(m.acknowledgeInterrupt(), 0x0e);
+});
+
+Deno.test("pit: channel 0 in mode 2 interrupts at the programmed rate", () => {
+  const m = machine();
+  initPic(m);
+  let edges = 0;
+  const pit = new Pit(m.clock, () => edges++);
+  pit.register(m.io);
+  m.io.write(0x43, 1, 0x34);
+  m.io.write(0x40, 1, 11932 & 0xff);
+  m.io.write(0x40, 1, 11932 >> 8); // 1193182 / 11932 = 100 Hz
+  m.clock.advance(1 * SEC + 1 * MS); // periods end at 10.00005 ms * k
+  strictEqual(edges, 100);
+  // The counter counts down between edges; latch and read it.
+  m.clock.advance(4 * MS); // 5 ms into the 101st period
+  m.io.write(0x43, 1, 0x00);
+  const lo = m.io.read(0x40, 1), hi = m.io.read(0x40, 1);
+  const count = lo | (hi << 8);
+  // The 101st period began at 100 * 11932 ticks; 1.005 s is this many ticks into it.
+  const into = 1.005 * 1193182 - 100 * 11932;
+  ok(Math.abs(count - (11932 - into)) <= 2, `count ${count}`);
+});
+
+Deno.test("pit: mode 0 fires once; channel 2's output shows in port 0x61 with the gate", () => {
+  const m = machine();
+  let edges = 0;
+  const pit = new Pit(m.clock, () => edges++);
+  pit.register(m.io);
+  m.io.write(0x43, 1, 0x30); // channel 0, mode 0
+  m.io.write(0x40, 1, 0xe8);
+  m.io.write(0x40, 1, 0x03); // 1000 ticks = 838 us
+  m.clock.advance(10 * MS);
+  strictEqual(edges, 1);
+  // Channel 2, mode 0, gate on through port 0x61: OUT goes high after the count.
+  m.io.write(0x61, 1, 0x01);
+  m.io.write(0x43, 1, 0xb0);
+  m.io.write(0x42, 1, 0xff);
+  m.io.write(0x42, 1, 0x0f); // 4095 ticks = 3.43 ms
+  strictEqual(m.io.read(0x61, 1) & 0x20, 0);
+  m.clock.advance(4 * MS);
+  strictEqual(m.io.read(0x61, 1) & 0x20, 0x20);
+  // Read-back status of channel 2: OUT high, mode 0, lobyte/hibyte.
+  m.io.write(0x43, 1, 0xe8);
+  strictEqual(m.io.read(0x42, 1), 0x80 | 0x30);
+});
+
+Deno.test("rtc: BCD time from its start, periodic interrupts, update-in-progress", () => {
+  const m = machine();
+  initPic(m);
+  let irq = 0;
+  const start = Date.UTC(2024, 1, 29, 23, 59, 58); // a leap day, just before midnight
+  const rtc = new Rtc(m.clock, (l) => l && irq++, start);
+  rtc.register(m.io);
+  const rd = (i: number) => {
+    m.io.write(0x70, 1, i);
+    return m.io.read(0x71, 1);
+  };
+  deepStrictEqual([rd(9), rd(8), rd(7), rd(4), rd(2), rd(0)], [0x24, 0x02, 0x29, 0x23, 0x59, 0x58]);
+  m.clock.advance(2.5 * SEC);
+  deepStrictEqual([rd(8), rd(7), rd(4), rd(2), rd(0), rd(0x32)], [
+    0x03,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    0x20,
+  ]);
+  // Binary mode.
+  m.io.write(0x70, 1, 0x0b);
+  m.io.write(0x71, 1, 0x02 | 0x04);
+  strictEqual(rd(0), 0);
+  strictEqual(rd(7), 1);
+  // Periodic interrupt at 1024 Hz (rate 6) with PIE.
+  m.io.write(0x70, 1, 0x0a);
+  m.io.write(0x71, 1, 0x26);
+  m.io.write(0x70, 1, 0x0b);
+  m.io.write(0x71, 1, 0x02 | 0x04 | 0x40);
+  irq = 0;
+  let acked = 0;
+  for (let i = 0; i < 1024; i++) {
+    m.clock.advance(SEC / 1024);
+    if (rd(0x0c) & 0x40) acked++;
+  }
+  strictEqual(acked, 1024);
+  strictEqual(irq, 1024);
+  // UIP is set only in the last 244 us before a second boundary.
+  const frac = ((start / 1000) + m.clock.now() / SEC) % 1;
+  m.clock.advance((1 - frac) * SEC - 100_000);
+  strictEqual(rd(0x0a) & 0x80, 0x80);
+  m.clock.advance(200_000);
+  strictEqual(rd(0x0a) & 0x80, 0);
+});
+
+class Capture implements CharBackend {
+  out: number[] = [];
+  receive: ((b: Uint8Array) => void) | null = null;
+  write(b: Uint8Array) {
+    this.out.push(...b);
+  }
+  setReceiver(r: (b: Uint8Array) => void) {
+    this.receive = r;
+  }
+  close() {}
+}
+
+Deno.test("serial: transmit, receive FIFO with RDI, THRE interrupt, loopback", () => {
+  const m = machine();
+  initPic(m);
+  const be = new Capture();
+  let level = false;
+  const s = new Serial16550(be, (l) => level = l);
+  s.register(m.io);
+  for (const c of "hi") m.io.write(0x3f8, 1, c.charCodeAt(0));
+  strictEqual(new TextDecoder().decode(new Uint8Array(be.out)), "hi");
+  strictEqual(m.io.read(0x3fd, 1) & 0x60, 0x60);
+  // Enable RX and THR interrupts: THR empty raises at once.
+  m.io.write(0x3f9, 1, 0x03);
+  ok(level);
+  strictEqual(m.io.read(0x3fa, 1) & 0x0f, 0x02);
+  ok(!level, "reading IIR clears the THRE interrupt");
+  be.receive!(new TextEncoder().encode("ok"));
+  ok(level);
+  strictEqual(m.io.read(0x3fa, 1) & 0x0f, 0x04);
+  strictEqual(m.io.read(0x3fd, 1) & 1, 1);
+  strictEqual(m.io.read(0x3f8, 1), 0x6f);
+  strictEqual(m.io.read(0x3f8, 1), 0x6b);
+  strictEqual(m.io.read(0x3fd, 1) & 1, 0);
+  ok(!level);
+  // Loopback: MCR bit 4 routes TX to RX and the modem lines to MSR.
+  m.io.write(0x3fc, 1, 0x10 | 0x0a);
+  m.io.write(0x3f8, 1, 0x55);
+  strictEqual(m.io.read(0x3f8, 1), 0x55);
+  strictEqual(m.io.read(0x3fe, 1) & 0xf0, 0x90); // CTS from RTS, DCD from OUT2
+  // Divisor latch.
+  m.io.write(0x3fb, 1, 0x80);
+  m.io.write(0x3f8, 1, 0x01);
+  m.io.write(0x3f9, 1, 0x00);
+  strictEqual(m.io.read(0x3f8, 1), 0x01);
+  m.io.write(0x3fb, 1, 0x03);
+  strictEqual(m.io.read(0x3fb, 1), 0x03);
+});
+
+Deno.test("fw_cfg: signature, the file directory and a DMA read", () => {
+  const m = machine();
+  const f = new FwCfg(m);
+  f.register();
+  f.addFile("etc/test", new TextEncoder().encode("hello fw_cfg"));
+  m.io.write(0x510, 2, 0);
+  strictEqual(String.fromCharCode(...[0, 1, 2, 3].map(() => m.io.read(0x511, 1))), "QEMU");
+  m.io.write(0x510, 2, 0x19);
+  const count = [0, 1, 2, 3].map(() => m.io.read(0x511, 1)).reduce((a, b) => a * 256 + b);
+  strictEqual(count, 1);
+  // DMA: select the file's key, read 5 bytes into RAM at 0x2000.
+  const v = new DataView(m.ram.buffer);
+  const key = 0x20;
+  v.setUint32(0x1000, (key << 16) | 0x08 | 0x02); // SELECT | READ (big-endian)
+  v.setUint32(0x1004, 5);
+  v.setBigUint64(0x1008, 0x2000n);
+  m.io.write(0x514, 4, 0);
+  m.io.write(0x518, 4, 0x00100000); // 0x1000 as a big-endian dword
+  strictEqual(v.getUint32(0x1000), 0);
+  strictEqual(new TextDecoder().decode(m.ram.subarray(0x2000, 0x2005)), "hello");
+  strictEqual(String.fromCharCode(...m.ram.subarray(0x2005, 0x2006)), "\0");
+  deepStrictEqual(le32(0x12345678), new Uint8Array([0x78, 0x56, 0x34, 0x12]));
+});
+
+Deno.test("i440fx: PAM moves 0xF0000 between the BIOS ROM and shadow RAM", () => {
+  const m = machine();
+  const bios = new Uint8Array(0x40000).fill(0xbb);
+  const host = new I440fx(m, bios);
+  strictEqual(m.ram[0xf0000], 0xbb);
+  strictEqual(m.pageKind(0xf0), PageKind.Rom);
+  // Read/write RAM: the shadow (zeros) appears; copy the BIOS in, then make it read-only.
+  host.writeConfig(0x59, 1, 0x30);
+  strictEqual(m.ram[0xf0000], 0x00);
+  strictEqual(m.pageKind(0xf0), PageKind.Ram);
+  m.mmioWrite(0xf0000, 1, 0x42);
+  host.writeConfig(0x59, 1, 0x10);
+  strictEqual(m.pageKind(0xf0), PageKind.Rom);
+  m.mmioWrite(0xf0000, 1, 0x99); // dropped: read-only
+  strictEqual(m.ram[0xf0000], 0x42);
+  // Back to ROM: the BIOS shows again; the shadow keeps its contents.
+  host.writeConfig(0x59, 1, 0x00);
+  strictEqual(m.ram[0xf0000], 0xbb);
+  host.writeConfig(0x59, 1, 0x10);
+  strictEqual(m.ram[0xf0000], 0x42);
+});
+
+Deno.test("ide: IDENTIFY and a PIO READ SECTORS from a raw image", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/d.img`;
+    const data = new Uint8Array(64 * 512);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await Deno.writeFile(path, data);
+    const m = machine();
+    initPic(m);
+    const ide = new PiixIde(m);
+    const drive = new IdeDrive("disk", await openImage(path, { format: "raw" }), "QM00001");
+    await drive.open();
+    ide.attach(0, 0, drive);
+    const settle = async () => {
+      while (m.pending.size) await Promise.all([...m.pending]);
+    };
+    m.io.write(0x1f6, 1, 0xa0);
+    m.io.write(0x1f7, 1, 0xec);
+    await settle();
+    strictEqual(m.io.read(0x1f7, 1) & 0x08, 0x08);
+    const id = new Uint16Array(256).map(() => m.io.read(0x1f0, 2));
+    strictEqual(id[0], 0x0040);
+    strictEqual(id[60] | (id[61] << 16), 64);
+    const model = [...id.subarray(27, 47)].map((w) => String.fromCharCode(w >> 8, w & 0xff)).join(
+      "",
+    );
+    strictEqual(model.trim(), "QEMU HARDDISK");
+    // READ SECTORS: LBA 3, 2 sectors.
+    m.io.write(0x1f6, 1, 0xe0);
+    m.io.write(0x1f2, 1, 2);
+    m.io.write(0x1f3, 1, 3);
+    m.io.write(0x1f4, 1, 0);
+    m.io.write(0x1f5, 1, 0);
+    m.io.write(0x1f7, 1, 0x20);
+    await settle();
+    ok(m.hasInterrupt());
+    const got = new Uint8Array(1024);
+    for (let s = 0; s < 2; s++) {
+      await settle();
+      strictEqual(m.io.read(0x1f7, 1) & 0x89, 0x08, "DRQ, not busy, no error");
+      for (let i = 0; i < 256; i++) {
+        const w = m.io.read(0x1f0, 2);
+        got[s * 512 + 2 * i] = w & 0xff;
+        got[s * 512 + 2 * i + 1] = w >> 8;
+      }
+    }
+    deepStrictEqual(got, data.subarray(3 * 512, 5 * 512));
+    strictEqual(m.io.read(0x1f7, 1) & 0x08, 0);
+    // Past the end: aborted.
+    m.io.write(0x1f3, 1, 63);
+    m.io.write(0x1f2, 1, 2);
+    m.io.write(0x1f7, 1, 0x20);
+    strictEqual(m.io.read(0x1f7, 1) & 0x01, 0x01);
+    strictEqual(m.io.read(0x1f1, 1), 0x04);
+    await drive.driver!.close();
+    new NullBackend().close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
