@@ -17,14 +17,15 @@ const UNITS: [number, string][] = [
  * (2.0625 -> "2.062"), so ties are settled here.
  */
 export function fixed(v: number, digits: number): string {
-  const scaled = v * 10 ** digits;
-  const floor = Math.floor(scaled);
-  if (scaled - floor === 0.5 && Number.isSafeInteger(floor)) {
-    const n = floor % 2 === 0 ? floor : floor + 1;
-    const str = String(n).padStart(digits + 1, "0");
-    return digits ? `${str.slice(0, -digits)}.${str.slice(-digits)}` : str;
-  }
-  return v.toFixed(digits);
+  // toFixed(n) is exact for up to 100 digits, enough to see whether v sits exactly on a tie.
+  const exact = v.toFixed(Math.min(100, digits + 60));
+  const dot = exact.indexOf(".");
+  const tail = exact.slice(dot + 1 + digits);
+  if (!/^50*$/.test(tail)) return v.toFixed(digits);
+  const kept = exact.slice(0, dot + 1 + digits).replace(/\.$/, "");
+  const lastDigit = Number(kept.replace(".", "").slice(-1));
+  if (lastDigit % 2 === 0) return kept;
+  return v.toFixed(digits); // odd: the tie rounds up, as toFixed does
 }
 
 /** A byte count as qemu-io prints it: three decimals in the largest unit, ".000" dropped. */
