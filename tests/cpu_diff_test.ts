@@ -510,111 +510,266 @@ const EPILOGUE = [
 const isX64 = Deno.build.arch === "x86_64" && Deno.build.os === "linux";
 if (!isX64) console.warn("WARNING: not an x86-64 Linux host: CPU differential test skipped");
 
+interface Program {
+  bytes: number[];
+  /** Arithmetic flags left undefined at the end. */
+  undef: number;
+  text: string[];
+  /** Compare only these bits of EAX (x87 status word in AX); default all. */
+  eaxMask?: number;
+}
+
+/**
+ * Runs `seqs` generated programs natively and on demu and returns the mismatch reports.
+ * `initBuf` fills the 256-byte operand buffer; `sameMem` compares the buffers afterwards.
+ */
+function differential(
+  seqs: number,
+  gen: (rng: Rng) => Program,
+  initBuf: (rng: Rng) => number[],
+  sameMem: (demu: Uint8Array, host: Uint8Array) => string | null,
+): { report: string[]; mismatches: number } {
+  const code = mmap(
+    65536,
+    PROT_READ | PROT_WRITE | PROT_EXEC,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+  );
+  const data = mmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT);
+  try {
+    const codeBytes = new Uint8Array(code.buffer);
+    const dataView = new DataView(data.buffer);
+    const dataBytes = new Uint8Array(data.buffer);
+    const hostData = Number(Deno.UnsafePointer.value(data.pointer));
+    ok(hostData + 4096 < 2 ** 31, "MAP_32BIT mapping above 2 GiB");
+    const def = { parameters: ["pointer"], result: "void" } as const;
+    const fn = new Deno.UnsafeFnPointer(
+      Deno.UnsafePointer.create(Deno.UnsafePointer.value(code.pointer)) as Deno.PointerObject<
+        typeof def
+      >,
+      def,
+    );
+    const BUF = 512; // EBX = data + BUF; operands at data+BUF-128 .. +BUF+127
+    const RAM_BUF = 0x10000; // where the buffer sits in demu's RAM
+    const ram = new Uint8Array(1 << 20);
+    const cpu = new Cpu(ramOnlyBus(ram));
+    const rng = new Rng(0x2545f491);
+    const report: string[] = [];
+    let mismatches = 0;
+    for (let s = 0; s < seqs; s++) {
+      const seed = rng.s;
+      const seq = gen(rng);
+      // initial state: random registers, buffer and arithmetic flags
+      const regs = Array.from({ length: 8 }, () => rng.next() | 0);
+      regs[3] = hostData + BUF;
+      const flags = (rng.next() & ALL) | 2;
+      const buf = initBuf(rng);
+      // --- native
+      codeBytes.set([...PROLOGUE, ...seq.bytes, ...EPILOGUE]);
+      for (let r = 0; r < 8; r++) dataView.setInt32(r * 4, regs[r], true);
+      dataView.setInt32(32, flags, true);
+      dataBytes.set(buf, BUF - 128);
+      fn.call(data.pointer);
+      const hostRegs = Array.from({ length: 8 }, (_, r) => dataView.getInt32(r * 4, true));
+      const hostFlags = dataView.getInt32(32, true);
+      const hostBuf = dataBytes.slice(BUF - 128, BUF + 128);
+      // --- demu: 32-bit flat protected mode; DS/ES bases map the host buffer address into RAM
+      cpu.reset();
+      cpu.cr0 |= 1;
+      cpu.setSegCache(1, 8, 0, 0xffffffff, 0xc09b);
+      for (const sg of [0, 2, 3, 4, 5]) cpu.setSegCache(sg, 16, 0, 0xffffffff, 0xc093);
+      cpu.setSegCache(3, 16, (RAM_BUF - (hostData + BUF)) | 0, 0xffffffff, 0xc093);
+      cpu.setSegCache(0, 16, cpu.segBase[3], 0xffffffff, 0xc093);
+      cpu.modeChanged();
+      for (let r = 0; r < 8; r++) cpu.r32[r] = regs[r];
+      cpu.r32[4] = 0x8000;
+      cpu.eflags = flags;
+      cpu.lop = 0;
+      ram.set([...seq.bytes, 0xf4], 0x1000);
+      ram.set(buf, RAM_BUF - 128);
+      cpu.flushCode();
+      cpu.eip = 0x1000;
+      for (let k = 0; k < 100 && !cpu.halted; k++) cpu.run(1000);
+      const mask = ALL & ~seq.undef;
+      const errs: string[] = [];
+      for (const r of [0, 1, 2, 3, 5, 6, 7]) {
+        const m = r === 0 ? (seq.eaxMask ?? -1) : -1;
+        if ((cpu.r32[r] & m) !== (hostRegs[r] & m)) {
+          errs.push(`r${r}=${hex(cpu.r32[r] & m)} host ${hex(hostRegs[r] & m)}`);
+        }
+      }
+      if ((cpu.getFlags() & mask) !== (hostFlags & mask)) {
+        errs.push(
+          `flags=${hex(cpu.getFlags() & mask)} host ${hex(hostFlags & mask)} (mask ${hex(mask)})`,
+        );
+      }
+      const memErr = sameMem(ram.subarray(RAM_BUF - 128, RAM_BUF + 128), hostBuf);
+      if (memErr !== null) errs.push(memErr);
+      if (errs.length) mismatches++;
+      if (errs.length && report.length < 10) {
+        report.push(
+          `seed ${hex(seed)} [${seq.text.join(", ")}] ${seq.bytes.map(hex).join(" ")}: ${
+            errs.join("; ")
+          }`,
+        );
+      }
+    }
+    return { report, mismatches };
+  } finally {
+    munmap(code);
+    munmap(data);
+  }
+}
+
+function sameBytes(demu: Uint8Array, host: Uint8Array): string | null {
+  for (let b = 0; b < 256; b++) {
+    if (demu[b] !== host[b]) return `mem[${b - 128}]=${hex(demu[b])} host ${hex(host[b])}`;
+  }
+  return null;
+}
+
 Deno.test({
   name: "cpu: differential against the host CPU (random 32-bit sequences, registers/flags/memory)",
   ignore: !isX64,
   fn() {
     const SEQS = Number(Deno.env.get("CPU_DIFF_SEQS") ?? 3000);
     const LEN = Number(Deno.env.get("CPU_DIFF_LEN") ?? 12);
-    const code = mmap(
-      65536,
-      PROT_READ | PROT_WRITE | PROT_EXEC,
-      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+    const { report, mismatches } = differential(
+      SEQS,
+      (rng) => genSequence(rng, LEN),
+      (rng) => Array.from({ length: 256 }, () => rng.int(256)),
+      sameBytes,
     );
-    const data = mmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT);
-    try {
-      const codeBytes = new Uint8Array(code.buffer);
-      const dataView = new DataView(data.buffer);
-      const dataBytes = new Uint8Array(data.buffer);
-      const hostData = Number(Deno.UnsafePointer.value(data.pointer));
-      ok(hostData + 4096 < 2 ** 31, "MAP_32BIT mapping above 2 GiB");
-      const def = { parameters: ["pointer"], result: "void" } as const;
-      const fn = new Deno.UnsafeFnPointer(
-        Deno.UnsafePointer.create(Deno.UnsafePointer.value(code.pointer)) as Deno.PointerObject<
-          typeof def
-        >,
-        def,
-      );
-      const BUF = 512; // EBX = data + BUF; operands at data+BUF-120 .. +BUF+123
-      const RAM_BUF = 0x10000; // where the buffer sits in demu's RAM
+    console.log(
+      `differential: ${SEQS - mismatches}/${SEQS} sequences of ${LEN} instructions agree`,
+    );
+    for (const r of report) console.log(`  ${r}`);
+    deepStrictEqual(report, []);
+  },
+});
 
-      const ram = new Uint8Array(1 << 20);
-      const cpu = new Cpu(ramOnlyBus(ram));
-      const rng = new Rng(0x2545f491);
-      let mismatches = 0;
-      const report: string[] = [];
-      for (let s = 0; s < SEQS; s++) {
-        const seed = rng.s;
-        const seq = genSequence(rng, LEN);
-        // initial state: random registers, random buffer, random arithmetic flags
-        const regs = Array.from({ length: 8 }, () => rng.next() | 0);
-        regs[3] = hostData + BUF;
-        const flags = (rng.next() & ALL) | 2;
-        const buf = Array.from({ length: 256 }, () => rng.int(256));
-        // --- native
-        codeBytes.set([...PROLOGUE, ...seq.bytes, ...EPILOGUE]);
-        for (let r = 0; r < 8; r++) dataView.setInt32(r * 4, regs[r], true);
-        dataView.setInt32(32, flags, true);
-        dataBytes.set(buf, BUF - 128);
-        fn.call(data.pointer);
-        const hostRegs = Array.from({ length: 8 }, (_, r) => dataView.getInt32(r * 4, true));
-        const hostFlags = dataView.getInt32(32, true);
-        const hostBuf = Array.from(dataBytes.subarray(BUF - 128, BUF + 128));
-        // --- demu: 32-bit flat protected mode; DS base maps the host buffer address into RAM
-        cpu.reset();
-        cpu.cr0 |= 1;
-        cpu.setSegCache(1, 8, 0, 0xffffffff, 0xc09b);
-        for (const sg of [0, 2, 3, 4, 5]) cpu.setSegCache(sg, 16, 0, 0xffffffff, 0xc093);
-        cpu.setSegCache(3, 16, (RAM_BUF - (hostData + BUF)) | 0, 0xffffffff, 0xc093);
-        cpu.setSegCache(0, 16, cpu.segBase[3], 0xffffffff, 0xc093); // ES = DS (string ops)
-        cpu.modeChanged();
-        for (let r = 0; r < 8; r++) cpu.r32[r] = regs[r];
-        cpu.r32[4] = 0x8000;
-        cpu.eflags = flags;
-        cpu.lop = 0;
-        ram.set([...seq.bytes, 0xf4], 0x1000);
-        ram.set(buf, RAM_BUF - 128 + 0);
-        cpu.flushCode();
-        cpu.eip = 0x1000;
-        for (let k = 0; k < 100 && !cpu.halted; k++) cpu.run(1000);
-        const mask = ALL & ~seq.undef;
-        const got = Array.from(cpu.r32.slice(0, 8));
-        const errs: string[] = [];
-        for (const r of [0, 1, 2, 3, 5, 6, 7]) {
-          if (got[r] !== hostRegs[r]) errs.push(`r${r}=${hex(got[r])} host ${hex(hostRegs[r])}`);
-        }
-        if ((cpu.getFlags() & mask) !== (hostFlags & mask)) {
-          errs.push(
-            `flags=${hex(cpu.getFlags() & mask)} host ${hex(hostFlags & mask)} (mask ${hex(mask)})`,
-          );
-        }
-        const demuBuf = Array.from(ram.subarray(RAM_BUF - 128, RAM_BUF + 128));
-        for (let b = 0; b < 256; b++) {
-          if (demuBuf[b] !== hostBuf[b]) {
-            errs.push(`mem[${b - 128}]=${hex(demuBuf[b])} host ${hex(hostBuf[b])}`);
-            break;
-          }
-        }
-        if (errs.length) {
-          mismatches++;
-          if (report.length < 10) {
-            report.push(
-              `seed ${hex(seed)} [${seq.text.join(", ")}] ${seq.bytes.map(hex).join(" ")}: ${
-                errs.join("; ")
-              }`,
-            );
-          }
-        }
-      }
-      console.log(
-        `differential: ${SEQS - mismatches}/${SEQS} sequences of ${LEN} instructions agree`,
-      );
-      for (const r of report) console.log(`  ${r}`);
-      deepStrictEqual(report, []);
-    } finally {
-      munmap(code);
-      munmap(data);
+// ------------------------------------------------------------------ x87
+
+/**
+ * Buffer layout for x87 programs (offsets from EBX): 16 input doubles at -128, 8 int32 inputs
+ * at 0, control words (RC nearest/down/up/chop, precision 53 bits) at 32..39, int32 outputs at
+ * 40..63, double outputs at 64..127. Arithmetic runs with precision control = double on the
+ * host, so that its results are exactly IEEE double results, as demu's are.
+ */
+const X_IN = -128, X_INT = 0, X_CW = 32, X_IOUT = 40, X_OUT = 64;
+const CWS = [0x27f, 0x67f, 0xa7f, 0xe7f];
+
+function x87Buf(rng: Rng): number[] {
+  const b = new DataView(new ArrayBuffer(256));
+  const pick = () => {
+    const k = rng.int(8);
+    if (k === 0) return rng.int(21) - 10;
+    if (k === 1) return 0;
+    const mant = rng.next() / 2 ** 32 - 0.5;
+    return mant * 10 ** (rng.int(14) - 6);
+  };
+  for (let k = 0; k < 16; k++) b.setFloat64(128 + X_IN + k * 8, pick(), true);
+  for (let k = 0; k < 8; k++) b.setInt32(128 + X_INT + k * 4, rng.int(2001) - 1000, true);
+  for (let k = 0; k < 4; k++) b.setUint16(128 + X_CW + k * 2, CWS[k], true);
+  return Array.from(new Uint8Array(b.buffer));
+}
+
+function x87Mem(demu: Uint8Array, host: Uint8Array): string | null {
+  const d = new DataView(demu.buffer, demu.byteOffset, 256);
+  const h = new DataView(host.buffer, host.byteOffset, 256);
+  for (let k = 0; k < 6; k++) {
+    const o = 128 + X_IOUT + k * 4;
+    if (d.getInt32(o, true) !== h.getInt32(o, true)) {
+      return `int[${k}]=${d.getInt32(o, true)} host ${h.getInt32(o, true)}`;
     }
+  }
+  for (let k = 0; k < 8; k++) {
+    const o = 128 + X_OUT + k * 8;
+    const a = d.getFloat64(o, true), b = h.getFloat64(o, true);
+    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)))) {
+      return `out[${k}]=${a} host ${b}`;
+    }
+  }
+  return null;
+}
+
+function x87Program(rng: Rng, n: number): Program {
+  const m = (reg: number, off: number) => [0x43 | (reg << 3), off & 0xff];
+  const bytes: number[] = [0xdb, 0xe3, 0xd9, ...m(5, X_CW)]; // fninit; fldcw [nearest, double]
+  const text: string[] = [];
+  let depth = 0, undef = 0;
+  for (let c = 0; c < n; c++) {
+    const k = rng.int(12);
+    const i = depth > 0 ? rng.int(depth) : 0;
+    if (k <= 1 && depth < 7) { // loads
+      const f = rng.int(4);
+      if (f === 0) bytes.push(0xdd, ...m(0, X_IN + rng.int(16) * 8)), text.push("fld m64");
+      else if (f === 1) bytes.push(0xdb, ...m(0, X_INT + rng.int(8) * 4)), text.push("fild m32");
+      else if (f === 2) bytes.push(0xd9, rng.pick([0xe8, 0xee])), text.push("fld1/z");
+      else if (depth > 0) bytes.push(0xd9, 0xc0 + i), text.push(`fld st${i}`);
+      else continue;
+      depth++;
+    } else if (k <= 4 && depth >= 1) { // arithmetic with memory or registers
+      const op = rng.pick([0, 1, 4, 5, 6, 7]);
+      const f = rng.int(4);
+      if (f === 0) bytes.push(0xdc, ...m(op, X_IN + rng.int(16) * 8)), text.push(`farith${op} m64`);
+      else if (f === 1) bytes.push(0xd8, 0xc0 + op * 8 + i), text.push(`farith${op} st0,st${i}`);
+      else if (f === 2) bytes.push(0xdc, 0xc0 + op * 8 + i), text.push(`farith${op} st${i},st0`);
+      else if (depth >= 2) {
+        const j = 1 + rng.int(depth - 1);
+        bytes.push(0xde, 0xc0 + op * 8 + j);
+        text.push(`farith${op}p st${j}`);
+        depth--;
+      } else continue;
+    } else if (k === 5 && depth >= 1) { // unary
+      const o = rng.pick([0xfa, 0xe1, 0xe0]);
+      bytes.push(0xd9, o);
+      text.push(o === 0xfa ? "fsqrt" : o === 0xe1 ? "fabs" : "fchs");
+    } else if (k === 6 && depth >= 2) { // fxch
+      const j = 1 + rng.int(depth - 1);
+      bytes.push(0xd9, 0xc8 + j);
+      text.push(`fxch st${j}`);
+    } else if (k === 7 && depth >= 1) { // compares
+      const f = rng.int(3);
+      if (f === 0) bytes.push(0xdc, ...m(2, X_IN + rng.int(16) * 8)), text.push("fcom m64");
+      else {
+        bytes.push(0xdb, (f === 1 ? 0xf0 : 0xe8) + i);
+        text.push(f === 1 ? `fcomi st${i}` : `fucomi st${i}`);
+        undef = 0; // FCOMI defines ZF/PF/CF and clears OF/SF/AF
+      }
+    } else if (k === 8 && depth >= 1) { // FIST/FISTP/FRNDINT under a rounding mode
+      const rc = rng.int(4);
+      bytes.push(0xd9, ...m(5, X_CW + rc * 2));
+      const f = rng.int(3);
+      if (f === 0) bytes.push(0xd9, 0xfc), text.push(`frndint rc${rc}`);
+      else {
+        bytes.push(0xdb, ...m(f === 1 ? 2 : 3, X_IOUT + rng.int(6) * 4));
+        text.push(`fist${f === 2 ? "p" : ""} rc${rc}`);
+        if (f === 2) depth--;
+      }
+      bytes.push(0xd9, ...m(5, X_CW));
+    } else if (k === 9 && depth >= 1) { // stores
+      const pop = rng.int(2) === 1;
+      bytes.push(0xdd, ...m(pop ? 3 : 2, X_OUT + rng.int(8) * 8));
+      text.push(pop ? "fstp m64" : "fst m64");
+      if (pop) depth--;
+    } else continue;
+  }
+  // status word (C0, C2, C3, TOP, IE, ZE; C1 is the host's round-up bit) into AX, then empty the stack into the outputs
+  bytes.push(0xdf, 0xe0);
+  for (let k = 0; k < depth; k++) bytes.push(0xdd, ...m(3, X_OUT + k * 8));
+  bytes.push(0xdb, 0xe3); // fninit: leave the host FPU as the ABI expects
+  return { bytes, undef, text, eaxMask: 0x4500 | 0x3800 | 0x05 };
+}
+
+Deno.test({
+  name: "cpu: x87 differential against the host FPU (double precision control)",
+  ignore: !isX64,
+  fn() {
+    const SEQS = Number(Deno.env.get("CPU_DIFF_SEQS") ?? 3000);
+    const { report, mismatches } = differential(SEQS, (rng) => x87Program(rng, 14), x87Buf, x87Mem);
+    console.log(`x87 differential: ${SEQS - mismatches}/${SEQS} programs agree`);
+    for (const r of report) console.log(`  ${r}`);
+    deepStrictEqual(report, []);
   },
 });
 

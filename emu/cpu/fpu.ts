@@ -394,6 +394,13 @@ function stBcd(fpu: Fpu, cpu: Cpu, lin: number, v: number): void {
 // ------------------------------------------------------------------ arithmetic
 
 function arith(fpu: Fpu, op: number, a: number, b: number): number {
+  const r = arith0(fpu, op, a, b);
+  // an invalid operation (inf - inf, 0 * inf, ...) made a NaN out of numbers
+  if (Number.isNaN(r) && !Number.isNaN(a) && !Number.isNaN(b)) fpu.sw |= IE;
+  return r;
+}
+
+function arith0(fpu: Fpu, op: number, a: number, b: number): number {
   switch (op) {
     case 0:
       return a + b;
@@ -404,10 +411,10 @@ function arith(fpu: Fpu, op: number, a: number, b: number): number {
     case 5:
       return b - a;
     case 6:
-      if (b === 0 && !Number.isNaN(a)) fpu.sw |= a === 0 ? IE : ZE;
+      if (b === 0 && a !== 0 && !Number.isNaN(a)) fpu.sw |= ZE;
       return a / b;
     default:
-      if (a === 0 && !Number.isNaN(b)) fpu.sw |= b === 0 ? IE : ZE;
+      if (a === 0 && b !== 0 && !Number.isNaN(b)) fpu.sw |= ZE;
       return b / a;
   }
 }
