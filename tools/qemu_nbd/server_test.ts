@@ -6,7 +6,7 @@ import { MemoryOverlay } from "./overlay.ts";
 const MiB = 1 << 20;
 
 /** Serves exports in this process on a unix socket; returns the path and a stopper. */
-async function serve(server: NbdServer, dir: string) {
+function serve(server: NbdServer, dir: string) {
   const path = `${dir}/s.sock`;
   const l = Deno.listen({ transport: "unix", path });
   const conns: Promise<void>[] = [];
@@ -35,7 +35,7 @@ Deno.test("NbdServer and NbdDriver: data, zeroes, trims, holes and block status 
       { name: "d", description: "disk", driver: img, readOnly: false, discard: "unmap" },
       { name: "ro", description: "", driver: new MemoryOverlay(img), readOnly: true },
     ]);
-    const s = await serve(server, dir);
+    const s = serve(server, dir);
     try {
       const d = await NbdDriver.open(`nbd+unix:///d?socket=${s.path}`);
       strictEqual(await d.length(), 4 * MiB);
