@@ -135,6 +135,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Bumped whenever linear->physical or CS changes: block links made before are stale. */
   epoch = 0;
   private codePage: Uint8Array;
+  /** Per 64-byte line of RAM: decoded code lies there. */
+  private codeLines: Uint8Array;
   curBlock: Block | null = null;
 
   /** x87 and SSE state live in fpu.ts; attached lazily. */
@@ -150,6 +152,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.r16 = new Uint16Array(buf);
     this.r8 = new Uint8Array(buf);
     this.codePage = new Uint8Array(this.ramPages);
+    this.codeLines = new Uint8Array(this.ramPages * 64);
     this.pageKinds = new Uint8Array(this.ramPages);
     this.memoryMapChanged();
     this.reset();
@@ -207,6 +210,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (pages !== this.ramPages) {
       this.ramPages = pages;
       this.codePage = new Uint8Array(pages);
+      this.codeLines = new Uint8Array(pages * 64);
       this.pageKinds = new Uint8Array(pages);
     }
     for (let p = 0; p < pages; p++) this.pageKinds[p] = this.bus.pageKind(p);
@@ -463,9 +467,28 @@ export class Cpu extends LazyFlags implements CpuControl {
     let map = this.pageBlocks[p];
     if (map === undefined) map = this.pageBlocks[p] = new Map();
     map.set(b.key, b);
+    const off = b.phys & 0xfff;
+    const lines = this.codeLines;
+    for (let l = off >> 6, e = (off + this.blockBytes(b) - 1) >> 6; l <= e && l < 64; l++) {
+      lines[p * 64 + l] = 1;
+    }
     if (this.codePage[p] === 0) {
       this.codePage[p] = 1;
       this.dropWriteTlbFor(p);
+    }
+  }
+
+  /**
+   * A store to [a, a+size) of a page holding code: drops the page's blocks only when the bytes
+   * lie in a 64-byte line that holds decoded code (data next to code costs a slow store, not a
+   * re-decode).
+   */
+  private codeWritten(a: number, size: number): void {
+    const p = Math.floor(a / 4096);
+    const l0 = (a & 0xfff) >> 6, l1 = ((a & 0xfff) + size - 1) >> 6;
+    const lines = this.codeLines;
+    if (lines[p * 64 + l0] !== 0 || (l1 < 64 && lines[p * 64 + l1] !== 0)) {
+      this.invalidateCodePage(p);
     }
   }
 
@@ -479,6 +502,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   invalidateCodePage(p: number): void {
     const map = this.pageBlocks[p];
     this.codePage[p] = 0;
+    this.codeLines.fill(0, p * 64, p * 64 + 64);
     if (map === undefined) return;
     this.pageBlocks[p] = undefined;
     for (const b of map.values()) {
@@ -500,6 +524,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
     this.pageBlocks = [];
     this.codePage.fill(0);
+    this.codeLines.fill(0);
     this.blockExit = true;
     this.epoch++;
   }
@@ -709,7 +734,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   physWrite8(a: number, v: number): void {
     const p = Math.floor(a / 4096);
     if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
-      if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+      if (this.codePage[p] !== 0) this.codeWritten(a, 1);
       this.ram[a] = v;
     } else this.bus.mmioWrite(a, 1, v & 0xff);
   }
@@ -717,7 +742,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   physWrite32(a: number, v: number): void {
     const p = Math.floor(a / 4096);
     if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram && (a & 0xfff) <= 0xffc) {
-      if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+      if (this.codePage[p] !== 0) this.codeWritten(a, 4);
       const r = this.ram;
       r[a] = v;
       r[a + 1] = v >> 8;
@@ -814,7 +839,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       const a = this.translate(lin, 1);
       const p = Math.floor(a / 4096);
       if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
-        if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+        if (this.codePage[p] !== 0) this.codeWritten(a, size);
         const r = this.ram;
         r[a] = v;
         r[a + 1] = v >> 8;
