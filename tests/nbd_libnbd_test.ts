@@ -165,6 +165,15 @@ for (const transport of ["tcp", "unix"] as const) {
             await stopPair(p);
           }
         }
+        // Writable exports advertise the same flags too (trim, zeroes, multi-conn).
+        for (const extra of [[], ["-e", "1"], ["--discard=unmap", "-e", "0"]]) {
+          const p = await servePair(dir, images.raw, transport, extra);
+          try {
+            deepStrictEqual(await infoJson(p.demuUri), await infoJson(p.realUri), `rw ${extra}`);
+          } finally {
+            await stopPair(p);
+          }
+        }
       } finally {
         await cleanup();
       }

@@ -97,7 +97,7 @@ export interface NbdExport {
   discard?: "ignore" | "unmap";
   /** --detect-zeroes: turn all-zero writes into write-zeroes. */
   detectZeroes?: "off" | "on" | "unmap";
-  /** How many clients may be connected at once (qemu-nbd -e); >1 advertises multi-conn when read-only. */
+  /** How many clients may be connected at once (qemu-nbd -e, 0: no limit); not 1 advertises multi-conn. */
   shared?: number;
 }
 
@@ -198,9 +198,10 @@ export class NbdServer {
 export function transmissionFlags(exp: NbdExport): number {
   let f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE |
     NBD_FLAG_SEND_DF;
+  // qemu-nbd promises multi-conn consistency whenever more than one client may connect.
+  if ((exp.shared ?? 1) !== 1) f |= NBD_FLAG_CAN_MULTI_CONN;
   if (exp.readOnly) {
     f |= NBD_FLAG_READ_ONLY;
-    if ((exp.shared ?? 1) !== 1) f |= NBD_FLAG_CAN_MULTI_CONN;
   } else {
     f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
   }
