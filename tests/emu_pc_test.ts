@@ -1,0 +1,183 @@
+/**
+ * demu's PC on the interpreter (-accel tcg, the default) beside the real qemu-system-x86_64
+ * -accel tcg: nasm boot sectors from raw and qcow2 images, SeaBIOS to "No bootable device" on
+ * serial and on the VGA text screen drawn in the terminal, -snapshot, and the HMP monitor.
+ */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { buildGuest, haveNasm } from "./guests/pc/build.ts";
+import { haveCommand, haveKvm, plain, runDemu, runUntil } from "./guests/pc/run.ts";
+
+const NASM = haveNasm();
+const QEMU = haveCommand("qemu-system-x86_64");
+const QEMU_IMG = haveCommand("qemu-img");
+const SEABIOS = (() => {
+  try {
+    return Deno.statSync("/usr/share/seabios/bios-256k.bin").isFile;
+  } catch {
+    return false;
+  }
+})();
+if (!NASM) console.warn("WARNING: nasm is not installed: skipping the boot-sector guests");
+if (!SEABIOS) console.warn("WARNING: SeaBIOS (Debian seabios) is not installed: skipping boots");
+if (!QEMU) console.warn("WARNING: qemu-system-x86_64 is not installed: no comparison with QEMU");
+const canBoot = NASM && SEABIOS;
+
+const HEADLESS = ["-display", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"];
+
+async function emptyQcow2(dir: string): Promise<string> {
+  const img = `${dir}/empty.qcow2`;
+  const cmd = QEMU_IMG
+    ? new Deno.Command("qemu-img", { args: ["create", "-f", "qcow2", img, "1G"] })
+    : new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../tools/qemu-img.ts", import.meta.url).pathname,
+        "create",
+        "-f",
+        "qcow2",
+        img,
+        "1G",
+      ],
+    });
+  ok((await cmd.output()).success);
+  return img;
+}
+
+for (const [guest, marker] of [["serial_poweroff", "DEMU-BOOT-OK"], ["pit_hlt", "DEMU-PIT-OK"]]) {
+  for (const fmt of ["img", "qcow2"]) {
+    Deno.test({
+      name: `tcg: ${guest} from ${fmt === "img" ? "raw" : "qcow2"}: marker on COM1, ACPI power-off`,
+      ignore: !canBoot,
+      async fn() {
+        const paths = await buildGuest(guest);
+        const image = fmt === "img" ? paths.raw : paths.qcow2;
+        const d = await runDemu([...HEADLESS, "-drive", `file=${image},if=ide`], {
+          timeoutMs: 60000,
+        });
+        ok(!d.timedOut, `demu did not power off:\n${plain(d.stdout)}\n${d.stderr}`);
+        strictEqual(d.code, 0, d.stderr);
+        strictEqual(plain(d.stdout), `${marker}\r\n`);
+        if (haveKvm()) {
+          // The same guest under KVM prints the same bytes.
+          const k = await runDemu(["-enable-kvm", ...HEADLESS, "-drive", `file=${image},if=ide`], {
+            timeoutMs: 60000,
+          });
+          strictEqual(k.code, 0, k.stderr);
+          strictEqual(k.stdout, d.stdout);
+        }
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "tcg: BIOS disk writes, and -snapshot keeps the image byte-identical",
+  ignore: !canBoot,
+  async fn() {
+    const { raw } = await buildGuest("disk_write");
+    const before = await Deno.readFile(raw);
+    const s = await runDemu([...HEADLESS, "-snapshot", "-drive", `file=${raw},format=raw`], {
+      timeoutMs: 60000,
+    });
+    strictEqual(s.code, 0, s.stderr);
+    strictEqual(plain(s.stdout), "DEMU-DISK-WRITTEN\r\n");
+    deepStrictEqual(await Deno.readFile(raw), before);
+    const w = await runDemu([...HEADLESS, "-drive", `file=${raw},format=raw`], {
+      timeoutMs: 60000,
+    });
+    strictEqual(w.code, 0, w.stderr);
+    const after = await Deno.readFile(raw);
+    strictEqual(new TextDecoder().decode(after.subarray(512, 529)), "DEMU-DISK-WRITTEN");
+    deepStrictEqual(after.subarray(0, 512), before.subarray(0, 512));
+  },
+});
+
+Deno.test({
+  name: "tcg: SeaBIOS reaches 'No bootable device' (serial), timed beside QEMU -accel tcg",
+  ignore: !SEABIOS,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const img = await emptyQcow2(dir);
+      const d = await runDemu(["-nographic", "-nic", "none", img], {
+        until: "No bootable device",
+        timeoutMs: 90000,
+      });
+      ok(d.matched, `demu never printed 'No bootable device':\n${plain(d.stdout)}\n${d.stderr}`);
+      const text = plain(d.stdout);
+      ok(/SeaBIOS \(version [^)]+\)/.test(text));
+      ok(text.includes("Booting from Hard Disk..."));
+      ok(text.includes("Boot failed: not a bootable disk"));
+      if (QEMU) {
+        const q = await runUntil(
+          "qemu-system-x86_64",
+          ["-accel", "tcg", "-nographic", "-nic", "none", img],
+          { until: "No bootable device", timeoutMs: 90000 },
+        );
+        ok(q.matched);
+        strictEqual(
+          /SeaBIOS \(version [^)]+\)/.exec(text)![0],
+          /SeaBIOS \(version [^)]+\)/.exec(plain(q.stdout))![0],
+        );
+        console.log(
+          `  to 'No bootable device' (tcg): demu ${d.ms.toFixed(0)} ms, QEMU ${q.ms.toFixed(0)} ms`,
+        );
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "tcg: without -nographic the terminal shows the VGA text screen's words",
+  ignore: !SEABIOS,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const img = await emptyQcow2(dir);
+      const d = await runDemu(["-nic", "none", img], {
+        until: "No bootable device",
+        timeoutMs: 90000,
+      });
+      ok(d.matched, `the screen never showed 'No bootable device':\n${plain(d.stdout)}`);
+      ok(plain(d.stdout).includes("SeaBIOS (version"));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "monitor: -monitor stdio answers info status and quits",
+  ignore: !SEABIOS,
+  async fn() {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../emu/main.ts", import.meta.url).pathname,
+        "-display",
+        "none",
+        "-nic",
+        "none",
+        "-monitor",
+        "stdio",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const killer = setTimeout(() => Deno.kill(child.pid, "SIGKILL"), 30000);
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("info status\nquit\n"));
+    await w.close();
+    const out = await child.output();
+    clearTimeout(killer);
+    strictEqual(out.code, 0);
+    const text = new TextDecoder().decode(out.stdout);
+    ok(text.startsWith("QEMU 7.2.0 monitor - type 'help' for more information"), text);
+    ok(text.includes("VM status: running"), text);
+  },
+});
