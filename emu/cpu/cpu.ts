@@ -322,6 +322,7 @@ export class Cpu extends LazyFlags implements CpuControl {
           block.next0 = block.next1 = null;
         }
         if (next === null || !next.valid) {
+          this.curBlock = null; // a fault in the lookup belongs to the new EIP
           next = this.lookupBlock();
           if (next.cacheable) {
             if (block.nextEip0 === -1 || block.nextEip0 === eip) {
@@ -719,6 +720,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   physRead8(a: number): number {
     const p = Math.floor(a / 4096);
     if (p < this.ramPages && this.pageKinds[p] !== PageKind.Mmio) return this.ram[a];
+    this.blockExit = true; // a device was touched: recheck interrupts soon
     return this.bus.mmioRead(a, 1) & 0xff;
   }
 
@@ -728,6 +730,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       const r = this.ram;
       return r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
     }
+    this.blockExit = true;
     return this.bus.mmioRead(a, 4) | 0;
   }
 
@@ -736,7 +739,10 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
       if (this.codePage[p] !== 0) this.codeWritten(a, 1);
       this.ram[a] = v;
-    } else this.bus.mmioWrite(a, 1, v & 0xff);
+    } else {
+      this.blockExit = true;
+      this.bus.mmioWrite(a, 1, v & 0xff);
+    }
   }
 
   physWrite32(a: number, v: number): void {
@@ -748,7 +754,10 @@ export class Cpu extends LazyFlags implements CpuControl {
       r[a + 1] = v >> 8;
       r[a + 2] = v >> 16;
       r[a + 3] = v >> 24;
-    } else this.bus.mmioWrite(a, 4, v >>> 0);
+    } else {
+      this.blockExit = true;
+      this.bus.mmioWrite(a, 4, v >>> 0);
+    }
   }
 
   // ------------------------------------------------------------------ linear access
@@ -789,6 +798,7 @@ export class Cpu extends LazyFlags implements CpuControl {
           ? r[a] | (r[a + 1] << 8)
           : r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
       }
+      this.blockExit = true;
       const v = this.bus.mmioRead(a, size);
       return size === 2 ? v & 0xffff : v | 0;
     }
@@ -849,6 +859,7 @@ export class Cpu extends LazyFlags implements CpuControl {
         }
         return;
       }
+      this.blockExit = true;
       this.bus.mmioWrite(a, size, size === 2 ? v & 0xffff : v >>> 0);
       return;
     }

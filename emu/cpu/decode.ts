@@ -6,7 +6,7 @@
  */
 
 import { type Cpu, CpuFault } from "./cpu.ts";
-import { DS, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
+import { CS, DS, GP, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
 import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
 import { fuse, specialize } from "./fast.ts";
 import { OPCODES, type OpEntry, UD_ENTRY } from "./ops.ts";
@@ -49,7 +49,10 @@ const RM16_INDEX = [6 * 2, 7 * 2, 6 * 2, 7 * 2, ZERO16, ZERO16, ZERO16, ZERO16];
 const RM16_SS = [false, false, true, true, false, false, true, false];
 
 let fetchPtr = 0;
+/** Linear address one past the last byte the CS limit allows (instruction fetch check). */
+let fetchEnd = 0;
 function fb(cpu: Cpu): number {
+  if (fetchPtr === fetchEnd) cpu.fault(GP, 0);
   return cpu.fetch8(fetchPtr++ | 0);
 }
 function fw(cpu: Cpu): number {
@@ -67,6 +70,10 @@ let lastEnds = false;
 /** Decodes one instruction at linear address lin. Faults (#PF/#GP) propagate. */
 export function decodeOne(cpu: Cpu, lin: number): Instr {
   fetchPtr = lin;
+  // bytes beyond the code segment's limit fault (#GP(0)) when fetched
+  const off = (lin - cpu.segBase[CS]) >>> 0;
+  const room = cpu.segChk[CS] - off + 1;
+  fetchEnd = room >= 16 ? lin - 1 : room <= 0 ? lin : (lin + room) | 0;
   const code32 = cpu.code32;
   let osz = code32 ? 2 : 1;
   let asz = code32;

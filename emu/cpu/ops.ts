@@ -134,6 +134,7 @@ function checkIo(cpu: Cpu, port: number, size: number): void {
 function ioIn(cpu: Cpu, port: number, sz: number): number {
   const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
   checkIo(cpu, port, size);
+  cpu.blockExit = true; // a device was touched: it may have raised or lowered an interrupt
   const v = cpu.bus.ioRead(port, size as 1 | 2 | 4);
   return trunc(sz, v);
 }
@@ -141,6 +142,7 @@ function ioIn(cpu: Cpu, port: number, sz: number): number {
 function ioOut(cpu: Cpu, port: number, sz: number, v: number): void {
   const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
   checkIo(cpu, port, size);
+  cpu.blockExit = true;
   cpu.bus.ioWrite(port, size as 1 | 2 | 4, sz === 2 ? v >>> 0 : v & MASK[sz]);
 }
 

@@ -118,6 +118,16 @@ main:
         pop eax
         test eax, 0x100
         FAILIF nz, 24                   ; the handler's IRET restored TF clear (see exc_common)
+        ; CS limit: a code segment ending two bytes into `runoff` faults fetching the third
+        mov eax, runoff + 1
+        mov [gdt + 0x68], ax            ; limit 15:0 (byte granular)
+        mov word [gdt + 0x6a], 0        ; base 0
+        mov dword [gdt + 0x6c], 0x00409a00      ; 32-bit code, limit 19:16 = 0
+        mov dword [resume], .a12
+        jmp 0x68:runoff
+.a12:   CHECK 27, dword [vec], 13
+        CHECK 28, dword [eip_seen], runoff + 2
+        CHECK 29, dword [err], 0
         ; #DF: #NP's gate is not present, so #NP during delivery of #NP -> double fault
         and byte [IDT + 11 * 8 + 5], 0x7f
         mov dword [resume], .a11
@@ -126,6 +136,12 @@ main:
 .a11:   CHECK 25, dword [vec], 8
         CHECK 26, dword [err], 0
         jmp pass
+
+runoff:
+        nop
+        nop
+        nop                             ; beyond the limit: #GP(0)
+        jmp near exit
 
         HANDLER 0, 0
         HANDLER 1, 0
@@ -142,6 +158,7 @@ exc_common:
         mov [eip_seen], eax
         mov eax, [resume]
         mov [esp], eax
+        mov dword [esp + 4], CODE32     ; resume in the flat code segment
         and dword [esp + 8], ~0x100     ; TF off in the restored EFLAGS
         iret
 
