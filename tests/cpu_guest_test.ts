@@ -32,7 +32,18 @@ for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*
           },
         }
         : undefined;
-      const r = runGuest(buildGuest(name), { maxInstructions: 20_000_000, irq });
+      // t_pm16: writing port 0x80 raises an NMI
+      const ports = new Map<number, { write?: (v: number) => void }>();
+      let cpuRef: Cpu | null = null;
+      if (name === "t_pm16") ports.set(0x80, { write: () => cpuRef?.raiseNmi() });
+      const r = runGuest(buildGuest(name), {
+        maxInstructions: 20_000_000,
+        irq,
+        ports,
+        onCpu: (cpu) => {
+          cpuRef = cpu;
+        },
+      });
       if (name.startsWith("t_triple")) {
         deepStrictEqual(r.shutdowns, ["triple fault"], `output: ${r.output}`);
         return;

@@ -540,6 +540,7 @@ function addSp(cpu: Cpu, n: number): void {
 /** IRET with operand size sz. */
 export function iret(cpu: Cpu, sz: number): void {
   const w = sz === 2 ? 4 : 2;
+  cpu.nmiBlocked = false; // IRET ends NMI blocking (whichever handler it returns from)
   if ((cpu.cr0 & CR0_PE) === 0 || (cpu.eflags & VM) !== 0) {
     if ((cpu.eflags & VM) !== 0 && ((cpu.eflags >> 12) & 3) < 3) cpu.fault(GP, 0);
     const ip = cpu.peek(sz, 0);

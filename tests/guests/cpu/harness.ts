@@ -30,6 +30,8 @@ export interface GuestOptions {
     /** Called while the CPU is halted with IF=1: time passes. */
     idle?: () => void;
   };
+  /** Called with the CPU once it exists (before it runs). */
+  onCpu?: (cpu: Cpu) => void;
   /** Extra I/O ports. */
   ports?: Map<number, { read?: () => number; write?: (v: number) => void }>;
 }
@@ -83,6 +85,7 @@ export function runGuest(image: Uint8Array, opts: GuestOptions = {}): GuestResul
   };
   const cpu = new Cpu(testBus(ram, opts, state));
   state.cpu = cpu;
+  opts.onCpu?.(cpu);
   state.stop = () => cpu.stop();
   cpu.setSegCache(1, 0, 0, 0xffff, 0x9b);
   cpu.eip = LOAD_ADDR;
