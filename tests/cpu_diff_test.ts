@@ -139,37 +139,45 @@ function genOne(rng: Rng): Gen {
         text: "div8",
       };
     }
-    case 17: { // string instructions inside the buffer: ESI/EDI from LEA, small counts, DF=0
-      const s = rng.int(120) - 120, d = rng.int(120) - 120;
-      const n = rng.int(8);
+    case 17: { // string instructions inside the buffer, either direction, small counts
       const op = rng.pick([0xa4, 0xa5, 0xaa, 0xab, 0xa6, 0xa7, 0xae, 0xac, 0xad]);
+      const w = op & 1 ? 4 : 1;
+      const n = rng.int(w === 4 ? 12 : 40);
+      const back = rng.int(2) === 1;
+      // keep every element inside [-128, 127] going up (forward) or down (backward)
+      const pos = () =>
+        back ? -128 + n * w + rng.int(256 - n * w - w) : -128 + rng.int(256 - n * w);
+      const s0 = pos(), d0 = pos();
       const rep = op === 0xac || op === 0xad
         ? []
         : op === 0xa6 || op === 0xa7 || op === 0xae
         ? [rng.pick([0xf3, 0xf2])]
         : [0xf3];
       const flags = op === 0xa6 || op === 0xa7 || op === 0xae;
+      const lodsOnce = rep.length === 0;
       return {
         bytes: [
           0x8d,
           0x73,
-          s & 0xff, // lea esi, [ebx+s]
+          s0 & 0xff, // lea esi, [ebx+s]
           0x8d,
           0x7b,
-          d & 0xff, // lea edi, [ebx+d]
+          d0 & 0xff, // lea edi, [ebx+d]
           0xb9,
-          n,
+          lodsOnce ? 1 : n,
           0,
           0,
           0, // mov ecx, n
+          ...(back ? [0xfd] : []), // std
           ...rep,
           op,
+          0xfc, // cld
         ],
         // with a count of 0 a REP CMPS/SCAS leaves the flags as they were
         def: flags && n > 0 ? ALL : 0,
         undef: 0,
         reads: 0,
-        text: `str${op.toString(16)}x${n}`,
+        text: `str${op.toString(16)}x${n}${back ? "d" : ""}`,
       };
     }
     case 18: { // CMPXCHG8B [EBX+d]

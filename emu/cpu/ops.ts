@@ -879,13 +879,16 @@ const bOuts = (cpu: Cpu, i: Instr, d: number) => {
   return false;
 };
 /**
- * REP MOVS/STOS going forward: whole runs that stay inside one source and one destination page
- * (RAM, cached in the TLB, no overlap) are copied/filled directly; anything else takes the
+ * REP MOVS/STOS: whole runs that stay inside one source and one destination page (RAM, cached in
+ * the TLB) are copied/filled directly, in either direction. Overlap is allowed when the copy
+ * direction makes element-by-element copying equal to memmove (forward with the destination
+ * below the source, backward above it); other overlaps, faults, MMIO and page crossings take the
  * element-by-element path, which also fills the TLB for the next run.
  */
 function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
   const w = 1 << i.sz;
   const ram = cpu.ram;
+  const back = (cpu.eflags & DF) !== 0;
   let c = count(cpu, i);
   let budget = REP_CHUNK * 16;
   while (c !== 0) {
@@ -893,21 +896,32 @@ function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
     const di = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
     const sLin = (cpu.segBase[i.seg] + si) | 0;
     const dLin = (cpu.segBase[ES] + di) | 0;
-    let n = Math.min(c, Math.floor((4096 - (dLin & 0xfff)) / w), budget);
-    if (movs) n = Math.min(n, Math.floor((4096 - (sLin & 0xfff)) / w));
-    if (!i.asz) {
-      n = Math.min(n, Math.floor((0x10000 - di) / w));
-      if (movs) n = Math.min(n, Math.floor((0x10000 - si) / w));
+    let n: number;
+    if (!back) {
+      n = Math.min(c, Math.floor((4096 - (dLin & 0xfff)) / w), budget);
+      if (movs) n = Math.min(n, Math.floor((4096 - (sLin & 0xfff)) / w));
+      if (!i.asz) {
+        n = Math.min(n, Math.floor((0x10000 - di) / w));
+        if (movs) n = Math.min(n, Math.floor((0x10000 - si) / w));
+      }
+    } else {
+      n = Math.min(c, Math.floor(((dLin & 0xfff) + w) / w), Math.floor(di / w) + 1, budget);
+      if (movs) n = Math.min(n, Math.floor(((sLin & 0xfff) + w) / w), Math.floor(si / w) + 1);
     }
-    const dp = n > 0 && di + n * w - 1 <= cpu.segChk[ES] ? cpu.ramIndexW(dLin) : -1;
-    const sp = movs && dp >= 0 && si + n * w - 1 <= cpu.segChk[i.seg] ? cpu.ramIndexR(sLin) : -1;
     const bytes = n * w;
-    if (
-      dp < 0 || (movs && (sp < 0 || (dp > sp && dp < sp + bytes) || (sp > dp && sp < dp + bytes)))
-    ) {
-      // one element the slow way (faults, MMIO, page crossings, overlap)
-      if (movs) bMovs(cpu, i, w);
-      else bStos(cpu, i, w);
+    const span = back ? (n - 1) * w : 0; // the run's lowest element lies `span` below the current
+    const dHigh = back ? di + w - 1 : di + bytes - 1;
+    const sHigh = back ? si + w - 1 : si + bytes - 1;
+    const dp = n > 0 && dHigh <= cpu.segChk[ES] ? cpu.ramIndexW((dLin - span) | 0) : -1;
+    const sp = movs && dp >= 0 && sHigh <= cpu.segChk[i.seg]
+      ? cpu.ramIndexR((sLin - span) | 0)
+      : -1;
+    const overlap = movs && sp >= 0 && dp < sp + bytes && sp < dp + bytes;
+    if (dp < 0 || (movs && sp < 0) || (overlap && (back ? dp < sp : dp > sp))) {
+      // one element the slow way (faults, MMIO, page crossings, replicating overlap)
+      const d = back ? -w : w;
+      if (movs) bMovs(cpu, i, d);
+      else bStos(cpu, i, d);
       c = (c - 1) >>> 0;
       setCount(cpu, i, c);
       if (--budget <= 0) break;
@@ -926,8 +940,9 @@ function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
         }
       }
     }
-    if (movs) siAdvance(cpu, i, bytes);
-    diAdvance(cpu, i, bytes);
+    const step = back ? -bytes : bytes;
+    if (movs) siAdvance(cpu, i, step);
+    diAdvance(cpu, i, step);
     c = (c - n) >>> 0;
     setCount(cpu, i, c);
     budget -= n;
@@ -938,10 +953,8 @@ function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
     cpu.blockExit = true;
   }
 }
-const hMovs: Handler = (cpu, i) =>
-  i.rep !== 0 && (cpu.eflags & DF) === 0 ? repFast(cpu, i, true) : stringOp(cpu, i, bMovs);
-const hStos: Handler = (cpu, i) =>
-  i.rep !== 0 && (cpu.eflags & DF) === 0 ? repFast(cpu, i, false) : stringOp(cpu, i, bStos);
+const hMovs: Handler = (cpu, i) => i.rep !== 0 ? repFast(cpu, i, true) : stringOp(cpu, i, bMovs);
+const hStos: Handler = (cpu, i) => i.rep !== 0 ? repFast(cpu, i, false) : stringOp(cpu, i, bStos);
 const hLods: Handler = (cpu, i) => stringOp(cpu, i, bLods);
 const hCmps: Handler = (cpu, i) => stringOp(cpu, i, bCmps);
 const hScas: Handler = (cpu, i) => stringOp(cpu, i, bScas);
