@@ -336,16 +336,25 @@ async function writeCmd(io: QemuIo, argv: string[]): Promise<number> {
   if (!z) {
     buf = new Uint8Array(count).fill(f.P ?? 0xcd);
     if (source !== undefined) {
+      // QEMU repeats the file's bytes until the buffer is full.
+      let data: Uint8Array;
       try {
-        const data = Deno.readFileSync(source);
-        if (data.length < count) {
-          io.err(`qemu-io: Failed to read '${source}': not enough data\n`);
-          return -22;
-        }
-        buf.set(data.subarray(0, count));
-      } catch {
-        io.err(`qemu-io: Failed to open '${source}': No such file or directory\n`);
+        data = Deno.readFileSync(source);
+      } catch (e) {
+        const why = e instanceof Deno.errors.NotFound
+          ? "No such file or directory"
+          : e instanceof Deno.errors.PermissionDenied
+          ? "Permission denied"
+          : "Input/output error";
+        io.err(`${source}: ${why}\n`);
         return -22;
+      }
+      if (!data.length) {
+        io.err(`qemu-io: Failed to read pattern file '${source}': file is empty\n`);
+        return -22;
+      }
+      for (let p = 0; p < count; p += data.length) {
+        buf.set(data.subarray(0, Math.min(data.length, count - p)), p);
       }
     }
   }
@@ -440,7 +449,7 @@ function aioReadCmd(io: QemuIo, argv: string[]): Promise<number> {
   const va = vectorArgs(io, operands);
   if (!va) return Promise.resolve(-22);
   if (opts.some(([k]) => k === "i")) {
-    io.out("aio_read failed: Invalid argument\n");
+    io.out("injecting invalid read request\n");
     return Promise.resolve(0);
   }
   const count = va.lens.reduce((a, b) => a + b, 0);
@@ -483,7 +492,7 @@ function aioWriteCmd(io: QemuIo, argv: string[]): Promise<number> {
   const va = vectorArgs(io, operands);
   if (!va) return Promise.resolve(-22);
   if (has("i")) {
-    io.out("aio_write failed: Invalid argument\n");
+    io.out("injecting invalid write request\n");
     return Promise.resolve(0);
   }
   if (z && va.lens.length !== 1) throw new Usage();
@@ -661,7 +670,7 @@ async function truncateCmd(io: QemuIo, argv: string[]): Promise<number> {
   for (const [k, v] of opts) {
     if (k !== "m") continue;
     if (v !== "off" && v !== "metadata" && v !== "falloc" && v !== "full") {
-      io.err(`qemu-io: Invalid preallocation mode: '${v}'\n`);
+      io.err(`qemu-io: Invalid preallocation mode '${v}'\n`);
       return -22;
     }
     prealloc = v;

@@ -76,7 +76,7 @@ export function report(
     } ops/sec)\n`;
 }
 
-/** The hex dump of -v: 16 bytes a line, absolute offsets, printable characters at the end. */
+/** The hex dump of -v: 16 bytes a line, absolute offsets, letters and digits at the end. */
 export function dumpBuffer(buf: Uint8Array, offset: number): string {
   const lines: string[] = [];
   for (let i = 0; i < buf.length; i += 16) {
@@ -85,7 +85,10 @@ export function dumpBuffer(buf: Uint8Array, offset: number): string {
     let text = "";
     for (const b of row) {
       hex += b.toString(16).padStart(2, "0") + " ";
-      text += b >= 0x20 && b <= 0x7e ? String.fromCharCode(b) : ".";
+      // QEMU shows letters and digits only (isalnum), everything else as a dot.
+      const alnum = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) ||
+        (b >= 0x61 && b <= 0x7a);
+      text += alnum ? String.fromCharCode(b) : ".";
     }
     lines.push(`${(offset + i).toString(16).padStart(8, "0")}:  ${hex} ${text}`);
   }
