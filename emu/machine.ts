@@ -11,6 +11,7 @@ import {
   type PageKind,
   RunExit,
 } from "./cpu/bus.ts";
+import { setImmediate } from "node:timers";
 import { MachineClock, type TimeSource } from "./hw/clock.ts";
 import { IoBus } from "./hw/iobus.ts";
 import { PhysMemory } from "./hw/memory.ts";
@@ -149,6 +150,14 @@ export class Machine implements CpuBus {
   }
 }
 
+/**
+ * Lets the event loop run (stdin, async disk I/O, timers) and comes back at once. setImmediate
+ * costs microseconds; setTimeout(0) is clamped to milliseconds when nested.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
 /** Instructions per interpreter slice between device/clock checks. */
 const SLICE = 20000;
 
@@ -184,7 +193,7 @@ export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopR
     const now = performance.now();
     if (now - lastYield >= 10) {
       lastYield = now;
-      await new Promise((r) => setTimeout(r, 0));
+      await yieldToEventLoop();
     }
   }
 }

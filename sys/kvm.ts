@@ -193,6 +193,8 @@ const CPUID_ENTRY_SIZE = 40;
 const symbols = {
   ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  /** ioctl(fd, KVM_RUN, 0) with plain-number arguments: the hot call of the vCPU loop. */
+  ioctl_run: { name: "ioctl", parameters: ["i32", "u32", "u32"], result: "i32" },
   ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "pointer"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
   timer_create: { parameters: ["i32", "buffer", "buffer"], result: "i32" },

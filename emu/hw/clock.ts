@@ -18,7 +18,9 @@ export class ClockTimer {
 
   /** Disarms the timer. */
   del(): void {
+    if (this.expires < 0) return;
     this.expires = -1;
+    this.clock.changed();
   }
 
   get pending(): boolean {
@@ -59,21 +61,31 @@ export class MachineClock {
     return t;
   }
 
+  /** The cached earliest expiry (-1: none); stale when #dirty. */
+  #next = -1;
+  #dirty = true;
+
   changed(): void {
+    this.#dirty = true;
     this.onChange?.();
   }
 
   /** The earliest armed expiry, or -1. */
   nextDeadline(): number {
+    if (!this.#dirty) return this.#next;
     let best = -1;
     for (const t of this.timers) {
       if (t.expires >= 0 && (best < 0 || t.expires < best)) best = t.expires;
     }
+    this.#next = best;
+    this.#dirty = false;
     return best;
   }
 
   /** Runs every timer whose time has come (in expiry order); returns how many ran. */
   runDue(): number {
+    const next = this.nextDeadline();
+    if (next < 0 || next > this.now()) return 0;
     let ran = 0;
     for (;;) {
       const now = this.now();
@@ -83,6 +95,7 @@ export class MachineClock {
       }
       if (!due) return ran;
       due.expires = -1;
+      this.#dirty = true;
       due.callback();
       ran++;
     }

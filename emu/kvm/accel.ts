@@ -39,6 +39,7 @@ import {
   ThreadSignalTimer,
 } from "@demu/sys";
 import type { AccessSize } from "../cpu/bus.ts";
+import { yieldToEventLoop } from "../machine.ts";
 import type { Machine, StopReason } from "../machine.ts";
 import { KvmVcpu } from "./vcpu.ts";
 import { KvmVm } from "./vm.ts";
@@ -53,7 +54,7 @@ export class KvmAccel {
   #armed = -1;
   #mapDirty = true;
   /** Exits served, by reason (for -d and benchmarks). */
-  readonly exitCounts = new Map<number, number>();
+  readonly exitCounts = new Uint32Array(64);
 
   constructor(readonly machine: Machine, readonly vm: KvmVm) {
     this.vcpu = new KvmVcpu(vm);
@@ -73,6 +74,8 @@ export class KvmAccel {
     const lib = kvmLib();
     const fd = this.vcpu.fd;
     let lastYield = performance.now();
+    const pic = m.pic;
+    const counts = this.exitCounts;
     for (;;) {
       if (m.pending.size) await Promise.all([...m.pending]);
       if (m.stopReason) return this.#finish();
@@ -86,16 +89,16 @@ export class KvmAccel {
       }
       m.clock.runDue();
       // Interrupt delivery.
-      if (m.pic.intr) {
-        if (run.getUint8(KvmRun.ready_for_interrupt_injection) && run.getUint8(KvmRun.if_flag)) {
-          interrupt(fd, m.pic.acknowledge());
+      if (pic.intr) {
+        if (bytes[KvmRun.ready_for_interrupt_injection] && bytes[KvmRun.if_flag]) {
+          interrupt(fd, pic.acknowledge());
         }
-        bytes[KvmRun.request_interrupt_window] = m.pic.intr ? 1 : 0;
-      } else {
+        bytes[KvmRun.request_interrupt_window] = pic.intr ? 1 : 0;
+      } else if (bytes[KvmRun.request_interrupt_window]) {
         bytes[KvmRun.request_interrupt_window] = 0;
       }
       this.#armKick();
-      const r = lib.ioctl_int(fd, BigInt(KVM_RUN), 0n);
+      const r = lib.ioctl_run(fd, KVM_RUN, 0);
       if (r < 0) {
         const e = errno();
         if (e === EINTR || e === EAGAIN) {
@@ -105,8 +108,8 @@ export class KvmAccel {
         }
         return this.#fatal(`KVM_RUN failed: ${new SysError("KVM_RUN", e).message}`);
       }
-      const reason = run.getUint32(KvmRun.exit_reason, true);
-      this.exitCounts.set(reason, (this.exitCounts.get(reason) ?? 0) + 1);
+      const reason = bytes[KvmRun.exit_reason];
+      counts[reason & 63]++;
       switch (reason) {
         case KVM_EXIT_IO:
           this.#io();
@@ -146,7 +149,7 @@ export class KvmAccel {
       const now = performance.now();
       if (now - lastYield >= YIELD_MS) {
         lastYield = now;
-        await new Promise((r) => setTimeout(r, 0));
+        await yieldToEventLoop();
       }
     }
   }
@@ -154,9 +157,8 @@ export class KvmAccel {
   #armKick(): void {
     const clock = this.machine.clock;
     const d = clock.nextDeadline();
-    if (d < 0) return;
+    if (d < 0 || d === this.#armed) return;
     const now = clock.now();
-    if (d === this.#armed && now < d) return;
     this.#armed = d;
     this.#timer.arm(Math.max(1000, d - now));
   }
@@ -181,7 +183,7 @@ export class KvmAccel {
     const size = run.getUint8(KvmRun.io_size) as AccessSize;
     const port = run.getUint16(KvmRun.io_port, true);
     const count = run.getUint32(KvmRun.io_count, true);
-    let off = Number(run.getBigUint64(KvmRun.io_data_offset, true));
+    let off = run.getUint32(KvmRun.io_data_offset, true);
     for (let i = 0; i < count; i++, off += size) {
       if (out) {
         const v = size === 1
