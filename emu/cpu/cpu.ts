@@ -75,6 +75,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   segAttr = new Uint16Array(8);
   /** Highest offset + 1 the EA check allows below: the limit, all ones for expand-down. */
   segChk = new Float64Array(8);
+  /** The same for writes: -1 where the segment is not writable (protected mode). */
+  segChkW = new Float64Array(8);
   gdtBase = 0;
   gdtLimit = 0xffff;
   idtBase = 0;
@@ -431,8 +433,30 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
     // expand-down data segments: offsets above the limit are the valid ones (not checked here)
-    // a null selector (attr 0, protected mode) is unusable: every access faults
-    this.segChk[seg] = attr === 0 ? -1 : (attr & 0x1c) === 0x14 ? 0xffffffff : limit;
+    this.segCheck(seg);
+  }
+
+  /**
+   * Derives the limit checks of segment `seg` from its cache: reads and writes up to the limit
+   * (expand-down: unchecked), and in protected mode the type rules: a null selector faults on
+   * any access, code is never writable and execute-only code is not readable, read-only data is
+   * not writable. Real and virtual-8086 mode check limits only.
+   */
+  segCheck(seg: number): void {
+    const attr = this.segAttr[seg];
+    const limit = this.segLimit[seg];
+    const chk = (attr & 0x1c) === 0x14 ? 0xffffffff : limit;
+    if ((this.cr0 & 1) === 0 || (this.eflags & 0x20000) !== 0) {
+      this.segChk[seg] = this.segChkW[seg] = chk;
+      return;
+    }
+    if (attr === 0) {
+      this.segChk[seg] = this.segChkW[seg] = -1;
+      return;
+    }
+    const code = (attr & 0x18) === 0x18;
+    this.segChk[seg] = code && (attr & 2) === 0 ? -1 : chk;
+    this.segChkW[seg] = code || (attr & 2) === 0 ? -1 : chk;
   }
 
   /** A memory operand at offset off (+n more bytes) in segment seg is outside the limit. */
@@ -1064,6 +1088,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** The real-mode or protected-mode state changed: recompute cached mode bits. */
   modeChanged(): void {
+    for (let s = 0; s < 6; s++) this.segCheck(s);
     this.code32 = (this.cr0 & CR0_PE) !== 0 && (this.eflags & VM) === 0 &&
         (this.segAttr[CS] & 0x4000) !== 0
       ? 1

@@ -9,7 +9,7 @@ import { type Cpu, CpuFault } from "./cpu.ts";
 import { CS, DS, GP, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
 import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
 import { fuse, specialize } from "./fast.ts";
-import { OPCODES, type OpEntry, UD_ENTRY } from "./ops.ts";
+import { OPCODES, type OpEntry, UD_ENTRY, writesMemory } from "./ops.ts";
 
 /** The most instructions one block holds. */
 const MAX_BLOCK = 48;
@@ -33,6 +33,22 @@ const ea32: EaFn = (cpu, i) => {
 const ea32Base: EaFn = (cpu, i) => {
   const off = (cpu.r32[i.base] + i.disp) >>> 0;
   if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+// The same for operands the instruction writes: they also need a writable segment.
+const ea16w: EaFn = (cpu, i) => {
+  const off = (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+const ea32w: EaFn = (cpu, i) => {
+  const off = (cpu.r32[i.base] + (cpu.r32[i.index] << i.scale) + i.disp) >>> 0;
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
+  return (cpu.segBase[i.seg] + off) | 0;
+};
+const ea32Basew: EaFn = (cpu, i) => {
+  const off = (cpu.r32[i.base] + i.disp) >>> 0;
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const eaNone: EaFn = () => 0;
@@ -72,7 +88,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   fetchPtr = lin;
   // bytes beyond the code segment's limit fault (#GP(0)) when fetched
   const off = (lin - cpu.segBase[CS]) >>> 0;
-  const room = cpu.segChk[CS] - off + 1;
+  const room = cpu.segLimit[CS] - off + 1;
   fetchEnd = room >= 16 ? lin - 1 : room <= 0 ? lin : (lin + room) | 0;
   const code32 = cpu.code32;
   let osz = code32 ? 2 : 1;
@@ -188,6 +204,9 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
       i.ea = asz ? ea32Base : ea16;
       i.mem = true;
       break;
+  }
+  if (i.mem && writesMemory(opc, i.regN)) {
+    i.ea = i.ea === ea16 ? ea16w : i.ea === ea32 ? ea32w : i.ea === ea32Base ? ea32Basew : i.ea;
   }
   i.accN = opc === 0x1b6 || opc === 0x1be
     ? 0

@@ -801,7 +801,7 @@ function srcLin(cpu: Cpu, i: Instr): number {
 }
 function dstLin(cpu: Cpu, i: Instr): number {
   const off = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
-  if (off + i.accN > cpu.segChk[ES]) cpu.limitFault(ES);
+  if (off + i.accN > cpu.segChkW[ES]) cpu.limitFault(ES);
   return (cpu.segBase[ES] + off) | 0;
 }
 function count(cpu: Cpu, i: Instr): number {
@@ -912,7 +912,7 @@ function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
     const span = back ? (n - 1) * w : 0; // the run's lowest element lies `span` below the current
     const dHigh = back ? di + w - 1 : di + bytes - 1;
     const sHigh = back ? si + w - 1 : si + bytes - 1;
-    const dp = n > 0 && dHigh <= cpu.segChk[ES] ? cpu.ramIndexW((dLin - span) | 0) : -1;
+    const dp = n > 0 && dHigh <= cpu.segChkW[ES] ? cpu.ramIndexW((dLin - span) | 0) : -1;
     const sp = movs && dp >= 0 && sHigh <= cpu.segChk[i.seg]
       ? cpu.ramIndexR((sLin - span) | 0)
       : -1;
@@ -1422,6 +1422,75 @@ function ent(
 }
 function grp(entries: (OpEntry | null)[]): OpEntry {
   return { fn: null, modrm: true, imm: I_NONE, byte: false, op: 0, end: false, group: entries };
+}
+
+/**
+ * Whether opcode `opc` (0x100 + second byte for 0F xx) with ModRM.reg `reg` writes its memory
+ * operand (which then needs a writable segment). CMP/TEST/BT and loads do not.
+ */
+export function writesMemory(opc: number, reg: number): boolean {
+  if (opc < 0x40) return (opc & 7) < 2 && (opc >> 3) !== 7; // ALU r/m, r (not CMP)
+  switch (opc) {
+    case 0x80:
+    case 0x81:
+    case 0x82:
+    case 0x83:
+      return reg !== 7;
+    case 0x86:
+    case 0x87:
+    case 0x88:
+    case 0x89:
+    case 0x8c:
+    case 0x8f:
+    case 0xa2:
+    case 0xa3:
+    case 0xc0:
+    case 0xc1:
+    case 0xc6:
+    case 0xc7:
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+      return true;
+    case 0xf6:
+    case 0xf7:
+      return reg === 2 || reg === 3;
+    case 0xfe:
+    case 0xff:
+      return reg < 2;
+    case 0xd9:
+      return reg === 2 || reg === 3 || reg >= 6;
+    case 0xdb:
+      return reg === 1 || reg === 2 || reg === 3 || reg === 7;
+    case 0xdd:
+      return reg === 1 || reg === 2 || reg === 3 || reg >= 6;
+    case 0xdf:
+      return reg === 1 || reg === 2 || reg === 3 || reg === 6 || reg === 7;
+    case 0x100:
+      return reg < 2; // SLDT, STR
+    case 0x101:
+      return reg < 2 || reg === 4; // SGDT, SIDT, SMSW
+    case 0x1a4:
+    case 0x1a5:
+    case 0x1ab:
+    case 0x1ac:
+    case 0x1ad:
+    case 0x1b0:
+    case 0x1b1:
+    case 0x1b3:
+    case 0x1bb:
+    case 0x1c0:
+    case 0x1c1:
+      return true;
+    case 0x1ae:
+      return reg === 0; // FXSAVE
+    case 0x1ba:
+      return reg >= 5; // BTS, BTR, BTC
+    case 0x1c7:
+      return reg === 1; // CMPXCHG8B
+  }
+  return opc >= 0x190 && opc <= 0x19f; // SETcc
 }
 
 /** Executes #UD. */

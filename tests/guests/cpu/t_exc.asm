@@ -118,6 +118,24 @@ main:
         pop eax
         test eax, 0x100
         FAILIF nz, 24                   ; the handler's IRET restored TF clear (see exc_common)
+        ; segment types: writing read-only data, or through a code segment, is #GP(0)
+        mov dword [gdt + 0x70], 0x0000ffff
+        mov dword [gdt + 0x74], 0x00cf9000      ; data, read-only
+        mov ax, 0x70
+        mov es, ax
+        mov eax, [es:scratch]           ; reads are fine
+        mov dword [resume], .a13
+        mov dword [vec], -1
+        mov [es:scratch], eax
+.a13:   CHECK 30, dword [vec], 13
+        CHECK 31, dword [err], 0
+        mov ax, DATA32
+        mov es, ax
+        mov dword [resume], .a14
+        mov dword [vec], -1
+        mov eax, [cs:scratch]           ; readable code: fine
+        mov [cs:scratch], eax
+.a14:   CHECK 32, dword [vec], 13
         ; CS limit: a code segment ending two bytes into `runoff` faults fetching the third
         mov eax, runoff + 1
         mov [gdt + 0x68], ax            ; limit 15:0 (byte granular)
@@ -168,3 +186,4 @@ err:    dd 0
 eip_seen: dd 0
 resume: dd 0
 bounds: dd 0, 5
+scratch: dd 0
