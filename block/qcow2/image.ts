@@ -1202,15 +1202,24 @@ export class Qcow2Format implements BlockDriver {
       len += lk.bytes;
     }
     switch (kind) {
-      case Kind.Normal:
+      case Kind.Normal: {
+        // As QEMU: the host file tells whether the mapped bytes are a hole (reads as zeros),
+        // and the extent ends where the file's status changes.
+        let zero = false;
+        if (this.#io.growable) {
+          const fst = await this.file.blockStatus(host0, len);
+          zero = fst.zero;
+          if (!(host0 >= this.#io.length && fst.zero)) len = Math.min(len, fst.length);
+        }
         return {
           length: len,
           allocated: true,
-          zero: false,
+          zero,
           data: true,
           offset: host0,
           file: this.filename,
         };
+      }
       case Kind.Zero:
         return host0
           ? {
