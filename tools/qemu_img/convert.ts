@@ -355,6 +355,8 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
     }
     let total = 0;
     for (const s of sources) total += await s.length();
+    // The target has a backing file when -B or -o backing_file names one.
+    let backingName = req.backingFile;
 
     if (!req.skipCreate) {
       const opts = parseCreateOptions(req.outFormat, req.options, "");
@@ -373,6 +375,7 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
       if (opts.get("backing_file") !== undefined && opts.get("backing_fmt") === undefined) {
         throw new QemuImgError("Use of backing file requires explicit backing format");
       }
+      backingName = opts.get("backing_file");
       if (!opts.has("size")) opts.values.set("size", String(total));
       const size = opts.size("size")!;
       try {
@@ -388,7 +391,7 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
         );
       }
     }
-    const targetHasBacking = req.backingFile !== undefined;
+    const targetHasBacking = backingName !== undefined;
     target = await openImg(io, req.target, {
       format: req.outFormat,
       readOnly: false,
