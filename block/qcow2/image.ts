@@ -1985,9 +1985,6 @@ export class Qcow2Format implements BlockDriver {
   async #shrink(length: number): Promise<void> {
     const h = this.#h;
     const cs = this.#cs;
-    if (this.#snapshots.length) {
-      throw new BlockError("ENOTSUP", "Can't shrink an image which has snapshots");
-    }
     await this.#flush();
     const first = Math.ceil(length / cs);
     const last = Math.ceil(h.size / cs);

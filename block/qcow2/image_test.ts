@@ -240,6 +240,13 @@ Deno.test("image: resize grows and shrinks; shrinking needs the flag", async () 
     strictEqual(await img.length(), 1 << 20);
     await img.truncate(2 << 20);
     await assertReads(img, new Uint8Array(2 << 20), "regrown reads zeros");
+    // Shrinking keeps what a snapshot holds (v3).
+    await img.write(0, new Uint8Array(2 << 20).fill(4));
+    await img.createSnapshot("before");
+    await img.truncate(512 * 3, { shrink: true });
+    await img.applySnapshot("before");
+    strictEqual(await img.length(), 2 << 20);
+    await assertReads(img, new Uint8Array(2 << 20).fill(4), "snapshot after shrink");
     await img.close();
   });
 });
