@@ -190,6 +190,8 @@ Deno.test({ name: "usage and open errors read as qemu-img's", ignore }, async ()
         ["commit", "-f", "raw", raw],
         ["rebase", q],
         ["rebase", "-u", "-b", raw, q],
+        ["rebase", "-b", raw, q],
+        ["rebase", "-b", `${dir}/nonexist`, "-F", "qcow2", q],
         ["amend", q],
         ["amend", "-o", "lazy_refcounts=on", "-f", "raw", raw],
         ["amend", "-o", "cluster_size=4k", q],

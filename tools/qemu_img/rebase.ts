@@ -65,12 +65,11 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
   try {
     const q = asQcow2(top);
     const target = newBase === "" ? undefined : newBase;
-    if (target !== undefined && newFmt === undefined) {
-      // QEMU insists on knowing the new backing's format; probe it as QEMU would suggest.
-      throw new QemuImgError(
+    const noFormat = () =>
+      new QemuImgError(
         `Could not change the backing file to '${target}': backing format must be specified`,
       );
-    }
+    if (unsafe && target !== undefined && newFmt === undefined) throw noFormat();
     if (!unsafe) {
       if (target !== undefined) {
         try {
@@ -79,9 +78,9 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
             noBacking: false,
           });
         } catch (e) {
-          throw new QemuImgError(`Could not open new backing file '${target}'`).withHint(
-            errorText(e) + "\n",
-          );
+          // blk_new_open() reports the protocol's error once, not wrapped by img_open().
+          const why = errorText(e).replace(/^Could not open '[^']*': (?=Could not open)/, "");
+          throw new QemuImgError(`Could not open new backing file '${target}': ${why}`);
         }
       }
       await copyDifferences(
@@ -90,6 +89,8 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
         newBacking ?? null,
         progress ? io : undefined,
       );
+      // QEMU copies first and only then finds it cannot record a backing file without a format.
+      if (target !== undefined && newFmt === undefined) throw noFormat();
     }
     if (!q) {
       if (target === undefined && top.format === "raw") return 0;
