@@ -16,6 +16,7 @@ import {
 import { Monitor } from "./chardev/monitor.ts";
 import { TerminalDisplay, terminalKeys } from "./chardev/terminal_display.ts";
 import { loadBios, loadVgaRom } from "./firmware/bios.ts";
+import { LinuxBootError, parseBzImage } from "./firmware/linux.ts";
 import { hostTime } from "./hw/clock.ts";
 import { type DriveSpec, Pc, PC_MAX_RAM } from "./hw/pc.ts";
 import { SnapshotOverlay } from "./hw/snapshot.ts";
@@ -60,6 +61,9 @@ export interface Options {
   logFile?: string;
   help: boolean;
   version: boolean;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
 }
 
 /** Options that take an argument. */
@@ -97,6 +101,9 @@ const WITH_ARG = new Set([
   "parallel",
   "L",
   "usbdevice",
+  "kernel",
+  "initrd",
+  "append",
 ]);
 /** Options without an argument. */
 const FLAGS = new Set([
@@ -283,6 +290,15 @@ export function parseArgs(args: string[]): Options {
       case "bios":
         o.bios = value;
         break;
+      case "kernel":
+        o.kernel = value;
+        break;
+      case "initrd":
+        o.initrd = value;
+        break;
+      case "append":
+        o.append = value;
+        break;
       case "serial":
         o.serial.push(value);
         break;
@@ -380,6 +396,12 @@ export function parseArgs(args: string[]): Options {
         break;
     }
   }
+  if (o.initrd !== undefined && o.kernel === undefined) {
+    throw new UsageError("-initrd only allowed with -kernel option");
+  }
+  if (o.append !== undefined && o.kernel === undefined) {
+    throw new UsageError("-append only allowed with -kernel option");
+  }
   if (o.nographic && displaySet && o.display !== "none") {
     throw new UsageError("-nographic cannot be used with -display");
   }
@@ -413,6 +435,8 @@ Block devices:
 -snapshot           write to a temporary overlay; the images stay untouched
 -boot [order=]DRIVES[,menu=on|off]   boot order: c (disk), d (CD-ROM), a, n (default cad)
 -bios FILE          BIOS image (default: SeaBIOS bios-256k.bin)
+-kernel bzImage     boot a Linux kernel directly (x86 boot protocol; no BIOS runs)
+-initrd FILE        its initial ram disk; -append CMDLINE its command line
 
 Display and character devices:
 -nographic          no display; COM1 and the monitor on stdio (Ctrl-A X quits, Ctrl-A C monitor)
@@ -427,6 +451,14 @@ Other:
 -nic none, -net none  no network card (none is emulated yet)
 -d ITEMS            log int, cpu_reset, guest_errors, unimp; -D FILE logs to FILE
 `;
+
+/** The strerror text of a Deno file error. */
+function errnoText(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "No such file or directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "Permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "Is a directory";
+  return (e as Error).message;
+}
 
 function fail(message: string): never {
   throw new UsageError(message);
@@ -560,6 +592,36 @@ async function start(o: Options): Promise<number> {
     console.error(`qemu: ${(e as Error).message}`);
     return 1;
   }
+  let linux: { image: Uint8Array; initrd: Uint8Array | null; cmdline: string } | undefined;
+  if (o.kernel !== undefined) {
+    let image: Uint8Array;
+    try {
+      image = await Deno.readFile(o.kernel);
+    } catch (e) {
+      console.error(`qemu: could not open kernel file '${o.kernel}': ${errnoText(e)}`);
+      return 1;
+    }
+    try {
+      parseBzImage(image);
+    } catch (e) {
+      console.error(
+        e instanceof LinuxBootError && /header/.test(e.message)
+          ? "qemu: invalid kernel header"
+          : `qemu: ${(e as Error).message}`,
+      );
+      return 1;
+    }
+    let initrd: Uint8Array | null = null;
+    if (o.initrd !== undefined) {
+      try {
+        initrd = await Deno.readFile(o.initrd);
+      } catch (e) {
+        console.error(`qemu: error reading initrd ${o.initrd}: ${errnoText(e)}`);
+        return 1;
+      }
+    }
+    linux = { image, initrd, cmdline: o.append ?? "" };
+  }
   const drives = await openDrives(o);
   const closers: (() => void | Promise<void>)[] = [];
   for (const d of drives) if (d.driver) closers.push(() => d.driver!.close());
@@ -638,6 +700,7 @@ async function start(o: Options): Promise<number> {
     bootOrder: o.bootOrder,
     bootMenu: o.bootMenu,
     timeSource: hostTime,
+    linux,
   });
   const m = pc.machine;
   m.noReboot = o.noReboot;

@@ -7,6 +7,8 @@
 import type { BlockDriver } from "@demu/block";
 import type { CharBackend } from "../chardev/mod.ts";
 import { E820_RAM, e820Bytes } from "../firmware/e820.ts";
+import { buildAcpiTables } from "../firmware/acpi.ts";
+import { linuxResetRom, loadLinux } from "../firmware/linux.ts";
 import { Machine } from "../machine.ts";
 import { PageKind } from "../cpu/bus.ts";
 import type { TimeSource } from "./clock.ts";
@@ -58,7 +60,12 @@ export interface PcOptions {
   timeSource: TimeSource | null;
   /** Host epoch ms the RTC starts at (default: now). */
   rtcStart?: number;
+  /** Direct Linux boot: the bzImage, initrd and command line (the BIOS is not run). */
+  linux?: { image: Uint8Array; initrd: Uint8Array | null; cmdline: string };
 }
+
+/** The PIIX4 PM I/O base used for direct Linux boot (SeaBIOS picks the same). */
+const LINUX_PM_BASE = 0x600;
 
 /** The largest RAM this PC maps (QEMU's i440FX keeps 0xE0000000-4G for PCI). */
 export const PC_MAX_RAM = 0xe0000000;
@@ -81,8 +88,8 @@ export class Pc {
     const m = this.machine = new Machine(opts.ram, opts.timeSource);
     const ramSize = opts.ram.length;
 
-    // The BIOS flash below 4 GiB.
-    const bios = opts.bios;
+    // The BIOS flash below 4 GiB (with -kernel: a reset vector that enters the Linux stub).
+    const bios = opts.linux ? linuxResetRom() : opts.bios;
     const biosBase = 2 ** 32 - bios.length;
     m.memory.add({
       name: "pc.bios",
@@ -161,7 +168,28 @@ export class Pc {
       ch.reset();
     }
     pc.#cmosDisks();
+    if (opts.linux) {
+      const linux = opts.linux;
+      loadLinux({ ram: opts.ram, image: linux.image, initrd: null, cmdline: "" }); // validates
+      pc.#setupLinux(linux);
+      // After a reset the kernel is loaded again, as QEMU's linuxboot ROM does.
+      pc.machine.resettables.push({ reset: () => pc.#setupLinux(linux) });
+    }
     return pc;
+  }
+
+  /** Direct Linux boot: shadow RAM for the ACPI tables, the PM block enabled, the kernel loaded. */
+  #setupLinux(linux: NonNullable<PcOptions["linux"]>): void {
+    const m = this.machine;
+    this.i440fx.writeConfig(0x5d, 1, 0x33); // 0xE0000-0xE7FFF read/write RAM
+    this.i440fx.writeConfig(0x5e, 1, 0x33); // 0xE8000-0xEFFFF
+    this.pm.writeConfig(0x40, 4, LINUX_PM_BASE | 1);
+    this.pm.writeConfig(0x80, 1, 1);
+    this.pm.cnt |= 1; // SCI_EN: no SMI_CMD, the hardware starts in ACPI mode
+    const acpi = buildAcpiTables({ base: 0xe0000, pmBase: LINUX_PM_BASE, gpe0: 0xafe0, sciIrq: 9 });
+    m.ram.set(acpi.bytes, 0xe0000);
+    loadLinux({ ram: m.ram, ...linux, rsdp: acpi.rsdp });
+    m.memory.written(0, m.ram.length);
   }
 
   /** CMOS contents as QEMU's pc_cmos_init writes them. */

@@ -69,3 +69,13 @@ export async function buildGuest(name: string): Promise<{ raw: string; qcow2: st
 if (import.meta.main) {
   for (const g of GUESTS) console.log(g, await buildGuest(g));
 }
+
+/** Builds the Linux-boot-protocol stub kernel and a small initrd; returns their paths. */
+export async function buildLinuxStub(): Promise<{ kernel: string; initrd: string }> {
+  await Deno.mkdir(GUEST_DIR, { recursive: true });
+  const kernel = `${GUEST_DIR}/linux_stub.bzImage`;
+  const initrd = `${GUEST_DIR}/linux_stub.initrd`;
+  await run("nasm", ["-f", "bin", "-I", here, "-o", kernel, `${here}linux_stub.asm`]);
+  await Deno.writeTextFile(initrd, "INITRD-0123456789ABCDEF-tail");
+  return { kernel, initrd };
+}
