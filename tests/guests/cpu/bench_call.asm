@@ -1,7 +1,7 @@
 ; Benchmark: a call-heavy loop (CALL/RET, PUSH/POP, a little arithmetic per call).
 %include "boot.inc"
 main:
-        mov ecx, 3000000
+        mov ecx, [iterations]
         xor eax, eax
 .loop:
         push ecx
@@ -18,3 +18,6 @@ leaf:
         xor ebx, eax
         pop ebx
         ret
+        align 4
+        db "ITER"                       ; the benchmark patches the dword after this marker
+iterations: dd 3000000

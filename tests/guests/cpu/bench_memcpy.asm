@@ -1,7 +1,7 @@
 ; Benchmark: memcpy-style loops: REP MOVSD over 64 KiB, and a byte-copy loop, repeated.
 %include "boot.inc"
 main:
-        mov ebp, 400
+        mov ebp, [iterations]
 .outer:
         mov esi, 0x100000
         mov edi, 0x200000
@@ -20,3 +20,6 @@ main:
         dec ebp
         jnz .outer
         jmp pass
+        align 4
+        db "ITER"                       ; the benchmark patches the dword after this marker
+iterations: dd 400
