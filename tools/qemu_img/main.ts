@@ -1,6 +1,7 @@
 /** qemu-img's command dispatch: the subcommand table, --help, --version, error reporting. */
 import { consoleIo, formatError, type Io, QemuImgError, usageError } from "./cli.ts";
 import { printHelp, VERSION } from "./help.ts";
+import { splitOptions } from "./create_opts.ts";
 import { cmdAmend } from "./amend.ts";
 import { cmdBench } from "./bench.ts";
 import { cmdCheck } from "./check.ts";
@@ -70,7 +71,7 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
       printHelp(io);
       return 0;
     }
-    return await cmd(io, rest);
+    return await cmd(io, rewriteImageOpts(name, rest));
   } catch (e) {
     if (e instanceof QemuImgError) {
       io.err(formatError(e));
@@ -79,6 +80,43 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
     io.err(`qemu-img: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
+}
+
+const IMAGE_OPTS_KEY = /(^|,)(driver|file\.filename|filename|file\.driver)=/;
+
+/**
+ * --image-opts: image operands are option strings ("driver=qcow2,file.filename=disk.qcow2").
+ * They become plain file names, and their driver becomes -f (-F for compare's second image).
+ * Commands without -f (snapshot) probe the format as usual.
+ */
+export function rewriteImageOpts(command: string, args: string[]): string[] {
+  if (!args.includes("--image-opts")) return args;
+  const out: string[] = [];
+  const formats: string[] = [];
+  for (const a of args) {
+    if (a === "--image-opts") continue;
+    if (!IMAGE_OPTS_KEY.test(a) || a.startsWith("-")) {
+      out.push(a);
+      continue;
+    }
+    const opts = new Map(splitOptions(a));
+    const file = opts.get("file.filename") ?? opts.get("filename");
+    if (file === undefined) {
+      throw new QemuImgError(`Could not open '${a}': A block device must be specified for "file"`);
+    }
+    const driver = opts.get("driver");
+    if (driver !== undefined && driver !== "file") formats.push(driver);
+    out.push(file);
+  }
+  if (command === "snapshot" || !formats.length) return out;
+  if (command === "compare") {
+    return [
+      ...(formats[0] ? ["-f", formats[0]] : []),
+      ...(formats[1] ? ["-F", formats[1]] : []),
+      ...out,
+    ];
+  }
+  return ["-f", formats[0], ...out];
 }
 
 /** The subcommands demu's qemu-img has. */
