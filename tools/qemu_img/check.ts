@@ -68,6 +68,8 @@ export interface CheckRequest {
   output: "human" | "json";
   repair?: "leaks" | "all";
   quiet?: boolean;
+  /** The name the report shows (default: filename). */
+  display?: string;
 }
 
 /** img_check(): returns the exit code (0 clean, 1 check failed, 2 corrupt, 3 leaks, 63 n/a). */
@@ -109,7 +111,7 @@ export async function checkImage(io: Io, req: CheckRequest): Promise<number> {
     }
     if (!r.failure && !req.quiet) {
       if (req.output === "json") {
-        io.out(toQemuJson(checkJson(r, req.filename, format)) + "\n");
+        io.out(toQemuJson(checkJson(r, req.display ?? req.filename, format)) + "\n");
       } else io.out(checkHuman(r));
     }
     if (r.failure) throw new QemuImgError(`Check failed: ${r.failure}`);
@@ -128,6 +130,8 @@ const LONG = [
   { name: "object", arg: true, key: "object" },
   { name: "image-opts", arg: false, key: "image-opts" },
   { name: "force-share", arg: false, key: "U" },
+  // Internal: the operand as the user gave it (--image-opts), for the report.
+  { name: "x-display-name", arg: true, key: "display" },
 ];
 
 /** The check command line. */
@@ -137,6 +141,7 @@ export async function cmdCheck(io: Io, args: string[]): Promise<number> {
   let output = "human";
   let repair: "leaks" | "all" | undefined;
   let quiet = false;
+  let display: string | undefined;
   for (const [k, v] of opts) {
     if (k === "h") {
       io.out(
@@ -148,6 +153,7 @@ export async function cmdCheck(io: Io, args: string[]): Promise<number> {
     if (k === "f") format = v;
     else if (k === "output") output = v;
     else if (k === "q") quiet = true;
+    else if (k === "display") display = v;
     else if (k === "r") {
       if (v !== "leaks" && v !== "all") {
         throw usageError(`Unknown option value for -r (expecting 'leaks' or 'all'): ${v}`);
@@ -157,5 +163,5 @@ export async function cmdCheck(io: Io, args: string[]): Promise<number> {
   }
   if (rest.length !== 1) throw usageError("Expecting one image file name");
   const ofmt = parseOutputFormat(output);
-  return await checkImage(io, { filename: rest[0], format, output: ofmt, repair, quiet });
+  return await checkImage(io, { filename: rest[0], format, output: ofmt, repair, quiet, display });
 }

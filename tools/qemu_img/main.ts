@@ -93,6 +93,7 @@ export function rewriteImageOpts(command: string, args: string[]): string[] {
   if (!args.includes("--image-opts")) return args;
   const out: string[] = [];
   const formats: string[] = [];
+  const originals: string[] = [];
   for (const a of args) {
     if (a === "--image-opts") continue;
     if (!IMAGE_OPTS_KEY.test(a) || a.startsWith("-")) {
@@ -104,10 +105,13 @@ export function rewriteImageOpts(command: string, args: string[]): string[] {
     if (file === undefined) {
       throw new QemuImgError(`Could not open '${a}': A block device must be specified for "file"`);
     }
+    originals.push(a);
     const driver = opts.get("driver");
     if (driver !== undefined && driver !== "file") formats.push(driver);
     out.push(file);
   }
+  // check reports the operand as given (the option string); the others the file name.
+  if (command === "check") out.unshift(`--x-display-name=${originals[0] ?? ""}`);
   if (command === "snapshot" || !formats.length) return out;
   if (command === "compare") {
     return [
