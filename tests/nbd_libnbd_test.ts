@@ -165,11 +165,15 @@ for (const transport of ["tcp", "unix"] as const) {
             await stopPair(p);
           }
         }
-        // Writable exports advertise the same flags too (trim, zeroes, multi-conn).
-        for (const extra of [[], ["-e", "1"], ["--discard=unmap", "-e", "0"]]) {
+        // Writable exports advertise the same flags too (trim, zeroes, multi-conn); -o exports
+        // the image from an offset on.
+        const variants = [[], ["-e", "1"], ["--discard=unmap", "-e", "0"], ["-r", "-o", "1052672"]];
+        for (const extra of variants) {
           const p = await servePair(dir, images.raw, transport, extra);
           try {
             deepStrictEqual(await infoJson(p.demuUri), await infoJson(p.realUri), `rw ${extra}`);
+            const d = must(await run("nbdinfo", ["--map", p.demuUri]), "nbdinfo map");
+            strictEqual(d, must(await run("nbdinfo", ["--map", p.realUri]), "map"), `${extra}`);
           } finally {
             await stopPair(p);
           }

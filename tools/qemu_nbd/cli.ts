@@ -29,6 +29,7 @@ Connection properties:
   -D, --description=TEXT    export a human-readable description
 
 Exposing part of the image:
+  -o, --offset=OFFSET       offset into the image
   -A, --allocation-depth    expose the allocation depth
 
 General purpose options:
@@ -107,6 +108,8 @@ interface Config {
   snapshot: boolean;
   discard: "ignore" | "unmap";
   detectZeroes: "off" | "on" | "unmap";
+  /** -o: export from this byte on. */
+  offset?: number;
   image?: string;
 }
 
@@ -206,7 +209,16 @@ function parse(args: string[]): Config | "help" | "version" {
         c.detectZeroes = v;
         break;
       case "o":
-        throw new CliError("--offset is not supported by demu's qemu-nbd");
+        if (/^-\d+$/.test(v)) {
+          throw new CliError(
+            "Parameter 'offset' expects a non-negative number below 2^64\n" +
+              "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n" +
+              "and exabytes, respectively.",
+          );
+        }
+        if (!/^\d+$/.test(v)) throw new CliError(`Invalid offset '${v}'`);
+        c.offset = Number(v);
+        break;
       case "B":
         throw new CliError("dirty bitmaps (-B) are not supported by demu's qemu-nbd");
       case "l":
@@ -376,6 +388,17 @@ async function serve(cfg: Config): Promise<number> {
       throw new CliError(`Failed to blk_new_open '${cfg.image}': ${e.message}`);
     }
     throw e;
+  }
+  if (cfg.offset !== undefined) {
+    const size = await driver.length();
+    if (cfg.offset > size) {
+      await driver.close();
+      throw new CliError(
+        `Offset (${cfg.offset}) cannot be greater than size of the containing file (${size})`,
+      );
+    }
+    const { OffsetView } = await import("./offset.ts");
+    driver = new OffsetView(driver, cfg.offset, size - cfg.offset);
   }
   if (cfg.snapshot) {
     const { MemoryOverlay } = await import("./overlay.ts");
