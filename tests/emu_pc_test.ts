@@ -181,3 +181,28 @@ Deno.test({
     ok(text.includes("VM status: running"), text);
   },
 });
+
+Deno.test({
+  name: "tcg: real -> protected mode -> MMIO -> paging (long mode when the CPU has it)",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("modes");
+    const d = await runDemu([...HEADLESS, "-drive", `file=${qcow2},if=ide`], { timeoutMs: 60000 });
+    strictEqual(d.code, 0, d.stderr);
+    const out = plain(d.stdout);
+    ok(
+      out === "REAL PROT MMIO PAGING\r\n" || out === "REAL PROT MMIO LONG\r\n",
+      JSON.stringify(out),
+    );
+    if (QEMU && out.includes("LONG")) {
+      const q = await runUntil("qemu-system-x86_64", [
+        "-accel",
+        "tcg",
+        ...HEADLESS,
+        "-drive",
+        `file=${qcow2},if=ide`,
+      ], { timeoutMs: 60000 });
+      strictEqual(plain(q.stdout), out);
+    }
+  },
+});

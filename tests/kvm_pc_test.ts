@@ -203,3 +203,13 @@ Deno.test("kvm: without /dev/kvm, QEMU's message and exit status 1", async () =>
   strictEqual(lines[0], "Could not access KVM kernel module: No such file or directory");
   strictEqual(lines[1], "qemu-system-x86_64: failed to initialize kvm: No such file or directory");
 });
+
+Deno.test({
+  name: "kvm: real -> protected mode -> MMIO -> long mode, as QEMU/KVM prints it",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("modes");
+    const d = await bootBoth(qcow2, "REAL PROT MMIO LONG");
+    strictEqual(plain(d.stdout), "REAL PROT MMIO LONG\r\n");
+  },
+});

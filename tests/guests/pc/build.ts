@@ -11,7 +11,7 @@ const root = new URL("../../../", import.meta.url).pathname;
 export const GUEST_DIR = `${root}.cache/guests/pc`;
 
 /** The guests' names (the .asm files). */
-export const GUESTS = ["serial_poweroff", "pit_hlt", "disk_write"];
+export const GUESTS = ["serial_poweroff", "pit_hlt", "disk_write", "modes"];
 
 async function run(cmd: string, args: string[]): Promise<void> {
   const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
@@ -42,7 +42,9 @@ export async function buildGuest(name: string): Promise<{ raw: string; qcow2: st
   const qcow2 = `${GUEST_DIR}/${name}.qcow2`;
   await run("nasm", ["-f", "bin", "-I", here, "-o", bin, `${here}${name}.asm`]);
   const sector = await Deno.readFile(bin);
-  if (sector.length !== 512) throw new Error(`${name}: boot sector is ${sector.length} bytes`);
+  if (sector.length % 512 || sector[510] !== 0x55 || sector[511] !== 0xaa) {
+    throw new Error(`${name}: not a boot sector (${sector.length} bytes)`);
+  }
   const disk = new Uint8Array(1 << 20);
   disk.set(sector);
   await Deno.writeFile(raw, disk);
