@@ -125,28 +125,9 @@ export class Converter {
   async #copy(index: number, base: number, size: number, total: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const bufs = [new Uint8Array(IO_BUF_SIZE), new Uint8Array(IO_BUF_SIZE)];
+    const buf = new Uint8Array(IO_BUF_SIZE);
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
-    const reader = SourceReader.open(src);
-    try {
-      await this.#copyWindows(src, backingBase, base, size, total, bufs, align, gran, reader);
-    } finally {
-      reader.close();
-    }
-  }
-
-  async #copyWindows(
-    src: BlockDriver,
-    backingBase: BlockDriver | null,
-    base: number,
-    size: number,
-    total: number,
-    bufs: Uint8Array[],
-    align: number,
-    gran: number,
-    reader: SourceReader,
-  ): Promise<void> {
     let off = 0;
     while (off < size) {
       const st = await statusAbove(src, backingBase, off, Math.min(size - off, 1 << 30));
@@ -173,17 +154,11 @@ export class Converter {
         await this.#zero(base + off, end - off);
         off = end;
       } else {
-        let n = Math.min(end - off, IO_BUF_SIZE);
-        let pending = reader.read(off, bufs.pop()!.subarray(0, n));
         while (off < end) {
-          const chunk = await pending;
-          const next = off + n;
-          const nn = Math.min(end - next, IO_BUF_SIZE);
-          if (nn > 0) pending = reader.read(next, bufs.pop()!.subarray(0, nn));
+          const chunk = buf.subarray(0, Math.min(end - off, IO_BUF_SIZE));
+          await src.read(off, chunk);
           await this.#writeData(base + off, chunk, align, gran);
-          bufs.push(new Uint8Array(chunk.buffer));
-          off = next;
-          n = nn;
+          off += chunk.length;
           if (off < end) this.#report(base + off, total);
         }
       }
@@ -245,7 +220,6 @@ export class Converter {
     const pool = this.#pool ??= new CompressPool();
     const batchBytes = Math.max(1, Math.floor((1 << 20) / clusterSize)) * clusterSize;
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const reader = SourceReader.open(src);
     const inflight: { offset: number; zero: boolean[]; done: Promise<CompressedCluster[]> }[] = [];
     const maxInflight = pool.size * 3;
     const drain = async () => {
@@ -269,24 +243,16 @@ export class Converter {
       // A cluster with any data is copied whole.
       if (st.length < clusterSize) kind = "data";
       const span = Math.min(n, Math.max(clusterSize, alignDown(st.length, clusterSize)));
-      const read = kind === "data"
-        ? reader.read(off, new Uint8Array(span), Math.min(span, size - off))
-        : undefined;
+      let read: Promise<Uint8Array> | undefined;
+      if (kind === "data") {
+        const buf = new Uint8Array(span);
+        read = src.read(off, buf.subarray(0, Math.min(span, size - off))).then(() => buf);
+      }
       return { off, span, kind, read };
     };
-    try {
-      let next: Awaited<ReturnType<typeof plan>> | undefined = await plan(0);
-      while (next) {
-        const cur: Awaited<ReturnType<typeof plan>> = next;
-        const after = cur.off + cur.span;
-        // Start reading the next batch while this one is compressed and written.
-        next = after < size ? await plan(after) : undefined;
-        if (cur.kind !== "data") {
-          if (cur.kind === "zero") {
-            await this.#zero(base + cur.off, Math.min(cur.span, size - cur.off));
-          }
-          continue;
-        }
+    let cur: Awaited<ReturnType<typeof plan>> | undefined = await plan(0);
+    while (cur) {
+      if (cur.kind === "data") {
         const buf = await cur.read!;
         const zero: boolean[] = [];
         for (let c = 0; c < cur.span; c += clusterSize) {
@@ -299,30 +265,16 @@ export class Converter {
           zero,
           done: pool.compress(buf, zero, type, clusterSize),
         });
-        if (inflight.length >= maxInflight) await drain();
+      } else if (cur.kind === "zero") {
+        await this.#zero(base + cur.off, Math.min(cur.span, size - cur.off));
       }
-      while (inflight.length) await drain();
-    } finally {
-      reader.close();
+      // Read the next batch while the Workers compress this one.
+      const after: number = cur.off + cur.span;
+      cur = after < size ? await plan(after) : undefined;
+      if (inflight.length >= maxInflight) await drain();
     }
+    while (inflight.length) await drain();
   }
-}
-
-/** Reads a source image into caller buffers (one place to add read-ahead later). */
-class SourceReader {
-  private constructor(readonly src: BlockDriver) {}
-
-  static open(src: BlockDriver): SourceReader {
-    return new SourceReader(src);
-  }
-
-  /** Reads `length` bytes (default: all of buf) at offset into buf; returns buf. */
-  async read(offset: number, buf: Uint8Array, length = buf.length): Promise<Uint8Array> {
-    await this.src.read(offset, buf.subarray(0, length));
-    return buf;
-  }
-
-  close(): void {}
 }
 
 function pow2floor(n: number): number {
