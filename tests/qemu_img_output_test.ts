@@ -141,6 +141,20 @@ Deno.test({ name: "usage and open errors read as qemu-img's", ignore }, async ()
     await mustReal("create", "-q", "-f", "raw", raw, "1M");
     const q = `${dir}/q.qcow2`;
     await mustReal("create", "-q", "-f", "qcow2", q, "1M");
+    const orphan = `${dir}/orphan.qcow2`;
+    await mustReal(
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-u",
+      "-b",
+      "gone.qcow2",
+      "-F",
+      "qcow2",
+      orphan,
+      "1M",
+    );
     const n = (s: string) => s.replaceAll(dir, "DIR");
     for (
       const args of [
@@ -192,6 +206,11 @@ Deno.test({ name: "usage and open errors read as qemu-img's", ignore }, async ()
         ["rebase", "-u", "-b", raw, q],
         ["info", "--image-opts", `driver=qcow2,file.filename=${q}`],
         ["info", "--image-opts", "driver=qcow2"],
+        ["map", orphan],
+        ["check", orphan],
+        ["compare", orphan, raw],
+        ["convert", "-O", "raw", orphan, `${dir}/y`],
+        ["info", "--backing-chain", orphan],
         ["check", "--output=json", "--image-opts", `driver=qcow2,file.filename=${q}`],
         [
           "compare",

@@ -8,7 +8,7 @@ import {
   type Qcow2CheckResult,
 } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
-import { closeAll, errorText } from "./image.ts";
+import { closeAll, errorText, openImg } from "./image.ts";
 import { toQemuJson } from "./json.ts";
 import { toFixedC } from "./size.ts";
 
@@ -72,6 +72,21 @@ export interface CheckRequest {
   display?: string;
 }
 
+/**
+ * QEMU opens the whole chain before checking, so a missing backing file fails the check. Other
+ * open errors are left to the checker, which reads damaged images that a normal open refuses.
+ */
+async function requireBacking(io: Io, filename: string): Promise<void> {
+  let d;
+  try {
+    d = await openImg(io, filename, { format: "qcow2", readOnly: true });
+  } catch (e) {
+    if (errorText(e).includes("Could not open backing file")) throw e;
+    return;
+  }
+  await closeAll(d);
+}
+
 /** img_check(): returns the exit code (0 clean, 1 check failed, 2 corrupt, 3 leaks, 63 n/a). */
 export async function checkImage(io: Io, req: CheckRequest): Promise<number> {
   let file: BlockDriver;
@@ -89,6 +104,7 @@ export async function checkImage(io: Io, req: CheckRequest): Promise<number> {
       format = probeFormat(head);
     }
     if (format !== "qcow2") throw new QemuImgError("This image format does not support checks", 63);
+    await requireBacking(io, req.filename);
     const log = (line: string) => io.err(line + "\n");
     let r: Qcow2CheckResult;
     try {
