@@ -6,6 +6,7 @@
  */
 import type { GuestAgent } from "./agent.ts";
 import { JsonStreamer, type JsonValue } from "./json.ts";
+import { CharDevice } from "./chardev_io.ts";
 
 /** The default path of each method, as qemu-ga documents them. */
 export const DEFAULT_PATHS: Record<string, string> = {
@@ -145,9 +146,9 @@ export async function openCharDevice(
   path: string,
   method: "virtio-serial" | "isa-serial",
 ): Promise<Channel> {
-  let file: Deno.FsFile;
+  let file: CharDevice;
   try {
-    file = await Deno.open(path, { read: true, write: true });
+    file = CharDevice.open(path);
   } catch (e) {
     throw new Error(`error opening channel '${path}': ${errText(e)}`);
   }
@@ -172,12 +173,11 @@ export async function openCharDevice(
     done,
     async stop() {
       stopping = true;
-      try {
-        file.close();
-      } catch {
-        // closed
-      }
-      await done;
+      file.close();
+      // A read waiting on its thread is not woken by close; do not wait for it forever.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([done, new Promise((r) => timer = setTimeout(r, 200))]);
+      clearTimeout(timer);
     },
   };
 }

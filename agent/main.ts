@@ -321,13 +321,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (c.daemonize) Deno.writeTextFileSync(c.pidfile, `${Deno.pid}\n`);
   log("debug", `guest agent version ${QGA_VERSION} started`);
+  let stopped: () => void = () => {};
+  const stoppedP = new Promise<void>((r) => stopped = r);
   const stop = () => {
     log("debug", "received signal, shutting down");
-    channel.stop();
+    channel.stop().then(stopped);
   };
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
-  await channel.done;
+  // A char device's pending read may never return; stopping does not wait for it.
+  await Promise.race([channel.done, stoppedP]);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGINT", stop);
   await agent.close();

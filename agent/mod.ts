@@ -4,3 +4,4 @@ export { createGuestAgent } from "./service.ts";
 export { type Channel, listenUnix, openCharDevice, serveStream } from "./channel.ts";
 export { JsonFloat, JsonStreamer, type JsonValue, toQmpJson } from "./json.ts";
 export { QgaError } from "./errors.ts";
+export { CharDevice } from "./chardev_io.ts";

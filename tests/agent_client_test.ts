@@ -6,6 +6,7 @@
  */
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { type AgentProcess, findQemuGa, RawConn, startAgent } from "../agent/testing.ts";
+import { closeFd, openPty, readSome, writeAll } from "../agent/testing_pty.ts";
 
 const CLIENT = new URL("../tools/qemu-ga-client.ts", import.meta.url).pathname;
 const qemuGa = findQemuGa();
@@ -179,5 +180,116 @@ Deno.test("qemu-ga-client: usage errors, an absent agent and a silent agent", as
     ok(!mute.out);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Copies bytes both ways between two streams until either side ends. */
+async function splice(
+  a: { read(p: Uint8Array): Promise<number | null>; write(p: Uint8Array): Promise<number> },
+  b: { read(p: Uint8Array): Promise<number | null>; write(p: Uint8Array): Promise<number> },
+): Promise<void> {
+  const pump = async (from: typeof a, to: typeof b) => {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await from.read(buf);
+        if (n === null) return;
+        let off = 0;
+        while (off < n) off += await to.write(buf.subarray(off, n));
+      }
+    } catch {
+      // one side closed
+    }
+  };
+  await Promise.race([pump(a, b), pump(b, a)]);
+}
+
+Deno.test("qemu-ga-client: tcp addresses (HOST:PORT and tcp:HOST:PORT)", async () => {
+  // qemu-ga has no TCP transport; a relay stands in for a VMM's TCP chardev in front of it.
+  const agent = await startAgent("demu");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const relay = (async () => {
+    for await (const tcp of listener) {
+      const unix = await Deno.connect({ transport: "unix", path: agent.socket });
+      conns.push(tcp, unix);
+      splice(tcp, unix).then(() => {
+        for (const c of [tcp, unix]) {
+          try {
+            c.close();
+          } catch {
+            // closed
+          }
+        }
+      });
+    }
+  })();
+  try {
+    const port = listener.addr.port;
+    for (const addr of [`127.0.0.1:${port}`, `tcp:127.0.0.1:${port}`]) {
+      const r = await client(
+        `--address=${addr}`,
+        "execute",
+        '{"execute":"guest-sync","arguments":{"id":3}}',
+      );
+      strictEqual(r.code, 0, r.err);
+      strictEqual(r.out, '{"return": 3}\n');
+    }
+  } finally {
+    listener.close();
+    await relay;
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // closed
+      }
+    }
+    await agent.stop();
+  }
+});
+
+Deno.test("qemu-ga-client: a serial address (a tty standing for the host's end of the port)", async () => {
+  // The client opens the pty slave; the test relays the master to demu's agent socket.
+  const agent = await startAgent("demu");
+  const { master, slave } = openPty();
+  const unix = await Deno.connect({ transport: "unix", path: agent.socket });
+  let stop = false;
+  const toAgent = (async () => {
+    while (!stop) {
+      const data = readSome(master);
+      if (data) await unix.write(data);
+      else await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  const fromAgent = (async () => {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await unix.read(buf);
+        if (n === null) return;
+        writeAll(master, buf.slice(0, n));
+      }
+    } catch {
+      // closed
+    }
+  })();
+  try {
+    for (const addr of [`serial:${slave}`, slave]) {
+      const r = await client(
+        `--address=${addr}`,
+        "execute",
+        '{"execute":"guest-sync","arguments":{"id":4}}',
+      );
+      strictEqual(r.code, 0, r.err);
+      strictEqual(r.out, '{"return": 4}\n');
+    }
+  } finally {
+    stop = true;
+    await toAgent;
+    unix.close();
+    await fromAgent;
+    closeFd(master);
+    await agent.stop();
   }
 });

@@ -4,7 +4,7 @@
  * runs commands. Replies are parsed with the agent's own QMP streamer, so 64-bit integers
  * (guest-get-time) arrive exactly.
  */
-import { JsonStreamer, type JsonValue } from "@demu/agent";
+import { CharDevice, JsonStreamer, type JsonValue } from "@demu/agent";
 
 /** Where the agent listens: "unix:PATH", "tcp:HOST:PORT", "HOST:PORT", "serial:PATH" or a path. */
 export type QgaAddress =
@@ -53,6 +53,33 @@ function osText(e: unknown): string {
   return m ? m[1] : String((e as Error)?.message ?? e);
 }
 
+/** Whether path is a terminal (a serial line or pty), whose line discipline needs turning off. */
+function isTty(path: string): boolean {
+  try {
+    const f = Deno.openSync(path, { read: true });
+    try {
+      return f.isTerminal();
+    } finally {
+      f.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** A serial line carries bytes unaltered: no echo, no line editing, no CR/LF mapping. */
+async function rawMode(path: string): Promise<void> {
+  const r = await new Deno.Command("stty", {
+    args: ["-F", path, "raw", "-echo"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    throw new Error(`stty: ${new TextDecoder().decode(r.stderr).trim()}`);
+  }
+}
+
 /** A connected client. */
 export class QgaClient {
   #replies: { value?: JsonValue; error?: string }[] = [];
@@ -78,7 +105,11 @@ export class QgaClient {
       } else if (address.kind === "tcp") {
         stream = await Deno.connect({ hostname: address.host, port: address.port });
       } else {
-        stream = await Deno.open(address.path, { read: true, write: true });
+        const file = CharDevice.open(address.path);
+        stream = file;
+        if (Deno.statSync(address.path).isCharDevice && isTty(address.path)) {
+          await rawMode(address.path);
+        }
       }
     } catch (e) {
       throw new QgaClientError(`failed to connect to ${describe(address)}: ${osText(e)}`);
@@ -188,12 +219,18 @@ export class QgaClient {
     return r.return;
   }
 
+  /**
+   * Closes the connection. A read blocked on a tty is not woken by close, so the reader is
+   * waited for only briefly; it ends with the process.
+   */
   async close(): Promise<void> {
     try {
       this.stream.close();
     } catch {
       // closed
     }
-    await this.#pump;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.#pump, new Promise((r) => timer = setTimeout(r, 100))]);
+    clearTimeout(timer);
   }
 }
