@@ -14,12 +14,19 @@
  */
 import { type BlockDriver, BlockError } from "../types.ts";
 import {
+  encodeFeatureTable,
   getRefcount as getDiskRefcount,
   MAX_CLUSTER_BITS,
   MIN_CLUSTER_BITS,
+  parseHeader,
   QCOW2_AUTOCLEAR_BITMAPS,
+  QCOW2_AUTOCLEAR_DATA_FILE_RAW,
+  QCOW2_EXT_MAGIC_BACKING_FORMAT,
   QCOW2_EXT_MAGIC_BITMAPS,
   QCOW2_EXT_MAGIC_CRYPTO_HEADER,
+  QCOW2_EXT_MAGIC_DATA_FILE,
+  QCOW2_EXT_MAGIC_FEATURE_TABLE,
+  QCOW2_FEATURE_NAMES,
   QCOW2_INCOMPAT_COMPRESSION,
   QCOW2_INCOMPAT_CORRUPT,
   QCOW2_INCOMPAT_DATA_FILE,
@@ -32,6 +39,7 @@ import {
   QCOW_MAX_REFTABLE_SIZE,
   QCOW_MAX_SNAPSHOT_EXTRA_DATA,
   QCOW_MAX_SNAPSHOTS,
+  serializeHeader,
   serializeSnapshotTable,
   setRefcount as setDiskRefcount,
 } from "./format.ts";
@@ -82,6 +90,8 @@ const BME_RESERVED_FLAGS = 0xfffffffc;
 const BME_FLAG_IN_USE = 1;
 const BT_DIRTY_TRACKING_BITMAP = 1;
 const BME_DIR_ENTRY_SIZE = 24;
+/** The largest offset + length QEMU's block layer accepts for a request. */
+const BDRV_MAX_LENGTH = 2 ** 63 - 2 ** 30;
 /** Memory the checker may spend on refcount blocks it has read (all of them, for most images). */
 const REFBLOCK_CACHE_BYTES = 256 << 20;
 /** Memory it may spend keeping active L2 tables between the reference walk and the COPIED pass. */
@@ -110,6 +120,17 @@ class CheckAbort extends Error {
 
 function hex(v: number | bigint): string {
   return v.toString(16);
+}
+
+/** An offset for counting and messages: the number when it is exact, else the bigint. */
+function exact(b: bigint): number | bigint {
+  return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+}
+
+/** A string as C's %s prints it: up to the first NUL. */
+function cstr(s: string): string {
+  const nul = s.indexOf("\0");
+  return nul < 0 ? s : s.slice(0, nul);
 }
 
 /** printf's %#x: "0x"-prefixed, except for zero. */
@@ -184,6 +205,8 @@ class ImageFile {
   constructor(readonly file: BlockDriver, public length: number) {}
 
   async read(offset: number, size: number): Promise<Uint8Array> {
+    // QEMU refuses requests reaching past BDRV_MAX_LENGTH (2^63 - 2^30) with EIO.
+    if (offset > BDRV_MAX_LENGTH - size) throw new CheckAbort("EIO");
     const buf = new Uint8Array(size);
     if (offset < this.length && size > 0) {
       const n = Math.min(size, this.length - offset);
@@ -222,6 +245,14 @@ class Imrt {
     return i < this.size ? this.#a[i] : 0;
   }
 
+  /** The first cluster in [from, to) with a nonzero count, or -1. */
+  nextNonZero(from: number, to: number): number {
+    const a = this.#a;
+    const end = Math.min(to, this.size);
+    for (let i = from; i < end; i++) if (a[i] !== 0) return i;
+    return -1;
+  }
+
   set(i: number, v: number): void {
     this.#a[i] = v;
   }
@@ -256,11 +287,15 @@ interface Geometry {
   refcountMax: number;
   virtualSize: number;
   l1TableOffset: number;
+  /** The same offsets exactly (they may exceed 2^53 in a damaged header). */
+  l1TableOffsetX: bigint;
   l1Size: number;
   refcountTableOffset: number;
+  refcountTableOffsetX: bigint;
   /** Entries of the refcount table. */
   refcountTableSize: number;
   incompatibleFeatures: bigint;
+  autoclearFeatures: bigint;
   hasDataFile: boolean;
   csizeShift: bigint;
   csizeMask: bigint;
@@ -270,7 +305,8 @@ interface Geometry {
 }
 
 /** One snapshot table entry, as much as the checker needs. */
-type SnapshotEntry = Qcow2Snapshot;
+/** A snapshot table entry, with its L1 offset exactly as stored (it may exceed 2^53). */
+type SnapshotEntry = Qcow2Snapshot & { l1TableOffsetX: bigint };
 
 function open(msg: string, code: "EINVAL" | "ENOTSUP" | "EFBIG" = "EINVAL"): BlockError {
   return new BlockError(code, msg);
@@ -330,12 +366,13 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
   const l2Size = clusterSize / l2EntrySize;
   const l2Bits = Math.log2(l2Size);
   const refcountTableClusters = be32(h, 56);
-  const refcountTableOffset = be64(h, 48);
+  const refcountTableOffsetX = be64n(h, 48);
+  const refcountTableOffset = Number(refcountTableOffsetX);
   if (refcountTableClusters === 0 && !checkMode) {
     throw open("Image does not contain a reference count table");
   }
   validateTable(
-    refcountTableOffset,
+    refcountTableOffsetX,
     refcountTableClusters,
     clusterSize,
     QCOW_MAX_REFTABLE_SIZE,
@@ -345,7 +382,7 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
   if (!checkMode) {
     // Outside check mode QEMU reads the snapshot table when opening.
     validateTable(
-      be64(h, 64),
+      be64n(h, 64),
       be32(h, 60),
       40,
       40 * QCOW_MAX_SNAPSHOTS,
@@ -354,13 +391,17 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
     );
   }
   const l1Size = be32(h, 36);
-  const l1TableOffset = be64(h, 40);
-  validateTable(l1TableOffset, l1Size, 8, QCOW_MAX_L1_SIZE, clusterSize, "Active L1 table");
+  const l1TableOffsetX = be64n(h, 40);
+  const l1TableOffset = Number(l1TableOffsetX);
+  validateTable(l1TableOffsetX, l1Size, 8, QCOW_MAX_L1_SIZE, clusterSize, "Active L1 table");
   const size = be64n(h, 24);
   const l1Needed = (size + (1n << BigInt(clusterBits + l2Bits)) - 1n) >>
     BigInt(clusterBits + l2Bits);
   if (l1Needed > 0x7fffffffn) throw open("Image is too big", "EFBIG");
   if (BigInt(l1Size) < l1Needed) throw open("L1 table is too small");
+  const cryptMethod = be32(h, 32);
+  if (cryptMethod > 2) throw open(`Unsupported encryption method ${cryptMethod | 0}`);
+  if (cryptMethod === 1) throw open("Parameter 'encrypt.key-secret' is required for cipher");
   const csizeShift = BigInt(62 - (clusterBits - 8));
   const geo: Geometry = {
     version,
@@ -374,10 +415,13 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
     refcountMax: refcountOrder >= 6 ? Number.MAX_VALUE : 2 ** (1 << refcountOrder) - 1,
     virtualSize: Number(size / 512n) * 512,
     l1TableOffset,
+    l1TableOffsetX,
     l1Size,
     refcountTableOffset,
+    refcountTableOffsetX,
     refcountTableSize: refcountTableClusters * (clusterSize / 8),
     incompatibleFeatures: incompat,
+    autoclearFeatures: autoclear,
     hasDataFile: (incompat & QCOW2_INCOMPAT_DATA_FILE) !== 0n,
     csizeShift,
     csizeMask: (1n << BigInt(clusterBits - 8)) - 1n,
@@ -425,7 +469,15 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
     }
   }
   if (geo.hasDataFile) {
+    if (!exts.some((e) => e.type === QCOW2_EXT_MAGIC_DATA_FILE)) {
+      throw open("'data-file' is required for this image");
+    }
     throw open("qcow2 images with an external data file are not supported", "ENOTSUP");
+  }
+  if (autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) throw open("data-file-raw requires a data file");
+  if (cryptMethod === 2) {
+    if (!geo.crypto) throw open("Missing CRYPTO header for crypt method 2");
+    throw open("Parameter 'encrypt.key-secret' is required for cipher");
   }
   if (backingFileOffset) {
     const len = be32(h, 16);
@@ -447,7 +499,7 @@ export async function validateQcow2Header(file: BlockDriver): Promise<void> {
 
 /** qcow2_validate_table: a table's size bound and its offset's alignment. */
 function validateTable(
-  offset: number,
+  offset: bigint,
   entries: number,
   entryLen: number,
   maxBytes: number,
@@ -455,7 +507,9 @@ function validateTable(
   name: string,
 ): void {
   if (entries > Math.floor(maxBytes / entryLen)) throw open(`${name} too large`, "EFBIG");
-  if (offset + entries * entryLen > 2 ** 63 - 1 || offset % clusterSize !== 0) {
+  if (
+    offset + BigInt(entries * entryLen) > (1n << 63n) - 1n || offset % BigInt(clusterSize) !== 0n
+  ) {
     throw open(`${name} offset invalid`);
   }
 }
@@ -480,11 +534,13 @@ class Qcow2Checker {
   /** What the snapshot table checks found (QEMU keeps these apart from the refcount results). */
   snapRes = { corruptions: 0, corruptionsFixed: 0, checkErrors: 0 };
   snapshotsOffset = 0;
+  snapshotsOffsetX = 0n;
   snapshotsSize = 0;
   /** The refcount table as loaded (entries as bigints: offsets may use all 55 bits). */
   reftable: bigint[] = [];
   /** The refcount table's block offsets (REFT_OFFSET_MASK applied) as numbers, for fast lookups. */
   #rbOffsets: number[] = [];
+  #rbOffsetsX: bigint[] = [];
   /** Active L2 tables read by the reference walk, by cluster, reused by the COPIED pass. */
   #keptL2 = new Map<number, Uint8Array>();
   l1: Uint8Array = new Uint8Array(0);
@@ -519,10 +575,23 @@ class Qcow2Checker {
     return Math.ceil(bytes / this.g.clusterSize);
   }
 
+  /** Reads the active L1 table and the refcount table, failing as QEMU's open does. */
   async load(): Promise<void> {
     const g = this.g;
-    this.l1 = await this.img.read(g.l1TableOffset, g.l1Size * 8);
-    await this.loadReftable();
+    try {
+      this.l1 = await this.img.read(g.l1TableOffset, g.l1Size * 8);
+    } catch (e) {
+      if (e instanceof CheckAbort) throw open(`Could not read L1 table: ${e.message}`);
+      throw e;
+    }
+    try {
+      await this.loadReftable();
+    } catch (e) {
+      if (e instanceof CheckAbort) {
+        throw open(`Could not initialize refcount handling: ${e.message}`);
+      }
+      throw e;
+    }
   }
 
   async loadReftable(): Promise<void> {
@@ -536,7 +605,8 @@ class Qcow2Checker {
   // ---- on-disk refcounts ----
 
   #indexReftable(): void {
-    this.#rbOffsets = this.reftable.map((e) => Number(e & 0xfffffffffffffe00n));
+    this.#rbOffsetsX = this.reftable.map((e) => e & 0xfffffffffffffe00n);
+    this.#rbOffsets = this.#rbOffsetsX.map(Number);
   }
 
   /** The on-disk refcount when its refblock is already in memory (the fast path), else undefined. */
@@ -557,9 +627,10 @@ class Qcow2Checker {
     if (idx >= this.#rbOffsets.length) return 0;
     const off = this.#rbOffsets[idx];
     if (!off) return 0;
-    if (off % this.g.clusterSize) {
+    const offX = this.#rbOffsetsX[idx];
+    if (offX % BigInt(this.g.clusterSize)) {
       await this.signalCorruption(
-        `Refblock offset ${hexAlt(off)} unaligned (reftable index: ${hexAlt(idx)})`,
+        `Refblock offset ${hexAlt(offX)} unaligned (reftable index: ${hexAlt(idx)})`,
       );
       throw new CheckAbort("EIO");
     }
@@ -618,10 +689,7 @@ class Qcow2Checker {
       this.#markedCorrupt = true;
       if (this.g.version >= 3) {
         const bits = this.g.incompatibleFeatures | QCOW2_INCOMPAT_CORRUPT;
-        const b = new Uint8Array(8);
-        new DataView(b.buffer).setBigUint64(0, bits);
-        await this.img.write(72, b);
-        await this.img.file.flush();
+        await this.rewriteHeader(bits);
         this.g.incompatibleFeatures = bits;
       }
     } else {
@@ -630,6 +698,55 @@ class Qcow2Checker {
       );
     }
     this.#signaledCorruption = true;
+  }
+
+  /**
+   * qcow2_update_header, as qcow2_mark_corrupt uses it: the whole header cluster is written
+   * again from what was parsed (extensions in QEMU's order, the feature name table added,
+   * everything else in the cluster zeroed). Headers too odd to parse get only the new bits.
+   */
+  async rewriteHeader(incompat: bigint): Promise<void> {
+    const g = this.g;
+    let bytes: Uint8Array | undefined;
+    try {
+      const h = parseHeader(await this.img.read(0, g.clusterSize));
+      h.incompatibleFeatures = incompat;
+      h.autoclearFeatures = g.autoclearFeatures;
+      h.headerLength = Math.max(112, h.headerLength);
+      const order = [
+        QCOW2_EXT_MAGIC_BACKING_FORMAT,
+        QCOW2_EXT_MAGIC_DATA_FILE,
+        QCOW2_EXT_MAGIC_CRYPTO_HEADER,
+        QCOW2_EXT_MAGIC_FEATURE_TABLE,
+        QCOW2_EXT_MAGIC_BITMAPS,
+      ];
+      const kind = (t: number) => order.indexOf(t) >>> 0;
+      const exts = h.extensions.filter((e) =>
+        e.type !== QCOW2_EXT_MAGIC_FEATURE_TABLE &&
+        (e.type !== QCOW2_EXT_MAGIC_BITMAPS || g.bitmaps)
+      );
+      // QEMU 7.2 leaves the feature name table out of clusters of 4 KiB and less (room).
+      if (g.clusterSize > 4096) {
+        exts.push({
+          type: QCOW2_EXT_MAGIC_FEATURE_TABLE,
+          data: encodeFeatureTable(QCOW2_FEATURE_NAMES),
+        });
+      }
+      h.extensions = exts.map((e, i) => ({ e, i }))
+        .sort((a, b) => kind(a.e.type) - kind(b.e.type) || a.i - b.i)
+        .map((x) => x.e);
+      bytes = serializeHeader(h);
+    } catch {
+      bytes = undefined;
+    }
+    if (bytes) {
+      await this.img.write(0, bytes);
+    } else {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, incompat);
+      await this.img.write(72, b);
+    }
+    await this.img.file.flush();
   }
 
   /**
@@ -725,14 +842,17 @@ class Qcow2Checker {
 
   async checkL1(
     imrt: Imrt,
-    l1Offset: number,
+    l1Offset: bigint,
     l1Size: number,
     fragInfo: boolean,
     active: boolean,
   ): Promise<void> {
     if (!l1Size) return;
-    this.incRefcounts(imrt, l1Offset, l1Size * 8);
-    const l1 = await this.img.read(l1Offset, l1Size * 8);
+    this.incRefcounts(imrt, exact(l1Offset), l1Size * 8);
+    const l1 = await this.ioChecked(
+      "ERROR: I/O error in check_refcounts_l1",
+      () => this.img.read(Number(l1Offset), l1Size * 8),
+    );
     for (let i = 0; i < l1Size; i++) {
       const p = i * 8;
       const hi = be32(l1, p);
@@ -757,7 +877,10 @@ class Qcow2Checker {
   async checkL2(imrt: Imrt, l2Offset: number, fragInfo: boolean, active: boolean): Promise<void> {
     const g = this.g;
     const cs = g.clusterSize;
-    const l2 = await this.img.read(l2Offset, cs);
+    const l2 = await this.ioChecked(
+      "ERROR: I/O error in check_refcounts_l2",
+      () => this.img.read(l2Offset, cs),
+    );
     if (active && l2Offset % cs === 0 && (this.#keptL2.size + 1) * cs <= L2_KEEP_BYTES) {
       this.#keptL2.set(l2Offset / cs, l2);
     }
@@ -856,6 +979,19 @@ class Qcow2Checker {
     }
   }
 
+  /** Runs a read; an I/O error is reported with `message` and ends the check. */
+  async ioChecked<T>(message: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof CheckAbort) {
+        this.say(message);
+        this.res.checkErrors++;
+      }
+      throw e;
+    }
+  }
+
   /** fix_l2_entry_by_zero: turns a misaligned preallocated zero cluster into a plain zero one. */
   async zeroL2Entry(
     l2: Uint8Array,
@@ -938,6 +1074,7 @@ class Qcow2Checker {
               }
             } catch (e) {
               err = e instanceof Error ? e.message : String(e);
+              this.say(`qemu-img: Could not resize file: ${err}`);
             }
           }
           state.rebuild = true;
@@ -963,7 +1100,14 @@ class Qcow2Checker {
     if (!bm) return;
     const cs = this.g.clusterSize;
     this.incRefcounts(imrt, bm.dirOffset, bm.dirSize);
-    const dir = await this.img.read(bm.dirOffset, bm.dirSize);
+    let dir: Uint8Array;
+    try {
+      dir = await this.img.read(bm.dirOffset, bm.dirSize);
+    } catch (e) {
+      if (!(e instanceof CheckAbort)) throw e;
+      this.res.corruptions++;
+      throw new CheckAbort("EINVAL");
+    }
     const tables: { offset: number; size: number }[] = [];
     let pos = 0;
     let ok = true;
@@ -1006,7 +1150,13 @@ class Qcow2Checker {
     }
     for (const t of tables) {
       this.incRefcounts(imrt, t.offset, t.size * 8);
-      const table = await this.img.read(t.offset, t.size * 8);
+      let table: Uint8Array;
+      try {
+        table = await this.img.read(t.offset, t.size * 8);
+      } catch (e) {
+        if (e instanceof CheckAbort) this.res.corruptions++;
+        throw e;
+      }
       for (let i = 0; i < t.size; i++) {
         const p = i * 8;
         const hi = be32(table, p);
@@ -1025,12 +1175,12 @@ class Qcow2Checker {
   async calculateRefcounts(imrt: Imrt, state: { rebuild: boolean }): Promise<void> {
     const g = this.g;
     this.incRefcounts(imrt, 0, g.clusterSize);
-    await this.checkL1(imrt, g.l1TableOffset, g.l1Size, true, true);
+    await this.checkL1(imrt, g.l1TableOffsetX, g.l1Size, true, true);
     for (const sn of this.snapshots) {
-      if (sn.l1TableOffset % g.clusterSize) {
+      if (sn.l1TableOffsetX % BigInt(g.clusterSize)) {
         this.say(
-          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${
-            hexAlt(sn.l1TableOffset)
+          `ERROR snapshot ${cstr(sn.id)} (${cstr(sn.name)}) l1_offset=${
+            hexAlt(sn.l1TableOffsetX)
           }: L1 table is not cluster aligned; snapshot table entry corrupted`,
         );
         this.res.corruptions++;
@@ -1038,17 +1188,17 @@ class Qcow2Checker {
       }
       if (sn.l1Size > QCOW_MAX_L1_SIZE / 8) {
         this.say(
-          `ERROR snapshot ${sn.id} (${sn.name}) l1_size=${
+          `ERROR snapshot ${cstr(sn.id)} (${cstr(sn.name)}) l1_size=${
             hexAlt(sn.l1Size)
           }: L1 table is too large; snapshot table entry corrupted`,
         );
         this.res.corruptions++;
         continue;
       }
-      await this.checkL1(imrt, sn.l1TableOffset, sn.l1Size, false, false);
+      await this.checkL1(imrt, sn.l1TableOffsetX, sn.l1Size, false, false);
     }
-    this.incRefcounts(imrt, this.snapshotsOffset, this.snapshotsSize);
-    this.incRefcounts(imrt, g.refcountTableOffset, g.refcountTableSize * 8);
+    this.incRefcounts(imrt, exact(this.snapshotsOffsetX), this.snapshotsSize);
+    this.incRefcounts(imrt, exact(g.refcountTableOffsetX), g.refcountTableSize * 8);
     if (g.crypto) this.incRefcounts(imrt, g.crypto.offset, g.crypto.length);
     await this.checkBitmaps(imrt);
     await this.checkRefblocks(imrt, state);
@@ -1062,33 +1212,52 @@ class Qcow2Checker {
     state: { rebuild: boolean },
   ): Promise<number> {
     let highest = 0;
-    for (let i = 0; i < imrt.size; i++) {
-      let r1: number | undefined = this.cachedRefcount(i);
-      try {
-        if (r1 === undefined) r1 = await this.getRefcount(i);
-      } catch (e) {
-        if (!(e instanceof CheckAbort)) throw e;
-        this.say(`Can't get refcount for cluster ${i}: ${e.message}`);
-        this.res.checkErrors++;
-        continue;
+    const rbSize = 2 ** this.g.refcountBlockBits;
+    const order = this.g.refcountOrder;
+    // One refcount block at a time: its on-disk counts against the counted references.
+    for (let start = 0; start < imrt.size; start += rbSize) {
+      const end = Math.min(imrt.size, start + rbSize);
+      const idx = start / rbSize;
+      const off = idx < this.#rbOffsets.length ? this.#rbOffsets[idx] : 0;
+      let block: Uint8Array | undefined;
+      if (off) {
+        try {
+          await this.getRefcount(start); // loads the block, or fails as QEMU does for each cluster
+          block = this.#refblocks.get(off);
+        } catch (e) {
+          if (!(e instanceof CheckAbort)) throw e;
+          for (let i = start; i < end; i++) {
+            this.say(`Can't get refcount for cluster ${i}: ${e.message}`);
+            this.res.checkErrors++;
+          }
+          continue;
+        }
       }
-      const r2 = imrt.get(i);
-      if (r1 > 0 || r2 > 0) highest = i;
-      if (r1 === r2) continue;
-      let fixed: "leaksFixed" | "corruptionsFixed" | undefined;
-      if (r1 === 0) state.rebuild = true;
-      else if (r1 > r2 && fixLeaks) fixed = "leaksFixed";
-      else if (r1 < r2 && fixErrors) fixed = "corruptionsFixed";
-      const word = fixed ? "Repairing" : r1 < r2 ? "ERROR" : "Leaked";
-      this.say(`${word} cluster ${i} refcount=${this.refcountText(r1, i)} reference=${r2}`);
-      if (fixed) {
-        await this.setRefcount(i, r2);
-        if (r2 === 0) await this.discardCluster(i);
-        this.res[fixed]++;
-        continue;
+      for (let i = start; i < end; i++) {
+        if (!block) {
+          // No refblock: every on-disk count here is 0; only referenced clusters matter.
+          i = imrt.nextNonZero(i, end);
+          if (i < 0) break;
+        }
+        const r1 = block ? getDiskRefcount(block, i - start, order) : 0;
+        const r2 = imrt.get(i);
+        if (r1 > 0 || r2 > 0) highest = i;
+        if (r1 === r2) continue;
+        let fixed: "leaksFixed" | "corruptionsFixed" | undefined;
+        if (r1 === 0) state.rebuild = true;
+        else if (r1 > r2 && fixLeaks) fixed = "leaksFixed";
+        else if (r1 < r2 && fixErrors) fixed = "corruptionsFixed";
+        const word = fixed ? "Repairing" : r1 < r2 ? "ERROR" : "Leaked";
+        this.say(`${word} cluster ${i} refcount=${this.refcountText(r1, i)} reference=${r2}`);
+        if (fixed) {
+          await this.setRefcount(i, r2);
+          if (r2 === 0) await this.discardCluster(i);
+          this.res[fixed]++;
+          continue;
+        }
+        if (r1 < r2) this.res.corruptions++;
+        else this.res.leaks++;
       }
-      if (r1 < r2) this.res.corruptions++;
-      else this.res.leaks++;
     }
     return highest;
   }
@@ -1215,7 +1384,8 @@ class Qcow2Checker {
   async readSnapshotTable(): Promise<void> {
     const h = await this.img.read(0, 72);
     let nb = be32(h, 60);
-    const offset = be64(h, 64);
+    const offsetX = be64n(h, 64);
+    const offset = Number(offsetX);
     const g = this.g;
     const sr = this.snapRes;
     const repair = this.fixErrors;
@@ -1227,7 +1397,10 @@ class Qcow2Checker {
       nb = QCOW_MAX_SNAPSHOTS;
     }
     const tooLarge = nb > QCOW_MAX_SNAPSHOTS;
-    if (tooLarge || offset + nb * SNAPSHOT_HEADER_SIZE > 2 ** 63 - 1 || offset % g.clusterSize) {
+    if (
+      tooLarge || offsetX + BigInt(nb * SNAPSHOT_HEADER_SIZE) > (1n << 63n) - 1n ||
+      offsetX % BigInt(g.clusterSize)
+    ) {
       sr.checkErrors++;
       this.say(`qemu-img: ERROR snapshot table ${tooLarge ? "too large" : "offset invalid"}`);
       if (tooLarge) {
@@ -1239,11 +1412,11 @@ class Qcow2Checker {
       }
       throw new CheckAbort(tooLarge ? "EFBIG" : "EINVAL");
     }
-    const fail = (msg: string, hint: string): never => {
+    const fail = (msg: string, hint?: string, errno: Errno = "EFBIG"): never => {
       sr.checkErrors++;
       this.say(`qemu-img: ERROR failed to read the snapshot table: ${msg}`);
-      this.say(hint);
-      throw new CheckAbort("EFBIG");
+      if (hint) this.say(hint);
+      throw new CheckAbort(errno);
     };
     const dec = new TextDecoder();
     // The table is read through a window: it may hold 65536 small entries.
@@ -1252,18 +1425,27 @@ class Qcow2Checker {
     const read = async (at: number, n: number): Promise<Uint8Array> => {
       if (at < winStart || at + n > winStart + win.length) {
         winStart = at;
-        win = await this.img.read(at, Math.max(n, 1 << 16));
+        try {
+          win = await this.img.read(
+            at,
+            at + (1 << 16) > BDRV_MAX_LENGTH ? n : Math.max(n, 1 << 16),
+          );
+        } catch (e) {
+          if (!(e instanceof CheckAbort)) throw e;
+          fail(`Failed to read snapshot table: ${e.message}`, undefined, e.errno);
+        }
       }
       return win.subarray(at - winStart, at - winStart + n);
     };
-    let pos = offset;
+    // Positions are relative to the table: its offset may be beyond 2^53 in a damaged header.
+    let pos = 0;
     let tableLength = 0;
     const snaps: SnapshotEntry[] = [];
     for (let i = 0; i < nb; i++) {
       const pre = pos;
       tableLength = Math.ceil(tableLength / 8) * 8;
       pos = Math.ceil(pos / 8) * 8;
-      const e = await read(pos, SNAPSHOT_HEADER_SIZE);
+      const e = await read(offset + pos, SNAPSHOT_HEADER_SIZE);
       pos += SNAPSHOT_HEADER_SIZE;
       const idLen = (e[12] << 8) | e[13];
       const nameLen = (e[14] << 8) | e[15];
@@ -1282,10 +1464,11 @@ class Qcow2Checker {
         dropped++;
         truncate = true;
       }
-      const known = await read(pos, Math.min(24, extraSize));
+      const known = await read(offset + pos, Math.min(24, extraSize));
       pos += Math.min(24, extraSize);
       const sn: SnapshotEntry = {
         l1TableOffset: be64(e, 0),
+        l1TableOffsetX: be64n(e, 0),
         l1Size: be32(e, 8),
         id: "",
         name: "",
@@ -1304,16 +1487,16 @@ class Qcow2Checker {
       if (extraSize > 24) {
         const end = pos + extraSize - 24;
         if (truncate) extraSize = QCOW_MAX_SNAPSHOT_EXTRA_DATA;
-        sn.extraUnknown = (await read(pos, extraSize - 24)).slice();
+        sn.extraUnknown = (await read(offset + pos, extraSize - 24)).slice();
         sn.extraDataSize = extraSize;
         pos = end;
       }
-      const names = await read(pos, idLen + nameLen);
+      const names = await read(offset + pos, idLen + nameLen);
       pos += idLen + nameLen;
       sn.id = dec.decode(names.subarray(0, idLen));
       sn.name = dec.decode(names.subarray(idLen));
       tableLength += SNAPSHOT_HEADER_SIZE + extraSize + idLen + nameLen;
-      if (tableLength > QCOW_MAX_SNAPSHOTS_SIZE || pos - offset > 0x7fffffff) {
+      if (tableLength > QCOW_MAX_SNAPSHOTS_SIZE || pos > 0x7fffffff) {
         if (!repair) {
           fail(
             "Snapshot table is too big",
@@ -1330,7 +1513,8 @@ class Qcow2Checker {
     }
     this.snapshots = snaps;
     this.snapshotsOffset = offset;
-    this.snapshotsSize = pos - offset;
+    this.snapshotsOffsetX = offsetX;
+    this.snapshotsSize = pos;
     sr.corruptions += reduced + dropped;
     if (reduced) {
       // The header must say how many snapshots the refcount walk will see.
@@ -1407,21 +1591,56 @@ class Qcow2Checker {
     putBe64(hdr, 4, newOffset);
     await this.img.write(60, hdr);
     await this.img.file.flush();
-    // Free the old table.
-    if (this.snapshotsSize > 0) {
-      const firstOld = Math.floor(this.snapshotsOffset / cs);
-      const lastOld = Math.floor((this.snapshotsOffset + this.snapshotsSize - 1) / cs);
-      for (let c = firstOld; c <= lastOld; c++) {
-        const r = this.cachedRefcount(c) ?? await this.getRefcount(c);
-        if (r > 0) {
-          await this.setRefcount(c, r - 1);
-          if (r === 1) await this.discardCluster(c);
-        }
-      }
-      await this.flushRefblocks();
-    }
+    // Free the old table (qcow2_free_clusters: all or nothing, a message when it fails).
+    if (this.snapshotsSize > 0) await this.freeClusters(this.snapshotsOffsetX, this.snapshotsSize);
     this.snapshotsOffset = newOffset;
+    this.snapshotsOffsetX = BigInt(newOffset);
     this.snapshotsSize = table.length;
+  }
+
+  /**
+   * qcow2_free_clusters: one reference less for each cluster of a byte range, all or nothing.
+   * Like QEMU 7.2's alloc_refcount_block, the refcount table index is taken modulo 2^32 (it
+   * is an unsigned int there), so a range far beyond the image lands where QEMU's lands.
+   */
+  async freeClusters(offset: bigint, size: number): Promise<void> {
+    const g = this.g;
+    const cb = BigInt(g.clusterBits);
+    const rbBits = BigInt(g.refcountBlockBits);
+    const first = offset >> cb;
+    const last = (offset + BigInt(size) - 1n) >> cb;
+    const where: { block: Uint8Array; off: number; i: number; r: number; c: bigint }[] = [];
+    let ok = last - first < 1n << 20n;
+    for (let c = first; ok && c <= last; c++) {
+      const idx = Number((c >> rbBits) & 0xffffffffn);
+      const i = Number(c & ((1n << rbBits) - 1n));
+      const off = idx < this.#rbOffsets.length ? this.#rbOffsets[idx] : 0;
+      if (!off || this.#rbOffsetsX[idx] % BigInt(g.clusterSize)) {
+        ok = false;
+        break;
+      }
+      let block: Uint8Array;
+      try {
+        block = await this.refblock(off);
+      } catch (e) {
+        if (!(e instanceof CheckAbort)) throw e;
+        ok = false;
+        break;
+      }
+      const r = getDiskRefcount(block, i, g.refcountOrder);
+      if (r === 0) ok = false;
+      where.push({ block, off, i, r, c });
+    }
+    if (!ok) {
+      this.say(`qcow2_free_clusters failed: ${STRERROR.EINVAL}`);
+      return;
+    }
+    for (const w of where) {
+      setDiskRefcount(w.block, w.i, g.refcountOrder, w.r - 1);
+      this.#dirtyRefblocks.add(w.off);
+      if (w.r === 1 && w.c < 1n << 40n) await this.discardCluster(Number(w.c));
+    }
+    await this.flushRefblocks();
   }
 
   // ---- rebuilding the refcount structure ----
@@ -1519,6 +1738,7 @@ class Qcow2Checker {
     await this.img.write(48, hdr);
     await this.img.file.flush();
     g.refcountTableOffset = reftableOffset;
+    g.refcountTableOffsetX = BigInt(reftableOffset);
     g.refcountTableSize = reftableEntries;
     this.reftable = reftable.map((v) => BigInt(v));
     this.#indexReftable();
@@ -1586,6 +1806,22 @@ class Qcow2Checker {
     res.imageEndOffset = (highest + 1) * g.clusterSize;
   }
 
+  /**
+   * Opening read-write clears autoclear bits QEMU 7.2 does not know (their owner's data can no
+   * longer be trusted). QEMU's header rewrite at that point also zeroes the snapshot table
+   * pointer in check mode, dropping every snapshot; demu deliberately keeps them.
+   */
+  async clearUnknownAutoclear(): Promise<void> {
+    const known = QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    const a = this.g.autoclearFeatures;
+    if (this.g.version < 3 || !(a & ~known)) return;
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, a & known);
+    await this.img.write(88, b);
+    await this.img.file.flush();
+    this.g.autoclearFeatures = a & known;
+  }
+
   /** Clears the dirty and corrupt bits once an image has been repaired (v3 only). */
   async markCleanAndConsistent(): Promise<void> {
     if (this.g.version < 3) return;
@@ -1648,6 +1884,7 @@ async function runCheck(
   };
   try {
     await checker.load();
+    if (repair) await checker.clearUnknownAutoclear();
     try {
       await checker.readSnapshotTable();
     } catch (e) {
