@@ -13,6 +13,8 @@ import { Machine } from "../machine.ts";
 import { PageKind } from "../cpu/bus.ts";
 import type { TimeSource } from "./clock.ts";
 import { DebugCon } from "./debugcon.ts";
+import { FloppyController } from "./fdc.ts";
+import { ParallelPort } from "./parallel.ts";
 import {
   FW_CFG_BOOT_MENU,
   FW_CFG_IRQ0_OVERRIDE,
@@ -124,6 +126,10 @@ export class Pc {
     this.serial = opts.serial ? new Serial16550(opts.serial, (l) => m.pic.setIrq(4, l)) : null;
     this.serial?.register(m.io);
     if (opts.debugcon) new DebugCon(opts.debugcon).register(m.io);
+    const fdc = new FloppyController(m);
+    fdc.register();
+    const lpt = new ParallelPort(null);
+    lpt.register(m.io);
 
     for (const d of opts.drives) {
       const serial = `QM0000${d.index + 1}`;
@@ -153,6 +159,8 @@ export class Pc {
       this.rtc,
       this.kbc,
       port92,
+      fdc,
+      lpt,
       { reset: () => this.serial?.reset() },
       { reset: () => this.pci.reset() },
     );
@@ -195,7 +203,8 @@ export class Pc {
   /** CMOS contents as QEMU's pc_cmos_init writes them. */
   #cmos(ramSize: number, boot: string): void {
     const c = this.rtc.cmos;
-    c[0x14] = 0x02 | 0x04; // equipment: FPU, PS/2 mouse; no floppies
+    c[0x10] = 0x40; // fd0: a 1.44 MB drive (empty), as QEMU's default floppy
+    c[0x14] = 0x01 | 0x02 | 0x04; // equipment: one floppy drive, FPU, PS/2 mouse
     c[0x15] = 640 & 0xff;
     c[0x16] = 640 >> 8;
     let ext = Math.floor(ramSize / 1024) - 1024;
