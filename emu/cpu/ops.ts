@@ -1096,7 +1096,7 @@ const hCpuid: Handler = (cpu) => {
   } else if (leaf === 0x80000000) {
     a = 0x80000001;
   } else if (leaf === 0x80000001) {
-    d = 0;
+    d = 0x100000; // NX (PAE paging with EFER.NXE)
   }
   cpu.r32[0] = a;
   cpu.r32[3] = b;
