@@ -240,3 +240,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "qemu-nbd -l exports an internal snapshot read-only, as the real one does",
+  ignore,
+  async fn() {
+    const [dir, cleanup] = await tempDir("demu-nbd-snap-");
+    try {
+      const img = `${dir}/s.qcow2`;
+      must(await run("qemu-img", ["create", "-q", "-f", "qcow2", img, "4M"]), "create");
+      await qemuIo("qcow2", img, ["write -P 0x11 0 1M", "write -z 2M 64k"]);
+      must(await run("qemu-img", ["snapshot", "-c", "before", img]), "snapshot");
+      await qemuIo("qcow2", img, ["write -P 0x22 0 2M", "discard 3M 64k"]);
+      const outs: Uint8Array[] = [];
+      const maps: string[] = [];
+      for (const who of ["demu", "real"]) {
+        const sock = `${dir}/${who}.sock`;
+        const args = ["-t", "-f", "qcow2", "-l", "snapshot.name=before", "-k", sock, img];
+        const s = who === "demu"
+          ? await startDemuNbd(args, { socket: sock })
+          : await startServer("qemu-nbd", args, { socket: sock });
+        try {
+          const uri = `nbd+unix:///?socket=${sock}`;
+          const j = JSON.parse(must(await run("nbdinfo", ["--json", uri]), "info"));
+          strictEqual(j.exports[0].is_read_only, true);
+          must(await run("nbdcopy", [uri, `${dir}/${who}.raw`]), "nbdcopy");
+          outs.push(await Deno.readFile(`${dir}/${who}.raw`));
+          maps.push(must(await run("nbdinfo", ["--map", uri]), "map"));
+        } finally {
+          await s.stop();
+        }
+      }
+      deepStrictEqual(outs[0], outs[1]);
+      ok(outs[0].subarray(0, MiB).every((b) => b === 0x11));
+      strictEqual(maps[0], maps[1]);
+      // The image itself is untouched.
+      await qemuIo("qcow2", img, ["read -P 0x22 0 2M"]);
+    } finally {
+      await cleanup();
+    }
+  },
+});

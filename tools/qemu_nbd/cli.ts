@@ -41,6 +41,11 @@ General purpose options:
 Block device options:
   -f, --format=FORMAT       set image format (raw, qcow2, ...)
   -r, --read-only           export read-only
+  -l, --load-snapshot=SNAPSHOT_PARAM
+                            load an internal snapshot inside FILE and export it
+                            as an read-only device, SNAPSHOT_PARAM format is
+                            'snapshot.id=[ID],snapshot.name=[NAME]', or
+                            '[ID_OR_NAME]'
   -s, --snapshot            redirect writes to a temporary overlay (discarded on exit)
   -n, --nocache             disable host cache
       --cache=MODE          set cache mode used to access the disk image, the
@@ -110,6 +115,8 @@ interface Config {
   detectZeroes: "off" | "on" | "unmap";
   /** -o: export from this byte on. */
   offset?: number;
+  /** -l: an internal snapshot to export (read-only). */
+  loadSnapshot?: string;
   image?: string;
 }
 
@@ -222,7 +229,9 @@ function parse(args: string[]): Config | "help" | "version" {
       case "B":
         throw new CliError("dirty bitmaps (-B) are not supported by demu's qemu-nbd");
       case "l":
-        throw new CliError("internal snapshots (-l) are not supported by demu's qemu-nbd");
+        c.loadSnapshot = v;
+        c.readOnly = true;
+        break;
       case "c":
       case "d":
         throw new CliError("the kernel NBD client (-c/-d) is not supported by demu's qemu-nbd");
@@ -388,6 +397,16 @@ async function serve(cfg: Config): Promise<number> {
       throw new CliError(`Failed to blk_new_open '${cfg.image}': ${e.message}`);
     }
     throw e;
+  }
+  if (cfg.loadSnapshot !== undefined) {
+    // qemu-img's snapshot view: the snapshot applied to a private copy, the image untouched.
+    const { loadSnapshot, parseSnapshotSpec } = await import("../qemu_img/snapshot.ts");
+    try {
+      driver = await loadSnapshot(driver, parseSnapshotSpec(cfg.loadSnapshot));
+    } catch (e) {
+      await driver.close();
+      throw new CliError(e instanceof Error ? e.message : String(e));
+    }
   }
   if (cfg.offset !== undefined) {
     const size = await driver.length();
