@@ -4,6 +4,7 @@
  */
 import type { CommandDef, GuestAgent } from "../agent.ts";
 import { errnoText, QgaError } from "../errors.ts";
+import { fopenFlags, GuestFd } from "./fd.ts";
 import { decodeBase64, encodeBase64 } from "../base64.ts";
 import type { PersistentState } from "../state.ts";
 
@@ -12,7 +13,7 @@ export const QGA_READ_COUNT_MAX = 48 * 1024 * 1024;
 const QGA_READ_COUNT_DEFAULT = 4096;
 
 interface OpenFile {
-  file: Deno.FsFile;
+  file: GuestFd;
   eof: boolean;
 }
 
@@ -39,23 +40,6 @@ export class FileTable {
   }
 }
 
-/** fopen(3) modes and the open(2) options they mean. */
-const MODES: Record<string, Deno.OpenOptions> = {
-  r: { read: true },
-  w: { write: true, create: true, truncate: true },
-  a: { append: true, create: true },
-  "r+": { read: true, write: true },
-  "w+": { read: true, write: true, create: true, truncate: true },
-  "a+": { read: true, append: true, create: true },
-};
-
-function modeOptions(mode: string): Deno.OpenOptions | undefined {
-  // "rb", "r+b" and "rb+" are the same as their text forms on Linux.
-  const m = /^([rwa])(b?)(\+?)(b?)$/.exec(mode);
-  if (!m || (m[2] && m[4])) return undefined;
-  return MODES[m[1] + m[3]];
-}
-
 function table(agent: GuestAgent): FileTable {
   const t = agent.state.get("files") as FileTable | undefined;
   if (!t) throw new QgaError("file handles are not available");
@@ -70,14 +54,14 @@ export const fileCommands: CommandDef[] = [
   {
     name: "guest-file-open",
     args: { path: "str", "*mode": "str" },
-    run: async (args, { agent }) => {
+    run: (args, { agent }) => {
       const path = args.path as string;
       const mode = (args.mode as string | undefined) ?? "r";
-      const opts = modeOptions(mode);
-      if (!opts) throw new QgaError(`invalid file open mode '${mode}'`);
-      let file: Deno.FsFile;
+      const flags = fopenFlags(mode);
+      if (flags === undefined) throw new QgaError(`invalid file open mode '${mode}'`);
+      let file: GuestFd;
       try {
-        file = await Deno.open(path, { ...opts, mode: 0o666 });
+        file = GuestFd.open(path, flags);
       } catch (e) {
         throw new QgaError(
           `failed to open file '${path}' (mode: '${mode}'): ${errnoText(e)}`,
@@ -113,22 +97,14 @@ export const fileCommands: CommandDef[] = [
   {
     name: "guest-file-read",
     args: { handle: "int", "*count": "int" },
-    run: async (args, { agent }) => {
+    run: (args, { agent }) => {
       const f = table(agent).get(args.handle);
       const count = args.count === undefined ? QGA_READ_COUNT_DEFAULT : Number(args.count);
       if (count < 0 || count > QGA_READ_COUNT_MAX) invalidCount(args.count);
       const buf = new Uint8Array(count);
-      let done = 0;
-      let eof = false;
+      let done: number, eof: boolean;
       try {
-        while (done < count) {
-          const n = await f.file.read(buf.subarray(done));
-          if (n === null) {
-            eof = true;
-            break;
-          }
-          done += n;
-        }
+        ({ count: done, eof } = f.file.read(buf));
       } catch (e) {
         throw new QgaError(`failed to read file: ${errnoText(e)}`);
       }
@@ -139,14 +115,14 @@ export const fileCommands: CommandDef[] = [
   {
     name: "guest-file-write",
     args: { handle: "int", "buf-b64": "str", "*count": "int" },
-    run: async (args, { agent }) => {
+    run: (args, { agent }) => {
       const f = table(agent).get(args.handle);
       const data = decodeBase64(args["buf-b64"] as string);
       const count = args.count === undefined ? data.length : Number(args.count);
       if (count < 0 || count > data.length) invalidCount(args.count);
       let done = 0;
       try {
-        while (done < count) done += await f.file.write(data.subarray(done, count));
+        done = f.file.write(data.subarray(0, count) as Uint8Array<ArrayBuffer>);
       } catch (e) {
         throw new QgaError(`failed to write to file: ${errnoText(e)}`);
       }
@@ -160,17 +136,17 @@ export const fileCommands: CommandDef[] = [
       offset: "int",
       whence: { alternate: "GuestFileWhence", int: true, enum: { values: ["set", "cur", "end"] } },
     },
-    run: async (args, { agent }) => {
+    run: (args, { agent }) => {
       const f = table(agent).get(args.handle);
       const w = args.whence;
-      let whence: Deno.SeekMode;
-      if (w === "set" || w === 0) whence = Deno.SeekMode.Start;
-      else if (w === "cur" || w === 1) whence = Deno.SeekMode.Current;
-      else if (w === "end" || w === 2) whence = Deno.SeekMode.End;
+      let whence: 0 | 1 | 2;
+      if (w === "set" || w === 0) whence = 0;
+      else if (w === "cur" || w === 1) whence = 1;
+      else if (w === "end" || w === 2) whence = 2;
       else throw new QgaError(`invalid whence code ${w}`);
       let position: number;
       try {
-        position = await f.file.seek(Number(args.offset), whence);
+        position = f.file.seek(Number(args.offset), whence);
       } catch (e) {
         throw new QgaError(`failed to seek file: ${errnoText(e)}`);
       }
