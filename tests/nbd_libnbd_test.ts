@@ -281,3 +281,55 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "--discard=unmap and --detect-zeroes leave the same maps as the real qemu-nbd",
+  ignore,
+  async fn() {
+    const [dir, cleanup] = await tempDir("demu-nbd-zero-");
+    try {
+      for (const fmt of ["raw", "qcow2"]) {
+        for (
+          const extra of [[], ["--discard=unmap"], ["--discard=unmap", "--detect-zeroes=unmap"]]
+        ) {
+          const maps: string[] = [];
+          for (const who of ["demu", "real"]) {
+            const img = `${dir}/${who}.${fmt}`;
+            must(await run("qemu-img", ["create", "-q", "-f", fmt, img, "4M"]), "create");
+            await qemuIo(fmt, img, ["write -P 0x66 0 4M"]);
+            const sock = `${dir}/${who}.sock`;
+            const args = ["-t", "-f", fmt, ...extra, "-k", sock, img];
+            const s = who === "demu"
+              ? await startDemuNbd(args, { socket: sock })
+              : await startServer("qemu-nbd", args, { socket: sock });
+            try {
+              const uri = `nbd+unix:///?socket=${sock}`;
+              must(
+                await run("qemu-io", [
+                  "-f",
+                  "raw",
+                  "-c",
+                  "write -P 0 0 1M",
+                  "-c",
+                  "discard 1M 1M",
+                  "-c",
+                  "write -z -u 2M 512k",
+                  "-c",
+                  "write -z 3M 512k",
+                  uri,
+                ]),
+                "qemu-io",
+              );
+              maps.push(must(await run("nbdinfo", ["--map", uri]), "map"));
+            } finally {
+              await s.stop();
+            }
+          }
+          strictEqual(maps[0], maps[1], `${fmt} ${extra.join(" ")}`);
+        }
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});
