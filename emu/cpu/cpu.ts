@@ -6,7 +6,7 @@
  */
 
 import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
-import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
+import { AC, DF, IF, LazyFlags, NT, TF, VM } from "./flags.ts";
 import type { Block } from "./instr.ts";
 import { decodeBlock, decodeOne } from "./decode.ts";
 import { deliverInterrupt } from "./system.ts";
@@ -251,11 +251,11 @@ export class Cpu extends LazyFlags implements CpuControl {
         this.nmiPending = false;
         this.nmiBlocked = true;
         this.halted = false;
-        this.guardedInterrupt(2, false, -1, 0);
+        this.guardedInterrupt(2, -1, 0);
         continue;
       } else if ((this.eflags & IF) !== 0 && this.bus.hasInterrupt()) {
         this.halted = false;
-        this.guardedInterrupt(this.bus.acknowledgeInterrupt() & 0xff, false, -1, 0);
+        this.guardedInterrupt(this.bus.acknowledgeInterrupt() & 0xff, -1, 0);
         continue;
       }
       if (this.halted) {
@@ -281,7 +281,7 @@ export class Cpu extends LazyFlags implements CpuControl {
         this.blockExit = false;
         if ((this.eflags & TF) !== 0) {
           this.instructions++;
-          return n + this.stepTrap(block);
+          return n + this.stepTrap();
         }
         const ins = block.ins;
         const last = ins.length - 1;
@@ -345,7 +345,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       this.eip = this.faultEip(k);
       this.curBlock = null;
       this.instructions += k + 1;
-      this.guardedInterrupt(this.excVec, false, this.excCode, 1);
+      this.guardedInterrupt(this.excVec, this.excCode, 1);
       return n + k + 1;
     }
   }
@@ -360,9 +360,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   /** TF set: run one instruction, then #DB (after it, as a trap). */
-  private stepTrap(block: Block): number {
+  private stepTrap(): number {
     // decoded afresh: a cached block may hold fused pairs, single-stepping needs one instruction
-    void block;
     this.curBlock = null; // a fault restores EIP from `start` below, not from a block offset
     const start = this.eip;
     const i = decodeOne(this, (this.segBase[CS] + start) | 0);
@@ -378,7 +377,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
     if (tfBefore && !this.halted) {
       this.dr[6] |= 0x4000;
-      this.guardedInterrupt(DB, false, -1, 0);
+      this.guardedInterrupt(DB, -1, 0);
     }
     return 1;
   }
@@ -387,7 +386,7 @@ export class Cpu extends LazyFlags implements CpuControl {
    * Delivers an interrupt or exception, escalating to #DF and shutdown when delivery faults.
    * kind: 0 external/NMI, 1 exception (fault or trap), 2 software INT n, 3 INT3/INTO.
    */
-  guardedInterrupt(vec: number, _soft: boolean, code: number, kind: number): void {
+  guardedInterrupt(vec: number, code: number, kind: number): void {
     if (kind === 1) {
       if (this.excDepth === 2 || (this.excDepth === 1 && vec === DBLF)) {
         this.doShutdown("triple fault");
@@ -405,7 +404,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       this.excDepth = 0;
     } catch (e) {
       if (e !== FAULT) throw e;
-      this.guardedInterrupt(this.excVec, false, this.excCode, 1);
+      this.guardedInterrupt(this.excVec, this.excCode, 1);
     }
     this.excDepth = 0;
   }
@@ -666,7 +665,6 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   private walk32(lin: number, access: number, user: boolean): number {
-    const ram = this.ram;
     const pdeAddr = ((this.cr3 & ~0xfff) + ((lin >>> 22) << 2)) >>> 0;
     const pde = this.physRead32(pdeAddr);
     if ((pde & 1) === 0) this.pageFault(lin, false, access, user);
@@ -693,7 +691,6 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (access === 1) npte |= 0x40;
     if (npte !== pte) this.physWrite32(pteAddr, npte);
     this.walkWritable = (w || (!user && !wp)) && (npte & 0x40) !== 0;
-    void ram;
     return (((pte & ~0xfff) | (lin & 0xfff)) & this.a20Mask) >>> 0;
   }
 
@@ -1082,7 +1079,6 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (this.cpl <= ((this.eflags >> 12) & 3)) m |= IF;
     }
     if (sz !== 2) m &= 0xffff;
-    void RF;
     return m;
   }
 
