@@ -50,6 +50,8 @@ export interface StartOptions {
   wrapper?: string[];
   /** Extra environment variables (e.g. TZ). */
   env?: Record<string, string>;
+  /** A state directory to use (kept when the agent stops) instead of a fresh one. */
+  stateDir?: string;
 }
 
 /** Starts "demu" (agent/main.ts) or "qemu-ga" with -m unix-listen in a fresh temp dir. */
@@ -59,8 +61,8 @@ export async function startAgent(
 ): Promise<AgentProcess> {
   const dir = await Deno.makeTempDir({ prefix: `agent-${which}-` });
   const socket = `${dir}/qga.sock`;
-  const state = `${dir}/state`;
-  await Deno.mkdir(state);
+  const state = opts.stateDir ?? `${dir}/state`;
+  if (!opts.stateDir) await Deno.mkdir(state);
   const common = ["-m", "unix-listen", "-p", socket, "-t", state, "-l", `${dir}/log`];
   let argv: string[];
   if (which === "demu") argv = [Deno.execPath(), "run", "-A", MAIN, ...common];

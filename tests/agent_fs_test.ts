@@ -145,3 +145,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "agent: a restarted agent finds filesystems left frozen and can thaw them, as qemu-ga",
+  ignore: !findQemuGa(),
+  async fn() {
+    const fs = await loopFs();
+    if (!fs) return;
+    try {
+      const results: unknown[] = [];
+      for (const who of ["qemu-ga", "demu"] as const) {
+        const stateDir: string = `${fs.dir}/${who}-state`;
+        await Deno.mkdir(stateDir);
+        const out: unknown[] = [];
+        const first = await startAgent(who, { stateDir });
+        try {
+          const c = await RawConn.open(first.socket);
+          out.push(
+            canonical(
+              await c.call({
+                execute: "guest-fsfreeze-freeze-list",
+                arguments: { mountpoints: [fs.mnt] },
+              }),
+            ),
+          );
+          await c.close();
+        } finally {
+          await first.stop();
+        }
+        const second = await startAgent(who, { stateDir });
+        try {
+          const c = await RawConn.open(second.socket);
+          for (
+            const req of [
+              '{"execute":"guest-fsfreeze-status"}',
+              '{"execute":"guest-get-osinfo"}',
+              '{"execute":"guest-fsfreeze-thaw"}',
+              '{"execute":"guest-fsfreeze-status"}',
+            ]
+          ) out.push(canonical(await c.call(req)));
+          await c.close();
+        } finally {
+          await second.stop();
+        }
+        results.push(out);
+      }
+      deepStrictEqual(results[1], results[0]);
+      deepStrictEqual((results[1] as unknown[])[1], { return: "frozen" });
+      deepStrictEqual((results[1] as unknown[])[3], { return: 1 });
+    } finally {
+      await fs.cleanup();
+    }
+  },
+});
