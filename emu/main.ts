@@ -487,6 +487,10 @@ async function openDrives(o: Options): Promise<DriveSpec[]> {
     used.set(i, d);
   }
   const out: DriveSpec[] = [];
+  for (const d of used.values()) {
+    // An IDE hard disk cannot be read-only (QEMU refuses the same way).
+    if (d.readOnly && d.media === "disk") fail("Block node is read-only");
+  }
   for (const [index, d] of [...used].sort((a, b) => a[0] - b[0])) {
     let driver: BlockDriver | null = null;
     if (d.file) {
@@ -495,7 +499,8 @@ async function openDrives(o: Options): Promise<DriveSpec[]> {
         driver = await openImage(d.file, {
           format: d.format,
           readOnly: d.readOnly || snapshot,
-          warn: (m) => console.error(m),
+          // QEMU warns about probed raw images only where the guest could write block 0.
+          warn: d.readOnly ? () => {} : (m) => console.error(m),
         });
       } catch (e) {
         fail(`${d.origin}: ${(e as Error).message}`);

@@ -40,6 +40,10 @@ const CASES: [string[], string][] = [
     `${P}: unsupported machine type\nUse -machine help to list supported machines`,
   ],
   [["-boot", "x", "-display", "none"], `${P}: Invalid boot device 'x'`],
+  [
+    ["-drive", "file=/etc/hostname,format=raw,readonly=on", "-display", "none"],
+    `${P}: Block node is read-only`,
+  ],
   [["-display", "foo"], `${P}: -display foo: Parameter 'type' does not accept value 'foo'`],
   [
     ["-serial", "foo:bar", "-display", "none"],

@@ -4,7 +4,7 @@
  * serial and on the VGA text screen drawn in the terminal, -snapshot, and the HMP monitor.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { buildGuest, haveNasm } from "./guests/pc/build.ts";
+import { buildGuest, buildGuestIso, haveNasm } from "./guests/pc/build.ts";
 import { haveCommand, haveKvm, plain, runDemu, runUntil } from "./guests/pc/run.ts";
 
 const NASM = haveNasm();
@@ -202,5 +202,16 @@ Deno.test({
       ], { timeoutMs: 60000 });
       strictEqual(plain(q.stdout), out);
     }
+  },
+});
+
+Deno.test({
+  name: "tcg: El Torito boot from -cdrom (ATAPI) with -boot d",
+  ignore: !canBoot,
+  async fn() {
+    const iso = await buildGuestIso("serial_poweroff");
+    const d = await runDemu([...HEADLESS, "-cdrom", iso, "-boot", "d"], { timeoutMs: 60000 });
+    strictEqual(d.code, 0, d.stderr);
+    strictEqual(plain(d.stdout), "DEMU-BOOT-OK\r\n");
   },
 });

@@ -5,7 +5,7 @@
  * bootable device" on an empty qcow2. Skipped loudly without /dev/kvm or nasm.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { buildGuest, haveNasm } from "./guests/pc/build.ts";
+import { buildGuest, buildGuestIso, haveNasm } from "./guests/pc/build.ts";
 import { haveCommand, haveKvm, plain, runDemu, runUntil } from "./guests/pc/run.ts";
 
 const KVM = haveKvm();
@@ -210,5 +210,24 @@ Deno.test({
     const { qcow2 } = await buildGuest("modes");
     const d = await bootBoth(qcow2, "REAL PROT MMIO LONG");
     strictEqual(plain(d.stdout), "REAL PROT MMIO LONG\r\n");
+  },
+});
+
+Deno.test({
+  name: "kvm: El Torito boot from -cdrom (ATAPI) with -boot d, as under QEMU/KVM",
+  ignore: !canBoot,
+  async fn() {
+    const iso = await buildGuestIso("serial_poweroff");
+    const d = await runDemu([...HEADLESS, "-cdrom", iso, "-boot", "d"], { timeoutMs: 30000 });
+    strictEqual(d.code, 0, d.stderr);
+    strictEqual(plain(d.stdout), "DEMU-BOOT-OK\r\n");
+    strictEqual(d.stderr, "", "no raw-probing warning for a read-only CD image");
+    if (QEMU) {
+      const q = await runUntil("qemu-system-x86_64", [...HEADLESS, "-cdrom", iso, "-boot", "d"], {
+        timeoutMs: 30000,
+      });
+      strictEqual(q.code, 0);
+      strictEqual(plain(q.stdout), plain(d.stdout));
+    }
   },
 });

@@ -81,3 +81,13 @@ export async function buildLinuxStub(): Promise<{ kernel: string; initrd: string
   await Deno.writeTextFile(initrd, "INITRD-0123456789ABCDEF-tail");
   return { kernel, initrd };
 }
+
+/** Builds a bootable (El Torito) ISO around a guest's boot sector; returns its path. */
+export async function buildGuestIso(name: string): Promise<string> {
+  await buildGuest(name);
+  const { buildBootIso } = await import("./iso.ts");
+  const iso = `${GUEST_DIR}/${name}.iso`;
+  const boot = await Deno.readFile(`${GUEST_DIR}/${name}.bin`);
+  await Deno.writeFile(iso, buildBootIso(boot.subarray(0, 512)));
+  return iso;
+}
