@@ -426,7 +426,8 @@ export function snapshotTableSize(snaps: readonly Qcow2Snapshot[]): number {
     pos += QCOW2_SNAPSHOT_HEADER_SIZE + extra + enc.encode(s.id).length +
       enc.encode(s.name).length;
   }
-  return (pos + 7) & ~7;
+  // Entries start 8-aligned; QEMU does not pad after the last one.
+  return pos;
 }
 
 /** Serializes the snapshot table (QEMU's layout: entries 8-aligned, extra data 24 bytes). */

@@ -564,6 +564,14 @@ export class Qcow2Format implements BlockDriver {
       return;
     }
     const host = entryOffset(hi, lo);
+    if (host % cs) {
+      // As QEMU: a misaligned host cluster is a corruption, never read or written through.
+      throw this.#corruption(
+        `Cluster allocation offset 0x${host.toString(16)} unaligned (L2 offset: 0x${
+          t.offset.toString(16)
+        }, L2 index: 0x${(gc % this.#l2Entries).toString(16)})`,
+      );
+    }
     if (!this.#extL2) {
       if (lo & ZERO_LO && this.#h.version >= 3) out.kind = Kind.Zero;
       else out.kind = host ? Kind.Normal : Kind.Unallocated;
@@ -1394,7 +1402,7 @@ export class Qcow2Format implements BlockDriver {
       await this.#io.read(sn.l1TableOffset, snL1);
     }
     // The snapshot's tree gains the active table's reference first, so a crash only leaks.
-    await this.#updateTreeRefcounts(snL1, sn.l1Size, 1, false);
+    await this.#updateTreeRefcounts(snL1, sn.l1Size, 1, false, sn.l1TableOffset);
     await this.#flush();
     const oldL1 = this.#l1.slice();
     const newL1 = new Uint8Array(h.l1Size * 8);
@@ -1456,9 +1464,11 @@ export class Qcow2Format implements BlockDriver {
     l1Size: number,
     addend: number,
     active: boolean,
+    writeBackAt = 0,
   ): Promise<void> {
     const cs = this.#cs;
     const dv = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+    let modified = false;
     for (let i = 0; i < l1Size; i++) {
       const l2off = entryOffset(dv.getUint32(i * 8), dv.getUint32(i * 8 + 4));
       if (!l2off) continue;
@@ -1474,7 +1484,17 @@ export class Qcow2Format implements BlockDriver {
         await this.#updateL2Entries(t, addend);
       }
       if (active) this.#setL1(i, l2off, l2rc === 1);
+      else if (writeBackAt && l2rc > 0) {
+        const hi = dv.getUint32(i * 8);
+        const nhi = l2rc === 1 ? (hi | COPIED_HI) >>> 0 : (hi & ~COPIED_HI) >>> 0;
+        if (nhi !== hi) {
+          dv.setUint32(i * 8, nhi);
+          modified = true;
+        }
+      }
     }
+    // As QEMU, an inactive L1 table gets its COPIED flags brought up to date too.
+    if (modified) await this.#io.write(writeBackAt, l1.subarray(0, l1Size * 8));
   }
 
   /** Whether every cluster a tree reaches can take one more reference (narrow refcounts). */
