@@ -259,7 +259,7 @@ class Connection {
   #idle: (() => void) | null = null;
 
   constructor(readonly server: NbdServer, readonly conn: Deno.Conn) {
-    this.reader = new SocketReader(conn, 128 * 1024);
+    this.reader = new SocketReader(conn, 1024 * 1024);
     this.writer = new SocketWriter(conn);
   }
 
