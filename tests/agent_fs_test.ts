@@ -198,3 +198,84 @@ Deno.test({
     }
   },
 });
+
+/**
+ * Runs the agent in a private mount namespace whose /proc/self/mountinfo lists only the given
+ * mount (a tmpfs over /proc holding that one line), so that whole-system commands
+ * (guest-fsfreeze-freeze, guest-fstrim) can only reach the loop filesystem.
+ */
+async function onlyMount(mnt: string, dir: string): Promise<string[]> {
+  const line = (await Deno.readTextFile("/proc/self/mountinfo")).split("\n")
+    .find((l) => l.split(" ")[4] === mnt);
+  if (!line) throw new Error(`${mnt} is not in mountinfo`);
+  await Deno.writeTextFile(`${dir}/mountinfo`, line + "\n");
+  return [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount -t tmpfs tmpfs /proc && mkdir /proc/self && cp ${dir}/mountinfo /proc/self/mountinfo && exec "$@"`,
+    "sh",
+  ];
+}
+
+Deno.test({
+  name: "agent: guest-fsfreeze-freeze and guest-fstrim on a mount table of one loop mount",
+  ignore: !findQemuGa(),
+  async fn() {
+    const results: unknown[] = [];
+    for (const who of ["qemu-ga", "demu"] as const) {
+      const fs = await loopFs();
+      if (!fs) return;
+      try {
+        const agent = await startAgent(who, { wrapper: await onlyMount(fs.mnt, fs.dir) });
+        const c = await RawConn.open(agent.socket);
+        const out: unknown[] = [];
+        try {
+          // Safety first: the agent must see nothing but the loop mount before anything runs.
+          const info = await c.call('{"execute":"guest-get-fsinfo"}') as {
+            return: { mountpoint: string }[];
+          };
+          deepStrictEqual(info.return.map((m) => m.mountpoint), [fs.mnt]);
+          for (
+            const req of [
+              '{"execute":"guest-fstrim"}',
+              '{"execute":"guest-fstrim","arguments":{"minimum":1048576}}',
+              '{"execute":"guest-fsfreeze-freeze"}',
+              '{"execute":"guest-fsfreeze-status"}',
+              '{"execute":"guest-fstrim"}',
+              '{"execute":"guest-fsfreeze-thaw"}',
+              '{"execute":"guest-fsfreeze-status"}',
+            ]
+          ) {
+            out.push(JSON.stringify(canonical(await c.call(req))).replaceAll(fs.mnt, "MNT"));
+          }
+        } finally {
+          await c.close();
+          await agent.stop();
+        }
+        results.push(out);
+      } finally {
+        await fs.cleanup();
+      }
+    }
+    // Trimmed byte counts depend on the allocator's state: compared in shape, the rest exactly.
+    const trimShape = (s: unknown) =>
+      String(s).replace(/"trimmed":\d+/g, '"trimmed":N').replace(/"minimum":\d+/g, '"minimum":N');
+    deepStrictEqual(
+      (results[1] as string[]).map(trimShape),
+      (results[0] as string[]).map(trimShape),
+    );
+    const demu = results[1] as string[];
+    ok(/"trimmed":[1-9]/.test(demu[0]), `free space trimmed: ${demu[0]}`);
+    deepStrictEqual(demu.slice(2), [
+      '{"return":1}',
+      '{"return":"frozen"}',
+      '{"error":{"class":"CommandNotFound","desc":"Command guest-fstrim has been disabled: the agent is in frozen state"}}',
+      '{"return":1}',
+      '{"return":"thawed"}',
+    ]);
+  },
+});

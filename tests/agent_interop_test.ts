@@ -530,3 +530,74 @@ Deno.test({
     }
   },
 });
+
+/** One struct utmp record (x86_64 glibc layout, 384 bytes). */
+function utmpRecord(type: number, user: string, line: string, sec: number, usec: number) {
+  const b = new Uint8Array(384);
+  const v = new DataView(b.buffer);
+  v.setInt32(0, type, true);
+  v.setInt32(4, 4242, true);
+  b.set(new TextEncoder().encode(line), 8);
+  b.set(new TextEncoder().encode(user), 44);
+  v.setInt32(340, sec, true);
+  v.setInt32(344, usec, true);
+  return b;
+}
+
+Deno.test({
+  name: "agent interop: guest-get-users from a utmp in a private mount namespace",
+  ignore: !qemuGa,
+  async fn() {
+    if (Deno.uid() !== 0) {
+      console.warn("\n!!! WARNING: not root: guest-get-users utmp test SKIPPED !!!\n");
+      return;
+    }
+    const dir = await Deno.makeTempDir({ prefix: "agent-utmp-" });
+    try {
+      const recs = [
+        utmpRecord(7, "alice", "pts/1", 1700000100, 250000),
+        utmpRecord(8, "ghost", "pts/2", 1700000000, 0), // DEAD_PROCESS: not a login
+        utmpRecord(7, "bob", "pts/3", 1700000200, 500000),
+        utmpRecord(7, "alice", "pts/4", 1700000050, 900000), // earlier repeat login
+        utmpRecord(7, "alice", "pts/5", 1700000300, 0),
+        utmpRecord(6, "LOGIN", "tty1", 1700000000, 0),
+      ];
+      const data = new Uint8Array(recs.length * 384);
+      recs.forEach((r, i) => data.set(r, i * 384));
+      await Deno.writeFile(`${dir}/utmp`, data);
+      // Both agents see this file as /run/utmp (/var/run/utmp) in their own mount namespace;
+      // the machine's /run is not touched.
+      const wrapper = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        `mount -t tmpfs tmpfs /run && cp ${dir}/utmp /run/utmp && exec "$@"`,
+        "sh",
+      ];
+      const [real, demu] = await Promise.all([
+        startAgent("qemu-ga", { wrapper }),
+        startAgent("demu", { wrapper }),
+      ]);
+      try {
+        const [r, d] = [await RawConn.open(real.socket), await RawConn.open(demu.socket)];
+        const req = '{"execute":"guest-get-users"}';
+        const [rr, dd] = [await r.callRaw(req), await d.callRaw(req)];
+        strictEqual(dd, rr);
+        strictEqual(
+          rr,
+          '{"return": [{"login-time": 1700000050.9000001, "user": "alice"}, {"login-time": 1700000200.5, "user": "bob"}]}',
+        );
+        await r.close();
+        await d.close();
+      } finally {
+        await real.stop();
+        await demu.stop();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
