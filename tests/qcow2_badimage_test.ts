@@ -72,8 +72,8 @@ const BAD: Bad[] = [
   },
   {
     name: "data cluster unaligned",
-    knownGap:
-      "demu reads an unaligned data cluster; QEMU marks the image corrupt and fails the read (EIO)",
+    knownGap: "QEMU fails the read (EIO, image marked corrupt); demu does so only with the " +
+      "alignment check in Qcow2Format #lookup",
     poke: (p) => p.setU64(p.l2Entry(0), p.u64(p.l2Entry(0)) + 0x200n),
   },
   { name: "L2 table is the header", poke: (p) => p.setU64(p.l1Entry(0), 1n << 63n | 0n) },
@@ -238,7 +238,15 @@ Deno.test({
         }
         deepStrictEqual(await Deno.readFile(path), before, `${bad.name}: check changed the file`);
         if (bad.knownGap) {
-          console.error(`known difference from QEMU: ${bad.name}: ${bad.knownGap}`);
+          const agrees = real.error !== undefined && !real.error.startsWith("(read error)")
+            ? mine.error === real.error
+            : real.data
+            ? mine.data !== undefined && equal(mine.data, real.data)
+            : mine.data === undefined;
+          console.error(
+            `known difference from QEMU: ${bad.name}: ${bad.knownGap}` +
+              (agrees ? " (demu now agrees with QEMU: the gap can be dropped)" : ""),
+          );
         } else if (real.error !== undefined && !real.error.startsWith("(read error)")) {
           if (mine.error !== real.error) {
             mismatches.push(`${bad.name}: QEMU "${real.error}", demu ${JSON.stringify(mine)}`);
