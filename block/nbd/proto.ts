@@ -160,6 +160,16 @@ export class SocketReader {
     this.#buf = new Uint8Array(size);
   }
 
+  /** Replaces the buffer with one of the given size, keeping what is buffered. */
+  resize(size: number): void {
+    const pending = this.#buf.subarray(this.#start, this.#end);
+    const next = new Uint8Array(Math.max(size, pending.length));
+    next.set(pending);
+    this.#buf = next;
+    this.#end = pending.length;
+    this.#start = 0;
+  }
+
   /** Bytes already buffered. */
   get buffered(): number {
     return this.#end - this.#start;

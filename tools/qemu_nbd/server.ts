@@ -259,7 +259,7 @@ class Connection {
   #idle: (() => void) | null = null;
 
   constructor(readonly server: NbdServer, readonly conn: Deno.Conn) {
-    this.reader = new SocketReader(conn, 1024 * 1024);
+    this.reader = new SocketReader(conn, 16 * 1024);
     this.writer = new SocketWriter(conn);
   }
 
@@ -496,6 +496,9 @@ class Connection {
   // ---- Transmission -------------------------------------------------------------------------
 
   async #transmit(): Promise<void> {
+    // Handshakes get a small buffer (a flood of idle connections stays cheap); transmission a
+    // large one, so streamed writes arrive in few socket reads.
+    this.reader.resize(1024 * 1024);
     const head = new Uint8Array(NBD_REQUEST_SIZE);
     const v = new DataView(head.buffer);
     const st = this.state!;
