@@ -215,3 +215,53 @@ Deno.test({
     strictEqual(plain(d.stdout), "DEMU-BOOT-OK\r\n");
   },
 });
+
+for (const accel of ["tcg", "kvm"]) {
+  Deno.test({
+    name: `keyboard: terminal keys reach the guest's INT 16h through the 8042 (${accel})`,
+    ignore: !canBoot || (accel === "kvm" && !haveKvm()),
+    async fn() {
+      const { qcow2 } = await buildGuest("keyboard_echo");
+      const dir = await Deno.makeTempDir();
+      const serial = `${dir}/serial.txt`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../emu/main.ts", import.meta.url).pathname,
+          "-accel",
+          accel,
+          "-serial",
+          `file:${serial}`,
+          "-nic",
+          "none",
+          "-no-reboot",
+          qcow2,
+        ],
+        stdin: "piped",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const killer = setTimeout(() => Deno.kill(child.pid, "SIGKILL"), 60000);
+      try {
+        // Type only once the guest is waiting (the BIOS resets the keyboard before that).
+        const t0 = Date.now();
+        while (Date.now() - t0 < 50000) {
+          const text = await Deno.readTextFile(serial).catch(() => "");
+          if (text.includes("KEYS:")) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const w = child.stdin.getWriter();
+        await w.write(new TextEncoder().encode("Hello, demu!\r"));
+        await w.close();
+        const st = await child.status;
+        strictEqual(st.code, 0);
+        strictEqual(await Deno.readTextFile(serial), "KEYS:Hello, demu!\r\n");
+      } finally {
+        clearTimeout(killer);
+        await child.stderr.cancel();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}

@@ -95,6 +95,17 @@ export class I8042 {
 
   readData(): number {
     const head = this.queue.shift();
+    // Reading empties the output buffer: the interrupt line drops, and the next byte (if any)
+    // raises it again — a fresh edge for the edge-triggered PIC input.
+    this.status &= ~(STAT_OBF | STAT_AUX_OBF);
+    if (this.#irq1) {
+      this.#irq1 = false;
+      this.machine.pic.setIrq(1, false);
+    }
+    if (this.#irq12) {
+      this.#irq12 = false;
+      this.machine.pic.setIrq(12, false);
+    }
     this.#update();
     return head ? head.v : 0;
   }
