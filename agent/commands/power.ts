@@ -102,7 +102,7 @@ export const powerCommands: CommandDef[] = [
         throw new QgaError("mode is invalid (valid values are: halt|powerdown|reboot");
       }
       const prog = findProgram("shutdown") ?? "/sbin/shutdown";
-      await runChild([prog, flag, "+0", "hypervisor initiated shutdown"], "shutdown");
+      await runChild([prog, "-h", flag, "+0", "hypervisor initiated shutdown"], "shutdown");
     },
   },
   {

@@ -2,10 +2,15 @@
 import { QgaError } from "../errors.ts";
 
 /**
- * Runs argv (searched in PATH), feeding stdin if given; a non-zero exit becomes
- * "child process has failed to <action>".
+ * Runs argv (searched in PATH), feeding stdin if given; a non-zero exit becomes the failure
+ * text (by default "child process has failed to <action>").
  */
-export async function runChild(argv: string[], action: string, stdin?: string): Promise<void> {
+export async function runChild(
+  argv: string[],
+  action: string,
+  stdin?: string,
+  failure = `child process has failed to ${action}`,
+): Promise<void> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(argv[0], {
@@ -28,7 +33,7 @@ export async function runChild(argv: string[], action: string, stdin?: string): 
   }
   const status = await child.status;
   if (status.signal) throw new QgaError("child process has terminated abnormally");
-  if (status.code !== 0) throw new QgaError(`child process has failed to ${action}`);
+  if (status.code !== 0) throw new QgaError(failure);
 }
 
 /** Finds a program in PATH (like g_find_program_in_path); undefined when absent. */

@@ -87,6 +87,8 @@ export const timeCommands: CommandDef[] = [
       await runChild(
         ["hwclock", args.time !== undefined ? "-w" : "-s"],
         "set hardware clock to system time",
+        undefined,
+        "hwclock failed to set hardware clock to system time",
       );
     },
   },
