@@ -14,6 +14,7 @@ import {
   StdioBackend,
 } from "./chardev/mod.ts";
 import { Monitor } from "./chardev/monitor.ts";
+import { parseSocketSpec, SocketBackend } from "./chardev/socket.ts";
 import { TerminalDisplay, terminalKeys } from "./chardev/terminal_display.ts";
 import { loadBios, loadVgaRom } from "./firmware/bios.ts";
 import { LinuxBootError, parseBzImage } from "./firmware/linux.ts";
@@ -441,7 +442,8 @@ Block devices:
 Display and character devices:
 -nographic          no display; COM1 and the monitor on stdio (Ctrl-A X quits, Ctrl-A C monitor)
 -display none|curses  no display, or the VGA text screen in this terminal (default)
--serial DEV         COM1 backend: stdio, mon:stdio, file:PATH, none, null
+-serial DEV         COM1 backend: stdio, mon:stdio, file:PATH, none, null,
+                    tcp:[HOST]:PORT[,server=on][,wait=off], unix:PATH[,server=on][,wait=off]
 -debugcon DEV       the 0x402 debug console (SeaBIOS's log), same backends
 -monitor stdio      the human monitor (info status, info registers, system_reset,
                     system_powerdown, quit)
@@ -649,14 +651,30 @@ async function start(o: Options): Promise<number> {
 
   // Character devices: -nographic puts COM1 and the monitor on stdio (mux), as QEMU does.
   let stdio: StdioBackend | null = null;
-  const char = (spec: string): CharBackend => {
+  const char = async (spec: string, opt = "-serial"): Promise<CharBackend> => {
+    const sock = parseSocketSpec(spec);
+    if (sock) {
+      try {
+        return await SocketBackend.open(
+          sock,
+          (m) => console.error(`${PROG}: ${opt} ${spec}: info: ${m}`),
+        );
+      } catch (e) {
+        fail(
+          `${opt} ${spec}: ${(e as Error).message}` +
+            (opt === "-serial"
+              ? `\n${PROG}: ${opt} ${spec}: could not connect serial device to character backend '${spec}'`
+              : ""),
+        );
+      }
+    }
     if (spec === "stdio" || spec === "mon:stdio") {
       if (stdio) fail(`-serial ${spec}: cannot use stdio by multiple character devices`);
       stdio = new StdioBackend(spec === "mon:stdio");
       return stdio;
     }
     if (spec === "vc" || spec.startsWith("vc:")) return new NullBackend();
-    if (/^(unix|tcp|telnet|udp|pty|pipe|chardev):/.test(spec) || spec === "pty") {
+    if (/^(udp|pty|pipe|chardev):/.test(spec) || spec === "pty") {
       fail(
         `-serial ${spec}: character backend '${spec.split(":")[0]}' is not supported by demu yet`,
       );
@@ -671,8 +689,8 @@ async function start(o: Options): Promise<number> {
     }
   };
   const serialSpec = o.serial[0] ?? (o.nographic ? "mon:stdio" : "vc");
-  const serial = char(serialSpec);
-  const debugcon = o.debugcon ? char(o.debugcon) : null;
+  const serial = await char(serialSpec);
+  const debugcon = o.debugcon ? await char(o.debugcon, "-debugcon") : null;
   closers.push(() => serial.close(), () => debugcon?.close());
 
   // Guest RAM: KVM's mmap, or a plain buffer for the interpreter.

@@ -85,3 +85,18 @@ Deno.test("cli: networking other than none is refused clearly", async () => {
     `${P}: -nic user: network devices are not emulated by demu yet (use -nic none)`,
   );
 });
+
+Deno.test("cli: a refused -serial tcp: connection fails as QEMU does", async () => {
+  const args = ["-display", "none", "-nic", "none", "-serial", "tcp:127.0.0.1:1"];
+  const d = await runDemu(args, { timeoutMs: 20000 });
+  strictEqual(d.code, 1);
+  strictEqual(
+    d.stderr.trim(),
+    `${P}: -serial tcp:127.0.0.1:1: Failed to connect to '127.0.0.1:1': Connection refused\n` +
+      `${P}: -serial tcp:127.0.0.1:1: could not connect serial device to character backend 'tcp:127.0.0.1:1'`,
+  );
+  if (QEMU) {
+    const q = await runUntil(P, args, { timeoutMs: 20000 });
+    strictEqual(q.stderr.trim(), d.stderr.trim());
+  }
+});

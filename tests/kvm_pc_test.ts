@@ -231,3 +231,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "serial: -serial unix:PATH,server=on waits for a client, which gets the guest's output",
+  ignore: !(NASM && SEABIOS),
+  async fn() {
+    const { qcow2 } = await buildGuest("serial_poweroff");
+    const dir = await Deno.makeTempDir();
+    try {
+      const sock = `${dir}/com1.sock`;
+      const accel = KVM ? ["-enable-kvm"] : [];
+      const run = runDemu(
+        [...accel, "-display", "none", "-nic", "none", "-serial", `unix:${sock},server=on`, qcow2],
+        { timeoutMs: 60000 },
+      );
+      let conn: Deno.Conn | null = null;
+      for (let i = 0; i < 200 && !conn; i++) {
+        try {
+          conn = await Deno.connect({ transport: "unix", path: sock });
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      ok(conn, "demu never listened on the socket");
+      let text = "";
+      const buf = new Uint8Array(256);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      conn.close();
+      const r = await run;
+      strictEqual(r.code, 0, r.stderr);
+      strictEqual(text, "DEMU-BOOT-OK\r\n");
+      ok(r.stderr.includes("info: QEMU waiting for connection on: disconnected:unix:"), r.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

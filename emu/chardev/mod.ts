@@ -10,7 +10,8 @@ export interface CharBackend {
   write(bytes: Uint8Array): void;
   /** Attaches the device that receives host input. */
   setReceiver(receive: (bytes: Uint8Array) => void): void;
-  close(): void;
+  /** Releases the backend after sending what is still queued. */
+  close(): void | Promise<void>;
 }
 
 /** Discards output, never gives input (-serial none / null). */
