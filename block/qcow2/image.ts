@@ -1070,26 +1070,34 @@ export class Qcow2Format implements BlockDriver {
     this.#checkWritable();
     const cs = this.#cs;
     const end = offset + length;
-    const canFlag = this.#h.version >= 3;
-    if (!canFlag && (this.backing || !opts.mayUnmap)) {
-      if (opts.noFallback) throw new BlockError("ENOTSUP", "write zeroes not supported");
-      await this.#writeZeroBuffers(offset, length);
-      return;
-    }
+    // v3 marks clusters zero; v2 can only drop them, and only without a backing file.
+    const canFlag = this.#h.version >= 3 || (!this.backing && !!opts.mayUnmap);
     let pos = offset;
     while (pos < end) {
       const gc = Math.floor(pos / cs);
       const inoff = pos - gc * cs;
       const cend = Math.min(end, gc * cs + cs, this.#h.size);
       const whole = inoff === 0 && (cend === gc * cs + cs || cend === this.#h.size);
-      if (!whole) {
-        if (this.#extL2 && canFlag) await this.#zeroSubclusters(gc, inoff, cend - pos, opts);
-        else await this.#writeZeroBuffers(pos, cend - pos);
-      } else {
+      if (whole && canFlag) {
         await this.#zeroCluster(gc, !!opts.mayUnmap, false);
+      } else if (this.#extL2) {
+        await this.#zeroSubclusters(gc, inoff, cend - pos, opts);
+      } else if (!(await this.#readsZero(gc))) {
+        // As QEMU: a cluster that does not read as zeros already needs zero bytes written.
+        if (opts.noFallback) throw new BlockError("ENOTSUP", "write zeroes not supported");
+        await this.#writeZeroBuffers(pos, cend - pos);
       }
       pos = cend;
     }
+  }
+
+  /** Whether a whole (standard) cluster reads as zeros without touching data. */
+  async #readsZero(gc: number): Promise<boolean> {
+    const lk: Lookup = { kind: Kind.Unallocated, host: 0, bytes: 0 };
+    await this.#lookup(gc * this.#cs, this.#cs, lk);
+    if (lk.kind === Kind.Zero) return true;
+    return lk.kind === Kind.Unallocated &&
+      (!this.backing || gc * this.#cs >= this.#backingLength);
   }
 
   async #writeZeroBuffers(offset: number, length: number): Promise<void> {
