@@ -1037,6 +1037,13 @@ export class Qcow2Format implements BlockDriver {
     if (raw.length < cs && offset + raw.length < this.#h.size) {
       throw new BlockError("EINVAL", "Compressed writes must cover a whole cluster");
     }
+    if (compressed && raw.length < cs) {
+      // The image's last, partial cluster: QEMU reads back a whole cluster, so compress the
+      // zero-padded cluster here whatever the caller compressed.
+      const whole = new Uint8Array(cs);
+      whole.set(raw.subarray(0, len));
+      compressed = compressCluster(whole, this.#compression, cs);
+    }
     if (!compressed) {
       await this.#write(offset, raw.subarray(0, len));
       return;
