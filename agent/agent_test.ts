@@ -87,43 +87,6 @@ Deno.test("POSIX TZ rules give the zone names strftime prints", () => {
   });
 });
 
-/** True only where no suspend mechanism can possibly act, so calling suspend is harmless. */
-function suspendImpossible(): boolean {
-  const exists = (p: string) => {
-    try {
-      Deno.statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  let states = "";
-  try {
-    states = Deno.readTextFileSync("/sys/power/state");
-  } catch {
-    // no sysfs power interface
-  }
-  const pm = ["/usr/sbin/pm-is-supported", "/usr/bin/pm-is-supported"].some(exists);
-  return !exists("/run/systemd/system") && !pm && !/\b(mem|disk)\b/.test(states);
-}
-
-Deno.test("guest-suspend-* report an unsupported suspend instead of trying", async () => {
-  if (!suspendImpossible()) {
-    console.warn(
-      "\n!!! WARNING: this machine could really suspend: guest-suspend test SKIPPED !!!\n",
-    );
-    return;
-  }
-  await withAgent(async (a) => {
-    for (const mode of ["ram", "disk", "hybrid"]) {
-      strictEqual(
-        await call(a, `{"execute":"guest-suspend-${mode}"}`),
-        '{"error": {"class": "GenericError", "desc": "the requested suspend mode is not supported by the guest"}}\n',
-      );
-    }
-  });
-});
-
 Deno.test("blocked and frozen-state commands, and commands without a success reply", async () => {
   await withAgent(async (a) => {
     strictEqual(

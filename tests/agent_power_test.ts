@@ -104,3 +104,131 @@ Deno.test({
     );
   },
 });
+
+/**
+ * A systemctl stand-in whose "status" exit code and action exit code come from files, and a
+ * /sys/power whose "state" file is a plain temp file, both bound into the agent's private
+ * mount namespace. pm-utils must be absent (it is not installed on Debian by default).
+ */
+async function suspendFakes(dir: string): Promise<string[]> {
+  await Deno.mkdir(`${dir}/power`);
+  await Deno.writeTextFile(`${dir}/power/state`, `freeze mem disk ${MARKER}\n`);
+  await Deno.writeTextFile(`${dir}/power/disk`, "[platform] shutdown reboot suspend\n");
+  await Deno.writeTextFile(
+    `${dir}/systemctl`,
+    `#!/bin/sh\n# ${MARKER}\necho "systemctl $*" >> ${dir}/calls\n` +
+      `if [ "$1" = status ]; then exit $(cat ${dir}/status_rc); fi\nexit $(cat ${dir}/verb_rc)\n`,
+    { mode: 0o755 },
+  );
+  return [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount --bind ${dir}/systemctl /usr/bin/systemctl && mount --bind ${dir}/power /sys/power && exec "$@"`,
+    "sh",
+  ];
+}
+
+function pmUtilsInstalled(): boolean {
+  for (const d of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
+    try {
+      Deno.statSync(`${d}/pm-is-supported`);
+      return true;
+    } catch {
+      // not here
+    }
+  }
+  return false;
+}
+
+Deno.test({
+  name: "agent: guest-suspend-* through systemd, then sysfs, against stand-ins",
+  async fn() {
+    if (Deno.uid() !== 0 || pmUtilsInstalled()) {
+      console.warn(
+        "\n!!! WARNING: not root or pm-utils installed: suspend stand-in test SKIPPED !!!\n",
+      );
+      return;
+    }
+    const run = async (
+      who: "qemu-ga" | "demu",
+      statusRc: number,
+      verbRc: number,
+      state?: string,
+    ) => {
+      const dir = await Deno.makeTempDir({ prefix: "agent-suspend-" });
+      try {
+        const wrapper = await suspendFakes(dir);
+        if (state !== undefined) await Deno.writeTextFile(`${dir}/power/state`, state);
+        await Deno.writeTextFile(`${dir}/status_rc`, String(statusRc));
+        await Deno.writeTextFile(`${dir}/verb_rc`, String(verbRc));
+        const agent = await startAgent(who, { wrapper });
+        const c = await RawConn.open(agent.socket);
+        const out: unknown[] = [];
+        const writes: string[] = [];
+        try {
+          ok((await readViaAgent(c, "/bin/systemctl")).includes(MARKER), "systemctl stand-in");
+          ok((await readViaAgent(c, "/usr/bin/systemctl")).includes(MARKER), "systemctl stand-in");
+          const st = await readViaAgent(c, "/sys/power/state");
+          ok(st.includes(MARKER) || st === state, "/sys/power stand-in");
+          for (const mode of ["ram", "disk", "hybrid"]) {
+            // A real /sys/power/state keeps listing the states; the stand-in file must be reset.
+            if (state !== undefined) await Deno.writeTextFile(`${dir}/power/state`, state);
+            out.push(
+              canonical(await c.call(`{"execute":"guest-suspend-${mode}"}`, 700)) ?? "no reply",
+            );
+            writes.push(await Deno.readTextFile(`${dir}/power/state`));
+          }
+        } finally {
+          await c.close();
+          await agent.stop();
+        }
+        let calls = "";
+        try {
+          calls = await Deno.readTextFile(`${dir}/calls`);
+        } catch {
+          // never called
+        }
+        return { out, calls, writes };
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    };
+    // systemd present and working: both agents ask it, in the same words, and answer nothing.
+    const demuA = await run("demu", 3, 0);
+    deepStrictEqual(demuA.out, ["no reply", "no reply", "no reply"]);
+    strictEqual(
+      demuA.calls,
+      "systemctl status systemd-suspend\nsystemctl suspend\nsystemctl status systemd-hibernate\n" +
+        "systemctl hibernate\nsystemctl status systemd-hybrid-sleep\nsystemctl hybrid-sleep\n",
+    );
+    if (findQemuGa()) deepStrictEqual(demuA, await run("qemu-ga", 3, 0));
+    // systemctl fails: demu goes on to /sys/power/state ("mem", "disk"; hybrid has no sysfs
+    // form). (qemu-ga 7.2 stops after the failed systemd try and answers nothing at all.)
+    const demuB = await run("demu", 3, 1, "freeze mem disk");
+    deepStrictEqual(demuB.out, [
+      "no reply",
+      "no reply",
+      {
+        error: {
+          class: "GenericError",
+          desc:
+            "the helper program 'systemctl hybrid-sleep' returned an unexpected exit status code (1)",
+        },
+      },
+    ]);
+    deepStrictEqual(demuB.writes, ["mem", "disk", "freeze mem disk"]);
+    // Nothing offers suspend: an error (qemu-ga 7.2 answers nothing and does nothing).
+    const demuC = await run("demu", 4, 0, "freeze");
+    const unsupported = {
+      error: {
+        class: "GenericError",
+        desc: "the requested suspend mode is not supported by the guest",
+      },
+    };
+    deepStrictEqual(demuC.out, [unsupported, unsupported, unsupported]);
+  },
+});

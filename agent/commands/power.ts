@@ -26,15 +26,9 @@ const PM_QUERY: Record<SuspendMode, string> = {
   hybrid: "--suspend-hybrid",
 };
 
-function systemdRunning(): boolean {
-  try {
-    return Deno.statSync("/run/systemd/system").isDirectory;
-  } catch {
-    return false;
-  }
-}
-
+/** Exit status of a helper (searched in PATH), or -1 when it is not installed. */
 async function exitCode(argv: string[]): Promise<number> {
+  if (!findProgram(argv[0])) return -1;
   try {
     const s = await new Deno.Command(argv[0], {
       args: argv.slice(1),
@@ -56,38 +50,58 @@ function readText(path: string): string {
   }
 }
 
-/** Whether the kernel offers the mode through /sys/power (hybrid needs "suspend" in disk). */
-function sysfsSupports(mode: SuspendMode): boolean {
-  const states = readText("/sys/power/state").split(/\s+/);
-  if (mode === "ram") return states.includes("mem");
-  if (!states.includes("disk")) return false;
-  if (mode === "hybrid") return /\bsuspend\b/.test(readText("/sys/power/disk"));
-  return true;
+/** What /sys/power/state gets written for a mode; hybrid has no plain sysfs form. */
+const SYSFS_STATE: Record<SuspendMode, string | undefined> = {
+  disk: "disk",
+  ram: "mem",
+  hybrid: undefined,
+};
+
+/** A helper's failure in qemu-ga's words. */
+function helperError(name: string, code: number): QgaError {
+  return new QgaError(
+    code === -1
+      ? `the helper program '${name}' was not found`
+      : `the helper program '${name}' returned an unexpected exit status code (${code})`,
+  );
 }
 
+/**
+ * Suspends the guest the ways qemu-ga tries, in its order: systemd (when
+ * `systemctl status systemd-<mode>` answers with an LSB code 1..3, the unit exists),
+ * pm-utils (pm-is-supported), then writing /sys/power/state. The first that works ends it;
+ * if none is available the mode is reported unsupported, otherwise the last failure is.
+ */
 async function suspend(mode: SuspendMode): Promise<void> {
-  if (systemdRunning() && findProgram("systemctl")) {
-    const unit = `systemd-${SYSTEMD_VERB[mode]}.service`;
-    const code = await exitCode(["systemctl", "status", unit]);
-    // 0 (active) and 3 (inactive) both mean the unit exists, so the mode is available.
-    if (code === 0 || code === 3) {
-      return runChild(["systemctl", SYSTEMD_VERB[mode]], "suspend");
+  let supported = false;
+  let failure: QgaError | undefined;
+  const verb = SYSTEMD_VERB[mode];
+  const status = await exitCode(["systemctl", "status", `systemd-${verb}`]);
+  if (status > 0 && status < 4) {
+    supported = true;
+    const code = await exitCode(["systemctl", verb]);
+    if (code === 0) return;
+    failure = helperError(`systemctl ${verb}`, code);
+  }
+  const pm = await exitCode(["pm-is-supported", PM_QUERY[mode]]);
+  if (pm === 0) {
+    supported = true;
+    const code = await exitCode([PM_TOOL[mode]]);
+    if (code === 0) return;
+    failure = helperError(PM_TOOL[mode], code);
+  }
+  const state = SYSFS_STATE[mode];
+  if (state && readText("/sys/power/state").includes(state)) {
+    supported = true;
+    try {
+      await Deno.writeTextFile("/sys/power/state", state);
+      return;
+    } catch {
+      failure = new QgaError("child process has failed to suspend");
     }
   }
-  if (findProgram("pm-is-supported")) {
-    if (await exitCode(["pm-is-supported", PM_QUERY[mode]]) === 0) {
-      return runChild([PM_TOOL[mode]], "suspend");
-    }
-  }
-  if (!sysfsSupports(mode)) {
-    throw new QgaError("the requested suspend mode is not supported by the guest");
-  }
-  try {
-    if (mode === "hybrid") Deno.writeTextFileSync("/sys/power/disk", "suspend");
-    Deno.writeTextFileSync("/sys/power/state", mode === "ram" ? "mem" : "disk");
-  } catch (e) {
-    throw new QgaError(`suspend: cannot write to '/sys/power/state': ${(e as Error).message}`);
-  }
+  if (!supported) throw new QgaError("the requested suspend mode is not supported by the guest");
+  throw failure!;
 }
 
 export const powerCommands: CommandDef[] = [
