@@ -232,3 +232,42 @@ Deno.test({
     deepStrictEqual(demuC.out, [unsupported, unsupported, unsupported]);
   },
 });
+
+Deno.test({
+  name: "agent: guest-set-time with a time, where the kernel refuses it (user namespace)",
+  async fn() {
+    // In a user namespace the agent is "root" but lacks CAP_SYS_TIME over the real clock, so
+    // settimeofday fails with EPERM: the whole path runs and this machine's clock cannot move.
+    const wrapper = ["unshare", "-U", "-r"];
+    const whos = findQemuGa() ? ["qemu-ga", "demu"] as const : ["demu"] as const;
+    const results: unknown[] = [];
+    for (const who of whos) {
+      const agent = await startAgent(who, { wrapper });
+      const c = await RawConn.open(agent.socket);
+      try {
+        const map = (await readViaAgent(c, "/proc/self/uid_map")).trim().split(/\s+/);
+        // The initial namespace maps all 2^32 ids; a user namespace from unshare -r maps one.
+        ok(map.length === 3 && map[2] === "1", `${who} runs in a user namespace: ${map}`);
+        const now = BigInt(Date.now()) * 1_000_000n;
+        const out = [];
+        for (const t of [now, now + 3_600_000_000_000n]) {
+          out.push(
+            canonical(await c.call(`{"execute":"guest-set-time","arguments":{"time":${t}}}`)),
+          );
+        }
+        results.push(out);
+      } finally {
+        await c.close();
+        await agent.stop();
+      }
+    }
+    if (results.length > 1) deepStrictEqual(results[1], results[0]);
+    const refused = {
+      error: {
+        class: "GenericError",
+        desc: "Failed to set time to guest: Operation not permitted",
+      },
+    };
+    deepStrictEqual(results.at(-1), [refused, refused]);
+  },
+});
