@@ -81,7 +81,9 @@ export class Machine implements CpuBus {
     return this.pic.intr;
   }
   acknowledgeInterrupt(): number {
-    return this.pic.acknowledge();
+    const v = this.pic.acknowledge();
+    this.log?.("int", `Servicing hardware INT=0x${v.toString(16).padStart(2, "0")}`);
+    return v;
   }
   shutdown(reason: string): void {
     this.log?.("cpu_reset", `CPU shutdown: ${reason}`);

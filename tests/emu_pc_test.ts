@@ -44,7 +44,13 @@ async function emptyQcow2(dir: string): Promise<string> {
   return img;
 }
 
-for (const [guest, marker] of [["serial_poweroff", "DEMU-BOOT-OK"], ["pit_hlt", "DEMU-PIT-OK"]]) {
+for (
+  const [guest, marker] of [
+    ["serial_poweroff", "DEMU-BOOT-OK"],
+    ["pit_hlt", "DEMU-PIT-OK"],
+    ["pit_spin", "DEMU-SPIN-OK"],
+  ]
+) {
   for (const fmt of ["img", "qcow2"]) {
     Deno.test({
       name: `tcg: ${guest} from ${fmt === "img" ? "raw" : "qcow2"}: marker on COM1, ACPI power-off`,

@@ -271,3 +271,12 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "kvm: timer interrupts reach a guest spinning without exits (the SIGALRM kick)",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("pit_spin");
+    await bootBoth(qcow2, "DEMU-SPIN-OK");
+  },
+});

@@ -9,6 +9,8 @@ export function firmwareDirs(): string[] {
   const env = Deno.env.get("DEMU_FIRMWARE_DIR");
   if (env) dirs.push(env);
   dirs.push("/usr/share/seabios", "/usr/share/qemu", "/usr/local/share/qemu");
+  // Where `apt-get download seabios && dpkg-deb -x seabios_*.deb .cache/seabios` puts it.
+  dirs.push(new URL("../../.cache/seabios/usr/share/seabios", import.meta.url).pathname);
   return dirs;
 }
 
@@ -35,7 +37,8 @@ export function loadBios(name = "bios-256k.bin"): Uint8Array {
   const path = findFirmware(name);
   if (!path) {
     throw new Error(
-      `could not load PC BIOS '${name}' (install Debian's seabios package: apt-get install seabios)`,
+      `could not load PC BIOS '${name}' (install Debian's seabios package: apt-get install ` +
+        "seabios, or unpack it into .cache/seabios with apt-get download seabios and dpkg-deb -x)",
     );
   }
   const b = Deno.readFileSync(path);

@@ -94,7 +94,7 @@ export class KvmAccel {
       // Interrupt delivery.
       if (pic.intr) {
         if (bytes[KvmRun.ready_for_interrupt_injection] && bytes[KvmRun.if_flag]) {
-          interrupt(fd, pic.acknowledge());
+          interrupt(fd, m.acknowledgeInterrupt());
         }
         bytes[KvmRun.request_interrupt_window] = pic.intr ? 1 : 0;
       } else if (bytes[KvmRun.request_interrupt_window]) {

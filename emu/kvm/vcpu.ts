@@ -22,6 +22,7 @@ import {
   PROT_WRITE,
   readSegment,
   setCpuid2,
+  setMsrs,
   writeSegment,
 } from "@demu/sys";
 import type { KvmVm } from "./vm.ts";
@@ -31,6 +32,23 @@ const CPUID1_EDX_APIC = 1 << 9;
 const CPUID1_ECX_X2APIC = 1 << 21;
 /** CPUID.1:ECX.HYPERVISOR. */
 const CPUID1_ECX_HYPERVISOR = 1 << 31;
+/** MSRs zeroed on reset. */
+const RESET_MSRS = [
+  0x174, // IA32_SYSENTER_CS
+  0x175, // IA32_SYSENTER_ESP
+  0x176, // IA32_SYSENTER_EIP
+  0xc0000081, // STAR
+  0xc0000082, // LSTAR
+  0xc0000083, // CSTAR
+  0xc0000084, // SFMASK
+  0xc0000102, // KERNEL_GS_BASE
+  0x4b564d00, // MSR_KVM_WALL_CLOCK_NEW
+  0x4b564d01, // MSR_KVM_SYSTEM_TIME_NEW
+  0x4b564d02, // MSR_KVM_ASYNC_PF_EN
+  0x4b564d03, // MSR_KVM_STEAL_TIME
+  0x4b564d04, // MSR_KVM_PV_EOI_EN
+];
+
 /** KVM paravirt features that need an in-kernel local APIC (PV EOI, PV unhalt, PV send IPI...). */
 const KVM_FEATURES_NEED_LAPIC = (1 << 6) | (1 << 7) | (1 << 11) | (1 << 9) | (1 << 15);
 
@@ -128,6 +146,9 @@ export class KvmVcpu {
     r[17] = 2n; // rflags
     r[3] = 0x600n; // rdx: the CPU signature after reset
     this.setRegs(r);
+    // MSRs a reset clears: SYSENTER, the syscall targets, and KVM's paravirtual clock and async
+    // page-fault areas (left enabled, KVM would keep writing into the rebooted guest's memory).
+    setMsrs(this.fd, RESET_MSRS.map((i) => [i, 0n]));
   }
 
   /** A register dump in the style of QEMU's "info registers" / KVM error reports. */

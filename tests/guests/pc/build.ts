@@ -11,7 +11,14 @@ const root = new URL("../../../", import.meta.url).pathname;
 export const GUEST_DIR = `${root}.cache/guests/pc`;
 
 /** The guests' names (the .asm files). */
-export const GUESTS = ["serial_poweroff", "pit_hlt", "disk_write", "modes", "keyboard_echo"];
+export const GUESTS = [
+  "serial_poweroff",
+  "pit_hlt",
+  "disk_write",
+  "modes",
+  "keyboard_echo",
+  "pit_spin",
+];
 
 async function run(cmd: string, args: string[]): Promise<void> {
   const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
