@@ -16,6 +16,16 @@ function readTrim(path: string): string | undefined {
   }
 }
 
+/** Writes text at offset 0 without truncating, as a sysfs attribute is written (pwrite). */
+function pwriteText(path: string, text: string): void {
+  const f = Deno.openSync(path, { write: true });
+  try {
+    f.writeSync(new TextEncoder().encode(text));
+  } finally {
+    f.close();
+  }
+}
+
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);
@@ -87,7 +97,7 @@ export const hwCommands: CommandDef[] = [
           if (s.online !== v.online) {
             if (!s.canOffline) throw new QgaError(`logical processor #${id} can't be offlined`);
             try {
-              Deno.writeTextFileSync(`${dir}online`, v.online ? "1" : "0");
+              pwriteText(`${dir}online`, v.online ? "1" : "0");
             } catch (e) {
               throw new QgaError(`pwrite("${dir}online"): ${errnoText(e)}`);
             }
@@ -133,11 +143,9 @@ export const hwCommands: CommandDef[] = [
         }
         const online = state !== "offline";
         if (online !== b.online) {
-          if (!b.online && readTrim(`${dir}/removable`) !== "1") {
-            return { response: "operation-not-supported", "phys-index": idx };
-          }
+          // Whether the kernel lets the block go is its call: the write reports it.
           try {
-            Deno.writeTextFileSync(`${dir}/state`, b.online ? "online" : "offline");
+            pwriteText(`${dir}/state`, b.online ? "online" : "offline");
           } catch (e) {
             const code = (e as { code?: string }).code === "EBUSY" ? 16 : 5;
             return { response: "operation-failed", "error-code": code, "phys-index": idx };
