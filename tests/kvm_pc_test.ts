@@ -280,3 +280,58 @@ Deno.test({
     await bootBoth(qcow2, "DEMU-SPIN-OK");
   },
 });
+
+Deno.test({
+  name: "monitor: Ctrl-A C, system_reset reboots SeaBIOS; Ctrl-A X quits (-nographic mux)",
+  ignore: !SEABIOS,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../emu/main.ts", import.meta.url).pathname,
+        ...(KVM ? ["-enable-kvm"] : []),
+        "-nographic",
+        "-nic",
+        "none",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const killer = setTimeout(() => Deno.kill(child.pid, "SIGKILL"), 90000);
+    try {
+      const w = child.stdin.getWriter();
+      const reader = child.stdout.getReader();
+      let out = "";
+      const waitFor = async (text: string, count = 1) => {
+        while (plain(out).split(text).length - 1 < count) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`output ended before '${text}':\n${plain(out)}`);
+          out += new TextDecoder().decode(value);
+        }
+      };
+      const send = (s: string) => w.write(new TextEncoder().encode(s));
+      await waitFor("No bootable device");
+      await send("\x01c");
+      await waitFor("(qemu) ");
+      await send("info status\r");
+      await waitFor("VM status: running");
+      await send("system_reset\r");
+      await send("\x01c"); // back to the guest console
+      await waitFor("No bootable device", 2);
+      strictEqual(plain(out).split("SeaBIOS (version").length - 1, 2);
+      await send("\x01x");
+      const st = await child.status;
+      strictEqual(st.code, 0);
+      reader.releaseLock();
+      await w.close().catch(() => {});
+    } finally {
+      clearTimeout(killer);
+      await child.stdout.cancel().catch(() => {});
+      await child.stderr.cancel().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
