@@ -25,7 +25,6 @@ import {
   MIN_CLUSTER_BITS,
   parseHeader,
   parseSnapshotTable,
-  QCOW2_AUTOCLEAR_BITMAPS,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
   QCOW2_EXT_MAGIC_FEATURE_TABLE,
   QCOW2_FEATURE_NAMES,
@@ -2074,10 +2073,3 @@ function wrap(e: unknown): unknown {
   if (e instanceof Qcow2FormatError) return new BlockError("EINVAL", e.message);
   return e;
 }
-
-// Keep names used by later parts referenced.
-void serializeSnapshotTable;
-void setBackingFormat;
-void encodeFeatureTable;
-void QCOW2_FEATURE_NAMES;
-void QCOW2_AUTOCLEAR_BITMAPS;
