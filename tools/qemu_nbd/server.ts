@@ -766,15 +766,16 @@ export async function extents(
 }
 
 /**
- * Reply buffers for reads, reused once written: a fresh zero-filled 256 KiB array per request
- * costs more than the read itself. Sizes round up to powers of two from 64 KiB.
+ * Reply buffers for reads, reused once written: a fresh zero-filled array per request costs more
+ * than the read itself. Sizes round up to powers of two from 4 KiB; only buffers up to 4 MiB are
+ * kept (at most 64 of each size), so a burst of 32 MiB reads does not pin memory afterwards.
  */
 class BufferPool {
   #free = new Map<number, ArrayBuffer[]>();
   #owned = new WeakSet<ArrayBuffer>();
 
   take(size: number): Uint8Array {
-    if (size < 65536) return new Uint8Array(size);
+    if (size < 4096) return new Uint8Array(size);
     const cap = 2 ** Math.ceil(Math.log2(size));
     const ab = this.#free.get(cap)?.pop() ?? new ArrayBuffer(cap);
     this.#owned.add(ab);
@@ -785,9 +786,10 @@ class BufferPool {
     const ab = buf.buffer as ArrayBuffer;
     if (!this.#owned.has(ab)) return;
     this.#owned.delete(ab);
+    if (ab.byteLength > 4 * 1024 * 1024) return;
     let list = this.#free.get(ab.byteLength);
     if (!list) this.#free.set(ab.byteLength, list = []);
-    if (list.length < 32) list.push(ab);
+    if (list.length < 64) list.push(ab);
   }
 }
 
