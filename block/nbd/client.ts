@@ -52,13 +52,11 @@ import {
   NBD_REPLY_TYPE_OFFSET_HOLE,
   NBD_SIMPLE_REPLY_MAGIC,
   NBD_STRUCTURED_REPLY_MAGIC,
-  NbdDisconnected,
   NBDMAGIC,
   optionErrorName,
-  SocketReader,
-  SocketWriter,
   utf8,
 } from "./proto.ts";
+import { NbdDisconnected, SocketReader, SocketWriter } from "./socket.ts";
 
 /** Where an NBD export lives. */
 export interface NbdAddress {

@@ -7,6 +7,7 @@ import { parseNbdFilename } from "./client.ts";
 import { NbdDriver } from "./driver.ts";
 
 export * from "./proto.ts";
+export * from "./socket.ts";
 export * from "./client.ts";
 export * from "./driver.ts";
 
