@@ -190,13 +190,11 @@ export let mulHi = 0, mulLo = 0;
 
 /** Unsigned 32x32 -> 64 into mulHi:mulLo (int32 halves). */
 export function mulU32(a: number, b: number): void {
-  a >>>= 0;
-  b >>>= 0;
   const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
-  const ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
-  const mid = Math.floor(ll / 65536) + (lh & 0xffff) + (hl & 0xffff);
-  mulLo = ((mid << 16) | (ll & 0xffff)) | 0;
-  mulHi = (hh + Math.floor(lh / 65536) + Math.floor(hl / 65536) + Math.floor(mid / 65536)) | 0;
+  const ll = al * bl, lh = al * bh, hl = ah * bl; // each < 2^32
+  const mid = (ll >>> 16) + (lh & 0xffff) + (hl & 0xffff);
+  mulLo = Math.imul(a, b);
+  mulHi = (ah * bh + (lh >>> 16) + (hl >>> 16) + (mid >>> 16)) | 0;
 }
 
 /** Signed 32x32 -> 64 into mulHi:mulLo. */

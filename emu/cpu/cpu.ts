@@ -37,7 +37,7 @@ export class CpuFault {
 const FAULT = new CpuFault();
 
 const TLB_PAGES = 1 << 20;
-const TLB_LOG = 4096;
+const TLB_LOG = 1 << 16;
 
 /** A bus with nothing on it beyond RAM; handy for tests and as a default. */
 export function ramOnlyBus(ram: Uint8Array): CpuBus {
@@ -58,6 +58,8 @@ export function ramOnlyBus(ram: Uint8Array): CpuBus {
 export class Cpu extends LazyFlags implements CpuControl {
   bus: CpuBus;
   ram: Uint8Array;
+  /** RAM as dwords (aligned 32-bit accesses take one load); RAM's byte offset must be 4-aligned. */
+  ram32: Int32Array;
   private ramPages: number;
 
   /** General registers: r32[0..7] = EAX..EDI, r32[8] = 0 (addressing "no register"). */
@@ -126,6 +128,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Execute permission (separate from read: NX pages are readable, not executable). */
   private tlbX = new Int32Array(2 * TLB_PAGES);
   private tlbLog = new Int32Array(TLB_LOG);
+  /** Physical page -> the write-TLB indices filled for it (so a page turning into code drops them). */
+  private tlbWByPage = new Map<number, number[]>();
   private tlbLogN = 0;
   /** 0 or 1<<20: which half of the TLB the current privilege uses. */
   tlbUser = 0;
@@ -148,6 +152,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     super();
     this.bus = bus;
     this.ram = bus.ram;
+    this.ram32 = dwordView(this.ram);
     this.ramPages = this.ram.length >>> 12;
     const buf = new ArrayBuffer(4 * 10);
     this.r32 = new Int32Array(buf);
@@ -208,6 +213,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   memoryMapChanged(): void {
     this.ram = this.bus.ram;
+    this.ram32 = dwordView(this.ram);
     const pages = this.ram.length >>> 12;
     if (pages !== this.ramPages) {
       this.ramPages = pages;
@@ -558,6 +564,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Drops every cached translation (CR3 write, paging mode change, A20, memory map). */
   flushTlb(): void {
     this.epoch++;
+    this.tlbWByPage.clear();
     this.largeRegion.fill(0);
     if (this.tlbLogN >= TLB_LOG) {
       this.tlbR.fill(0);
@@ -594,16 +601,12 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   private dropWriteTlbFor(physPage: number): void {
-    // Rare (a page becomes code): scan the log for write entries that map to it.
-    if (this.tlbLogN >= TLB_LOG) {
-      const w = this.tlbW;
-      for (let x = 0; x < w.length; x++) if (w[x] === physPage + 1) w[x] = 0;
-      return;
-    }
-    for (let k = 0; k < this.tlbLogN; k++) {
-      const x = this.tlbLog[k];
-      if (this.tlbW[x] === physPage + 1) this.tlbW[x] = 0;
-    }
+    // the write-TLB entries that map this page (recorded when they were filled)
+    const list = this.tlbWByPage.get(physPage);
+    if (list === undefined) return;
+    this.tlbWByPage.delete(physPage);
+    const w = this.tlbW;
+    for (let k = 0; k < list.length; k++) if (w[list[k]] === physPage + 1) w[list[k]] = 0;
   }
 
   /** Sets the CPL (and with it which TLB half applies). */
@@ -642,6 +645,9 @@ export class Cpu extends LazyFlags implements CpuControl {
         else this.tlbR[x] = pp + 1;
         if (kind === PageKind.Ram && writable && this.codePage[pp] === 0 && (access === 1)) {
           this.tlbW[x] = pp + 1;
+          const list = this.tlbWByPage.get(pp);
+          if (list === undefined) this.tlbWByPage.set(pp, [x]);
+          else list.push(x);
         }
         if (this.tlbLogN < TLB_LOG) this.tlbLog[this.tlbLogN++] = x;
         else this.tlbLogN = TLB_LOG;
@@ -803,6 +809,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     const e = this.tlbR[(lin >>> 12) | this.tlbUser];
     if (e !== 0 && (lin & 0xfff) <= 0xffc) {
       const a = (e - 1) * 4096 + (lin & 0xfff);
+      if ((a & 3) === 0 && this.ram32.length !== 0) return this.ram32[a >>> 2];
       const r = this.ram;
       return r[a] | (r[a + 1] << 8) | (r[a + 2] << 16) | (r[a + 3] << 24);
     }
@@ -855,6 +862,10 @@ export class Cpu extends LazyFlags implements CpuControl {
     const e = this.tlbW[(lin >>> 12) | this.tlbUser];
     if (e !== 0 && (lin & 0xfff) <= 0xffc) {
       const a = (e - 1) * 4096 + (lin & 0xfff);
+      if ((a & 3) === 0 && this.ram32.length !== 0) {
+        this.ram32[a >>> 2] = v;
+        return;
+      }
       const r = this.ram;
       r[a] = v;
       r[a + 1] = v >> 8;
@@ -1101,6 +1112,13 @@ export class Cpu extends LazyFlags implements CpuControl {
   dstep(sz: number): number {
     return (this.eflags & DF) !== 0 ? -(1 << sz) : 1 << sz;
   }
+}
+
+/** A dword view of RAM (empty when the bytes do not start 4-aligned: the byte path is used). */
+function dwordView(ram: Uint8Array): Int32Array {
+  return (ram.byteOffset & 3) === 0
+    ? new Int32Array(ram.buffer, ram.byteOffset, ram.length >>> 2)
+    : new Int32Array(0);
 }
 
 function isContributory(prev: number, vec: number): boolean {

@@ -8,7 +8,16 @@
  */
 
 import type { Handler, Instr } from "./instr.ts";
-import { LOP_ADC, LOP_ADD, LOP_DEC, LOP_INC, LOP_LOGIC, LOP_SBB, LOP_SUB } from "./flags.ts";
+import {
+  LOP_ADC,
+  LOP_ADD,
+  LOP_DEC,
+  LOP_INC,
+  LOP_LOGIC,
+  LOP_RESULT,
+  LOP_SBB,
+  LOP_SUB,
+} from "./flags.ts";
 
 const VIEW = ["r8", "r16", "r32"];
 const RD = ["rd8", "rd16", "rd32"];
@@ -225,6 +234,10 @@ export function specialize(i: Instr): Handler | null {
   if (o >= 0x88 && o <= 0x8b) return MOV[(o & 2) + (i.mem ? 1 : 0)][sz];
   if (o >= 0xb0 && o <= 0xbf) return MOV[4][sz];
   if ((o >= 0x70 && o <= 0x7f) || (o >= 0x180 && o <= 0x18f)) return JCC[sz === 2 ? 1 : 0][o & 15];
+  if ((o === 0xc1 || o === 0xd1 || o === 0xd3) && sz === 2 && i.regN >= 4) {
+    const op = i.regN === 6 ? 0 : i.regN === 7 ? 2 : i.regN - 4; // SAL = SHL
+    return SHIFT32[o === 0xc1 ? 0 : o === 0xd1 ? 1 : 2][i.mem ? 1 : 0][op];
+  }
   if (o >= 0x50 && o < 0x58 && sz === 2) return PUSH32;
   if (o === 0xe8 && sz === 2) return CALL32;
   if (o === 0xc3 && sz === 2) return RET32;
@@ -235,6 +248,32 @@ export function specialize(i: Instr): Handler | null {
   if (o >= 0x58 && o < 0x60 && sz === 2) return POP32;
   return null;
 }
+
+/**
+ * 32-bit SHL/SHR/SAR (C1 imm, D1 by one, D3 by CL) on a register or memory operand, indexed
+ * [form 0 imm | 1 one | 2 cl][mem 0/1][op 4 shl, 5 shr, 7 sar]. Flags as alu.ts's shift().
+ */
+const SHIFT32: Handler[][][] = [0, 1, 2].map((form) =>
+  [0, 1].map((mem) =>
+    [4, 5, 7].map((op) => {
+      const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
+      const load = mem
+        ? "const lin = i.ea(cpu, i); const v = cpu.rdw32(lin);"
+        : "const v = cpu.r32[i.rm];";
+      const store = mem ? "cpu.wr32(lin, r);" : "cpu.r32[i.rm] = r;";
+      const calc = op === 4
+        ? "const r = v << c; const cf = (v >>> (32 - c)) & 1; const of = (r >>> 31) ^ cf;"
+        : op === 5
+        ? "const r = v >>> c; const cf = (v >>> (c - 1)) & 1; const of = c === 1 ? v >>> 31 : 0;"
+        : "const r = v >> c; const cf = (v >> (c - 1)) & 1; const of = 0;";
+      return make(
+        `shift32_${form}_${mem}_${op}`,
+        `const c = ${count}; ${load} if (c === 0) return; ${calc} ` +
+          `cpu.lop = ${LOP_RESULT}; cpu.lr = r; cpu.lsz = 2; cpu.lcin = cf | (of << 11) | 0x10; ${store}`,
+      );
+    })
+  )
+);
 
 const FUSED = new Map<string, Handler>();
 
