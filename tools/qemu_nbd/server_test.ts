@@ -1,6 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { BlockError, NbdDriver, NbdHandshake, openImage } from "@demu/block";
-import { extents, NbdServer } from "./server.ts";
+import { NbdServer } from "./server.ts";
+import { extents } from "./status.ts";
 import { MemoryOverlay } from "./overlay.ts";
 
 const MiB = 1 << 20;

@@ -3,6 +3,7 @@
  * NBD's base:allocation and qemu:allocation-depth contexts and qemu-io's map describe.
  */
 import type { BlockDriver } from "@demu/block";
+import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "@demu/block";
 
 /** One extent's status seen through the whole chain. */
 export interface ChainStatus {
@@ -53,4 +54,30 @@ export async function topAllocated(
     n += Math.max(1, Math.min(s.length, length - n));
   }
   return { allocated: first.allocated, length: n };
+}
+
+/** Ceiling on extents in one BLOCK_STATUS chunk, so a reply stays bounded. */
+const MAX_EXTENTS = 1 << 16;
+
+/** Extents as [length, flags, ...] for base:allocation (depth=false) or qemu:allocation-depth. */
+export async function extents(
+  d: BlockDriver,
+  offset: number,
+  length: number,
+  one: boolean,
+  depth: boolean,
+): Promise<number[]> {
+  const out: number[] = [];
+  const end = offset + length;
+  for (let pos = offset; pos < end;) {
+    const s = await chainStatus(d, pos, end - pos);
+    const value = depth ? s.depth : (s.data ? 0 : NBD_STATE_HOLE) | (s.zero ? NBD_STATE_ZERO : 0);
+    const n = out.length;
+    if (n && out[n - 1] === value) out[n - 2] += s.length;
+    else if (one && n) break;
+    else if (n / 2 >= MAX_EXTENTS) break;
+    else out.push(s.length, value);
+    pos += s.length;
+  }
+  return out;
 }
