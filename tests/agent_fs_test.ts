@@ -279,3 +279,116 @@ Deno.test({
     ]);
   },
 });
+
+/** A 64 MiB image with an MBR holding one Linux partition (from sector 2048 to the end). */
+async function partitionedImage(path: string): Promise<void> {
+  const size = 64 * 1024 * 1024;
+  const f = await Deno.open(path, { write: true, create: true });
+  await f.truncate(size);
+  const mbr = new Uint8Array(512);
+  const v = new DataView(mbr.buffer);
+  mbr[446 + 4] = 0x83; // partition type: Linux
+  v.setUint32(446 + 8, 2048, true); // first LBA
+  v.setUint32(446 + 12, size / 512 - 2048, true); // sectors
+  mbr[510] = 0x55;
+  mbr[511] = 0xaa;
+  await f.write(mbr);
+  f.close();
+}
+
+async function output(cmd: string, args: string[]): Promise<string> {
+  const r = await new Deno.Command(cmd, { args, stderr: "piped" }).output();
+  if (!r.success) throw new Error(`${cmd}: ${new TextDecoder().decode(r.stderr)}`);
+  return new TextDecoder().decode(r.stdout).trim();
+}
+
+Deno.test({
+  name: "agent: fsinfo and get-disks for a partitioned loop disk mounted twice, as qemu-ga",
+  ignore: !findQemuGa(),
+  async fn() {
+    if (Deno.uid() !== 0) {
+      console.warn("\n!!! WARNING: not root: partitioned loop disk test SKIPPED !!!\n");
+      return;
+    }
+    const dir = await Deno.makeTempDir({ prefix: "agent-disks-" });
+    let loop = "";
+    try {
+      await partitionedImage(`${dir}/disk.img`);
+      try {
+        loop = await output("losetup", ["-P", "-f", "--show", `${dir}/disk.img`]);
+      } catch (e) {
+        console.warn(`\n!!! WARNING: losetup -P failed (${e}): partition test SKIPPED !!!\n`);
+        return;
+      }
+      let part = `${loop}p1`;
+      let partitioned = false;
+      for (let i = 0; i < 50 && !partitioned; i++) {
+        try {
+          partitioned = Deno.statSync(part).isBlockDevice === true;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      if (!partitioned) {
+        // Some kernels (this sandbox's) read no partition tables: use the whole disk.
+        console.warn(
+          "\n!!! WARNING: kernel found no partition on the loop disk: partitions not covered !!!\n",
+        );
+        part = loop;
+      }
+      await output("mkfs.ext4", ["-q", "-F", part]);
+      await Deno.mkdir(`${dir}/a`);
+      await Deno.mkdir(`${dir}/b`);
+      // Mounted (and bind-mounted) only inside the agents' own mount namespaces.
+      const wrapper = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        `mount ${part} ${dir}/a && mount --bind ${dir}/a ${dir}/b && exec "$@"`,
+        "sh",
+      ];
+      const results: unknown[] = [];
+      for (const who of ["qemu-ga", "demu"] as const) {
+        const agent = await startAgent(who, { wrapper });
+        const c = await RawConn.open(agent.socket);
+        try {
+          const fsinfo = await c.call('{"execute":"guest-get-fsinfo"}') as {
+            return: { mountpoint: string; "used-bytes"?: number }[];
+          };
+          const mine = fsinfo.return.filter((m) => m.mountpoint.startsWith(dir))
+            .map(({ "used-bytes": _u, ...rest }) => canonical(rest));
+          const disks = await c.call('{"execute":"guest-get-disks"}') as {
+            return: { name: string }[];
+          };
+          const loopEntries = disks.return.filter((d) => d.name.startsWith(loop))
+            .map(canonical);
+          // Freezing a device through two of its mounts: the second finds it frozen already.
+          const freeze = canonical(
+            await c.call({
+              execute: "guest-fsfreeze-freeze-list",
+              arguments: { mountpoints: [`${dir}/a`, `${dir}/b`] },
+            }),
+          );
+          const thaw = canonical(await c.call('{"execute":"guest-fsfreeze-thaw"}'));
+          results.push({ mine, loopEntries, freeze, thaw });
+        } finally {
+          await c.close();
+          await agent.stop();
+        }
+      }
+      deepStrictEqual(results[1], results[0]);
+      const demu = results[1] as { mine: unknown[]; loopEntries: unknown[] };
+      strictEqual(demu.mine.length, 2, "the bind mount is listed too, as qemu-ga 7.2 does");
+      deepStrictEqual(demu.loopEntries, [
+        ...(partitioned ? [{ dependencies: [loop], name: part, partition: true }] : []),
+        { dependencies: [], name: loop, partition: false },
+      ]);
+    } finally {
+      if (loop) await output("losetup", ["-d", loop]).catch(() => "");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -5,8 +5,9 @@
  */
 import type { CommandDef, GuestAgent } from "../agent.ts";
 import { errnoText, QgaError } from "../errors.ts";
-import { fsFreeze, fsThaw, fsTrim, statvfs, SysError } from "@demu/sys";
+import { fsFreeze, fsThaw, fsTrim, SysError } from "@demu/sys";
 import type { PersistentState } from "../state.ts";
+import { diskEntries, fsInfo } from "./disks.ts";
 
 /** One mounted block-device filesystem. */
 export interface Mount {
@@ -16,20 +17,42 @@ export interface Mount {
   minor: number;
 }
 
+/** Undoes mountinfo's escapes: octal ones (a space is written "\\040") and a doubled "\\". */
 function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  return s.replace(
+    /\\(\\|[0-3][0-7]{2})/g,
+    (_, o) => o === "\\" ? "\\" : String.fromCharCode(parseInt(o, 8)),
+  );
 }
 
-/** Parses mountinfo text into the mounts qemu-ga considers (block devices, not cifs/smbfs). */
+/** The device numbers of a block device node (for btrfs, whose mounts report major 0). */
+function blockDevNumbers(path: string): [number, number] | undefined {
+  try {
+    const st = Deno.statSync(path);
+    if (!st.isBlockDevice || st.rdev === null) return undefined;
+    return [Math.floor(st.rdev / 256) & 0xfff, (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parses mountinfo into the filesystems qemu-ga acts on: block-device backed ones (btrfs
+ * through its device node). Bind mounts are listed too, as qemu-ga 7.2 lists them.
+ */
 export function parseMountinfo(text: string): Mount[] {
   const out: Mount[] = [];
   for (const line of text.split("\n")) {
     const f = line.split(" ");
-    const dash = f.indexOf("-");
-    if (f.length < 10 || dash < 6) continue;
-    const [maj, min] = f[2].split(":").map(Number);
+    const dash = f.indexOf("-", 6);
+    if (dash < 0 || f.length < dash + 3) continue;
+    let [maj, min] = f[2].split(":").map(Number);
     const type = f[dash + 1];
-    if (maj === 0 || type === "smbfs" || type === "cifs") continue;
+    if (maj === 0) {
+      const nums = type === "btrfs" ? blockDevNumbers(unescapeMount(f[dash + 2])) : undefined;
+      if (!nums) continue;
+      [maj, min] = nums;
+    }
     out.push({ dirname: unescapeMount(f[4]), devtype: type, major: maj, minor: min });
   }
   return out;
@@ -42,147 +65,6 @@ export function mountList(): Mount[] {
   } catch (e) {
     throw new QgaError(`failed to open /proc/self/mountinfo: ${errnoText(e)}`);
   }
-}
-
-function readTrim(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path).trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function realpath(path: string): string | undefined {
-  try {
-    return Deno.realPathSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The address of a disk as the QGA schema describes it (GuestDiskAddress). */
-function diskAddress(sysPath: string, devName: string): Record<string, unknown> | undefined {
-  const pci = [...sysPath.matchAll(/\/([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])(?=\/)/g)]
-    .at(-1);
-  if (!pci) return undefined;
-  const controller = {
-    bus: parseInt(pci[2], 16),
-    slot: parseInt(pci[3], 16),
-    domain: parseInt(pci[1], 16),
-    function: parseInt(pci[4], 16),
-  };
-  let busType = "unknown";
-  let bus = 0, target = 0, unit = 0;
-  const scsi = /\/(\d+):(\d+):(\d+):(\d+)\/block\//.exec(sysPath);
-  if (/\/virtio\d+\/block\//.test(sysPath)) {
-    busType = "virtio";
-  } else if (/\/nvme\//.test(sysPath)) {
-    busType = "nvme";
-  } else if (scsi) {
-    bus = Number(scsi[2]);
-    target = Number(scsi[3]);
-    unit = Number(scsi[4]);
-    busType = /\/ata\d+\//.test(sysPath) ? "sata" : /\/usb\d+\//.test(sysPath) ? "usb" : "scsi";
-  }
-  const addr: Record<string, unknown> = {
-    "bus-type": busType,
-    bus,
-    unit,
-    "pci-controller": controller,
-    dev: `/dev/${devName}`,
-    target,
-  };
-  return addr;
-}
-
-/** The whole-disk sysfs directory for a block device (a partition's parent). */
-function diskOf(sysPath: string): string {
-  return readTrim(`${sysPath}/partition`) !== undefined
-    ? sysPath.slice(0, sysPath.lastIndexOf("/"))
-    : sysPath;
-}
-
-/** Disk addresses under a device, following device-mapper slaves down to real disks. */
-function addressesFor(sysPath: string, depth = 0): Record<string, unknown>[] {
-  const disk = diskOf(sysPath);
-  const slaves: string[] = [];
-  try {
-    for (const e of Deno.readDirSync(`${disk}/slaves`)) slaves.push(e.name);
-  } catch {
-    // not a stacked device
-  }
-  if (slaves.length && depth < 8) {
-    return slaves.flatMap((s) => {
-      const p = realpath(`${disk}/slaves/${s}`);
-      return p ? addressesFor(p, depth + 1) : [];
-    });
-  }
-  const a = diskAddress(disk, disk.slice(disk.lastIndexOf("/") + 1));
-  return a ? [a] : [];
-}
-
-function fsInfo(m: Mount): Record<string, unknown> {
-  const sys = realpath(`/sys/dev/block/${m.major}:${m.minor}`);
-  const name = sys ? sys.slice(sys.lastIndexOf("/") + 1) : `${m.major}:${m.minor}`;
-  const info: Record<string, unknown> = { name, mountpoint: m.dirname, type: m.devtype };
-  try {
-    const s = statvfs(m.dirname);
-    const used = (s.blocks - s.bfree) * s.frsize;
-    info["used-bytes"] = used;
-    info["total-bytes"] = (s.blocks - s.bfree + s.bavail) * s.frsize;
-  } catch {
-    // sizes are optional
-  }
-  info.disk = sys ? addressesFor(sys) : [];
-  return info;
-}
-
-/** Block devices that are disks (not virtual ones like loop or zram; device-mapper counts). */
-function diskEntries(): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  let names: string[] = [];
-  try {
-    names = [...Deno.readDirSync("/sys/block")].map((e) => e.name).sort();
-  } catch {
-    return out;
-  }
-  for (const name of names) {
-    const sys = realpath(`/sys/block/${name}`);
-    if (!sys) continue;
-    const isDm = name.startsWith("dm-");
-    if (sys.includes("/devices/virtual/") && !isDm) continue;
-    const deps: string[] = [];
-    try {
-      for (const e of Deno.readDirSync(`${sys}/slaves`)) deps.push(`/dev/${e.name}`);
-    } catch {
-      // none
-    }
-    const disk: Record<string, unknown> = {
-      name: `/dev/${name}`,
-      dependencies: deps.sort(),
-      partition: false,
-    };
-    if (isDm) {
-      const alias = readTrim(`${sys}/dm/name`);
-      if (alias) disk.alias = alias;
-    }
-    const addr = isDm ? undefined : diskAddress(sys, name);
-    if (addr) disk.address = addr;
-    out.push(disk);
-    try {
-      for (const e of [...Deno.readDirSync(sys)].sort((a, b) => a.name < b.name ? -1 : 1)) {
-        if (!e.isDirectory || readTrim(`${sys}/${e.name}/partition`) === undefined) continue;
-        out.push({
-          name: `/dev/${e.name}`,
-          dependencies: [`/dev/${name}`],
-          partition: true,
-        });
-      }
-    } catch {
-      // no partitions
-    }
-  }
-  return out;
 }
 
 function freezeState(agent: GuestAgent): PersistentState {
@@ -239,7 +121,8 @@ async function freeze(agent: GuestAgent, mountpoints?: string[]): Promise<number
         fsFreeze(m.dirname);
         count++;
       } catch (e) {
-        if (e instanceof SysError && e.errno === 95) continue; // EOPNOTSUPP: not freezable
+        // EOPNOTSUPP: not freezable; EBUSY: already frozen (another mount of the same device).
+        if (e instanceof SysError && (e.errno === 95 || e.errno === 16)) continue;
         const why = e instanceof SysError ? e.message : errnoText(e);
         const verb = e instanceof SysError && e.call === "open" ? "open" : "freeze";
         throw new QgaError(`failed to ${verb} ${m.dirname}: ${why}`);
@@ -257,7 +140,8 @@ async function freeze(agent: GuestAgent, mountpoints?: string[]): Promise<number
 }
 
 export const fsCommands: CommandDef[] = [
-  { name: "guest-get-fsinfo", run: () => mountList().map(fsInfo) },
+  // Newest mount first, as qemu-ga lists them.
+  { name: "guest-get-fsinfo", run: () => mountList().map(fsInfo).reverse() },
   { name: "guest-get-disks", run: () => diskEntries() },
   {
     name: "guest-fsfreeze-status",
@@ -287,7 +171,7 @@ export const fsCommands: CommandDef[] = [
       for (const m of mountList()) {
         try {
           const r = fsTrim(m.dirname, minimum < 0n ? 0n : minimum);
-          paths.push({ path: m.dirname, trimmed: r.trimmed, minimum: r.minimum });
+          paths.unshift({ path: m.dirname, trimmed: r.trimmed, minimum: r.minimum });
         } catch (e) {
           const errno = e instanceof SysError ? e.errno : 0;
           const error = errno === 25 || errno === 95
@@ -295,7 +179,7 @@ export const fsCommands: CommandDef[] = [
             : e instanceof SysError && e.call === "open"
             ? `failed to open: ${e.message}`
             : `failed to trim: ${e instanceof Error ? e.message : e}`;
-          paths.push({ path: m.dirname, error });
+          paths.unshift({ path: m.dirname, error });
         }
       }
       return { paths };
