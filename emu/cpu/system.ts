@@ -8,6 +8,9 @@ import type { Cpu } from "./cpu.ts";
 import { CR0_PE, CS, DS, ES, FS, GP, GS, LDTR, NP, SS, SSF, TR, TS } from "./consts.ts";
 import { AC, IF, NT, RF, TF, VM } from "./flags.ts";
 
+/** The data segment registers (hoisted: no allocation in the loops that use it). */
+const DATA_SEGS = [ES, DS, FS, GS];
+
 /** Scratch output of readDescriptor (no allocation). */
 let dLo = 0, dHi = 0;
 
@@ -155,7 +158,7 @@ function switchStack(cpu: Cpu, newSs: number, newEsp: number, dpl: number): void
 
 /** Null out data segment registers the new (outer) privilege may not use. */
 function nullOuterSegs(cpu: Cpu): void {
-  for (const s of [ES, DS, FS, GS]) {
+  for (const s of DATA_SEGS) {
     const a = cpu.segAttr[s];
     const dpl = (a >> 5) & 3;
     const dataOrNonConf = (a & 0x08) === 0 || (a & 0x04) === 0;
@@ -221,7 +224,7 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
     tssStack(cpu, dpl);
     const oldSs = cpu.segSel[SS], oldEsp = cpu.r32[4];
     const oldCpl = cpu.cpl;
-    const segs = [cpu.segSel[ES], cpu.segSel[DS], cpu.segSel[FS], cpu.segSel[GS]];
+    const oEs = cpu.segSel[ES], oDs = cpu.segSel[DS], oFs = cpu.segSel[FS], oGs = cpu.segSel[GS];
     cpu.setCpl(dpl);
     try {
       switchStack(cpu, tssSs, tssEsp, dpl);
@@ -231,11 +234,11 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
     }
     if (vm) {
       cpu.eflags &= ~VM;
-      pushTo(cpu, gate32, segs[3]);
-      pushTo(cpu, gate32, segs[2]);
-      pushTo(cpu, gate32, segs[1]);
-      pushTo(cpu, gate32, segs[0]);
-      for (const s of [ES, DS, FS, GS]) {
+      pushTo(cpu, gate32, oGs);
+      pushTo(cpu, gate32, oFs);
+      pushTo(cpu, gate32, oDs);
+      pushTo(cpu, gate32, oEs);
+      for (const s of DATA_SEGS) {
         cpu.setSegCache(s, 0, 0, 0, 0);
       }
     }
