@@ -138,6 +138,8 @@ const SAME_REPLY: string[] = [
   '{"execute":"guest-get-users"}',
   '{"execute":"guest-get-memory-block-info"}',
   '{"execute":"guest-get-disks"}',
+  '{"execute":"guest-get-vcpus"}',
+  '{"execute":"guest-get-memory-blocks"}',
 ];
 
 Deno.test({

@@ -35,21 +35,21 @@ function exists(path: string): boolean {
   }
 }
 
-/** The CPUs the kernel knows of (cpuN directories), ascending. */
+/** The CPUs the kernel knows of (cpuN directories), in directory order as qemu-ga lists them. */
 function cpuIds(): number[] {
   const ids: number[] = [];
   for (const e of Deno.readDirSync(CPU_DIR)) {
     const m = /^cpu(\d+)$/.exec(e.name);
     if (m) ids.push(Number(m[1]));
   }
-  return ids.sort((a, b) => a - b);
+  return ids;
 }
 
 function cpuState(id: number): { online: boolean; canOffline: boolean } {
   const v = readTrim(`${CPU_DIR}/cpu${id}/online`);
   // No "online" file: the CPU is always on (typically cpu0).
   return v === undefined ? { online: true, canOffline: false } : {
-    online: v === "1",
+    online: v[0] !== "0",
     canOffline: true,
   };
 }
@@ -64,7 +64,7 @@ function memoryBlocks(): number[] {
   } catch (e) {
     throw new QgaError(`Can't open directory "${MEM_DIR}": ${errnoText(e)}`);
   }
-  return ids.sort((a, b) => a - b);
+  return ids;
 }
 
 export const hwCommands: CommandDef[] = [
@@ -119,8 +119,8 @@ export const hwCommands: CommandDef[] = [
         const state = readTrim(`${MEM_DIR}/memory${id}/state`);
         const removable = readTrim(`${MEM_DIR}/memory${id}/removable`);
         return {
-          online: state !== "offline",
-          "can-offline": removable === "1",
+          online: state === undefined || state.startsWith("online"),
+          "can-offline": state !== undefined && removable === "1",
           "phys-index": id,
         };
       }),
@@ -141,7 +141,7 @@ export const hwCommands: CommandDef[] = [
         if (state === undefined) {
           return { response: "not-found", "error-code": 2, "phys-index": idx };
         }
-        const online = state !== "offline";
+        const online = state.startsWith("online");
         if (online !== b.online) {
           // Whether the kernel lets the block go is its call: the write reports it.
           try {
