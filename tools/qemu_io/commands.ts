@@ -6,6 +6,18 @@ import { type BlockDriver, BlockError, openImage } from "@demu/block";
 import { getopt, GetoptError } from "./getopt.ts";
 import { cvtnum, cvtnumError, cvtstr, dumpBuffer, report, strerror } from "./format.ts";
 import { topAllocated } from "../qemu_nbd/status.ts";
+import {
+  AIO_READ_HELP,
+  AIO_WRITE_HELP,
+  DISCARD_HELP,
+  OPEN_HELP,
+  READ_HELP,
+  READV_HELP,
+  REOPEN_HELP,
+  SIGRAISE_HELP,
+  WRITE_HELP,
+  WRITEV_HELP,
+} from "./help_text.ts";
 
 /** Where output goes: stdout-like and stderr-like sinks. */
 export interface IoSinks {
@@ -800,114 +812,6 @@ function debugCmd(msg: string) {
   };
 }
 
-const REOPEN_HELP = `
- Changes the open options of an already opened image
-
- Example:
- 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image
-
- -r, -- Reopen the image read-only
- -w, -- Reopen the image read-write
- -c, -- Change the cache mode to the given value
- -o, -- Changes block driver options (cf. 'open' command)
-
-`;
-
-const SIGRAISE_HELP = `
- raises the given signal
-
- Example:
- 'sigraise 15' - raises SIGTERM
-
- Invokes raise(signal), where "signal" is the mandatory integer argument
- given to sigraise.
-
-`;
-
-const READ_HELP = `
- reads a range of bytes from the given offset
-
- Example:
- 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file
-
- Reads a segment of the currently open file, optionally dumping it to the
- standard output stream (with -v option) for subsequent inspection.
- -b, -- read from the VM state rather than the virtual disk
- -C, -- report statistics in a machine parsable format
- -l, -- length for pattern verification (only with -P)
- -p, -- ignored for backwards compatibility
- -P, -- use a pattern to verify read data
- -q, -- quiet mode, do not show I/O statistics
- -s, -- start offset for pattern verification (only with -P)
- -v, -- dump buffer to standard output
-
-`;
-
-const WRITE_HELP = `
- writes a range of bytes from the given offset
-
- Example:
- 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file
-
- Writes into a segment of the currently open file, using a buffer
- filled with a set pattern (0xcdcdcdcd).
- -b, -- write to the VM state rather than the virtual disk
- -c, -- write compressed data with blk_write_compressed
- -f, -- use Force Unit Access semantics
- -n, -- with -z, don't allow slow fallback
- -p, -- ignored for backwards compatibility
- -P, -- use different pattern to fill file
- -s, -- use a pattern file to fill the write buffer
- -C, -- report statistics in a machine parsable format
- -q, -- quiet mode, do not show I/O statistics
- -u, -- with -z, allow unmapping
- -z, -- write zeroes using blk_co_pwrite_zeroes
-
-`;
-
-const READV_HELP = `
- reads a range of bytes from the given offset into multiple buffers
-
- Example:
- 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
-
- Reads a segment of the currently open file, optionally dumping it to the
- standard output stream (with -v option) for subsequent inspection.
- Uses multiple iovec buffers if more than one byte range is specified.
- -C, -- report statistics in a machine parsable format
- -P, -- use a pattern to verify read data
- -v, -- dump buffer to standard output
- -q, -- quiet mode, do not show I/O statistics
-
-`;
-
-const WRITEV_HELP = `
- writes a range of bytes from the given offset source from multiple buffers
-
- Example:
- 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
-
- Writes into a segment of the currently open file, using a buffer
- filled with a set pattern (0xcdcdcdcd).
- -P, -- use different pattern to fill file
- -C, -- report statistics in a machine parsable format
- -f, -- use Force Unit Access semantics
- -q, -- quiet mode, do not show I/O statistics
-
-`;
-
-const DISCARD_HELP = `
- discards a range of bytes from the given offset
-
- Example:
- 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file
-
- Discards a segment of the currently open file.
- -C, -- report statistics in a machine parsable format
- -q, -- quiet mode, do not show I/O statistics
-
-`;
-
 const COMMANDS: CmdInfo[] = [
   {
     name: "aio_flush",
@@ -922,6 +826,7 @@ const COMMANDS: CmdInfo[] = [
     max: -1,
     args: "[-Ciqv] [-P pattern] off len [len..]",
     oneline: "asynchronously reads a number of bytes",
+    help: AIO_READ_HELP,
     run: aioReadCmd,
   },
   {
@@ -931,6 +836,7 @@ const COMMANDS: CmdInfo[] = [
     write: true,
     args: "[-Cfiquz] [-P pattern] off len [len..]",
     oneline: "asynchronously writes a number of bytes",
+    help: AIO_WRITE_HELP,
     run: aioWriteCmd,
   },
   {
@@ -1012,6 +918,7 @@ const COMMANDS: CmdInfo[] = [
     noFile: true,
     args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
     oneline: "open the file specified by path",
+    help: OPEN_HELP,
     run: openCmd,
   },
   {
