@@ -112,3 +112,60 @@ Deno.test("blocked and frozen-state commands, and commands without a success rep
     strictEqual(status, '{"return": {"exitcode": 0, "exited": true}}\n');
   }, ["guest-shutdown"]);
 });
+
+Deno.test("-a allows only the listed commands", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent-unit-" });
+  const agent = createGuestAgent({ stateDir: dir, allowRpcs: ["guest-ping", "guest-info"] });
+  try {
+    strictEqual(await call(agent, '{"execute":"guest-ping"}'), '{"return": {}}\n');
+    strictEqual(
+      await call(agent, '{"execute":"guest-get-time"}'),
+      '{"error": {"class": "CommandNotFound", "desc": "Command guest-get-time has been disabled"}}\n',
+    );
+    const info = JSON.parse((await call(agent, '{"execute":"guest-info"}'))!).return;
+    const enabled = info.supported_commands.filter((c: { enabled: boolean }) => c.enabled)
+      .map((c: { name: string }) => c.name).sort();
+    deepStrictEqual(enabled, ["guest-info", "guest-ping"]);
+  } finally {
+    await agent.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("guest-exec capture-output modes of the newer schema (stdout, stderr, merged)", async () => {
+  await withAgent(async (a) => {
+    const run = async (mode: unknown) => {
+      const req = {
+        execute: "guest-exec",
+        arguments: {
+          path: "sh",
+          arg: ["-c", "printf out; printf err >&2"],
+          "capture-output": mode,
+        },
+      };
+      const pid = JSON.parse((await call(a, JSON.stringify(req)))!).return.pid;
+      for (let i = 0; i < 300; i++) {
+        const s = JSON.parse(
+          (await call(a, `{"execute":"guest-exec-status","arguments":{"pid":${pid}}}`))!,
+        ).return;
+        if (s.exited) return s;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error("child did not finish");
+    };
+    const dec = (s?: string) => s === undefined ? undefined : atob(s);
+    const out = await run("stdout");
+    deepStrictEqual([dec(out["out-data"]), out["err-data"]], ["out", undefined]);
+    const err = await run("stderr");
+    deepStrictEqual([err["out-data"], dec(err["err-data"])], [undefined, "err"]);
+    const merged = await run("merged");
+    ok(["outerr", "errout"].includes(dec(merged["out-data"])!));
+    strictEqual(merged["err-data"], undefined);
+    const both = await run(true);
+    deepStrictEqual([dec(both["out-data"]), dec(both["err-data"])], ["out", "err"]);
+    strictEqual(
+      await call(a, '{"execute":"guest-exec","arguments":{"path":"true","capture-output":"all"}}'),
+      '{"error": {"class": "GenericError", "desc": "Parameter \'capture-output\' does not accept value \'all\'"}}\n',
+    );
+  });
+});
