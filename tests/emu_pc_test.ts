@@ -271,3 +271,42 @@ for (const accel of ["tcg", "kvm"]) {
     },
   });
 }
+
+Deno.test({
+  name: "tcg: boots from an nbd:// disk served by the real qemu-nbd",
+  ignore: !canBoot || !haveCommand("qemu-nbd"),
+  async fn() {
+    const { qcow2 } = await buildGuest("serial_poweroff");
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    const nbd = new Deno.Command("qemu-nbd", {
+      args: ["-f", "qcow2", "-r", "-b", "127.0.0.1", "-p", String(port), "-x", "boot", qcow2],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      let up = false;
+      for (let i = 0; i < 100 && !up; i++) {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          up = true;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      ok(up, "qemu-nbd did not start");
+      const d = await runDemu(
+        [...HEADLESS, "-drive", `file=nbd://127.0.0.1:${port}/boot,format=raw`],
+        { timeoutMs: 60000 },
+      );
+      strictEqual(d.code, 0, d.stderr);
+      strictEqual(plain(d.stdout), "DEMU-BOOT-OK\r\n");
+    } finally {
+      try {
+        Deno.kill(nbd.pid, "SIGTERM");
+      } catch { /* gone */ }
+      await nbd.status;
+    }
+  },
+});
