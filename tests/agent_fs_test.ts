@@ -8,6 +8,8 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { fsFreeze, fsThaw, fsTrim, statvfs, SysError } from "@demu/sys";
 import { canonical, findQemuGa, RawConn, startAgent } from "../agent/testing.ts";
 
+const CLIENT = new URL("../tools/qemu-ga-client.ts", import.meta.url).pathname;
+
 async function sh(cmd: string, args: string[]): Promise<boolean> {
   try {
     const r = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
@@ -252,6 +254,20 @@ Deno.test({
           ) {
             out.push(JSON.stringify(canonical(await c.call(req))).replaceAll(fs.mnt, "MNT"));
           }
+          // The same through qemu-ga-client's subcommands (the agent serves one client at a time).
+          await c.close();
+          for (
+            const args of [["fsfreeze", "freeze"], ["fsfreeze", "status"], ["fsfreeze", "thaw"], [
+              "fstrim",
+            ]]
+          ) {
+            const r = await new Deno.Command(Deno.execPath(), {
+              args: ["run", "-A", CLIENT, `--address=unix:${agent.socket}`, ...args],
+              stdin: "null",
+            }).output();
+            const text = new TextDecoder().decode(r.code ? r.stderr : r.stdout);
+            out.push(`${r.code} ${text.replaceAll(fs.mnt, "MNT").replace(/\d+ bytes/, "N bytes")}`);
+          }
         } finally {
           await c.close();
           await agent.stop();
@@ -270,7 +286,13 @@ Deno.test({
     );
     const demu = results[1] as string[];
     ok(/"trimmed":[1-9]/.test(demu[0]), `free space trimmed: ${demu[0]}`);
-    deepStrictEqual(demu.slice(2), [
+    deepStrictEqual(demu.slice(7), [
+      "0 1 filesystems frozen\n",
+      "0 frozen\n",
+      "0 1 filesystems thawed\n",
+      "0 MNT: N bytes trimmed (minimum 0)\n",
+    ]);
+    deepStrictEqual(demu.slice(2, 7), [
       '{"return":1}',
       '{"return":"frozen"}',
       '{"error":{"class":"CommandNotFound","desc":"Command guest-fstrim has been disabled: the agent is in frozen state"}}',
