@@ -11,9 +11,6 @@ export class QgaError extends Error {
   }
 }
 
-/** qemu-ga's generic "unsupported" error text. */
-export const UNSUPPORTED = "this feature or command is not currently supported";
-
 /** The strerror() text of a Deno or libc error, as C's error_setg_errno would append. */
 export function errnoText(e: unknown): string {
   if (e && typeof e === "object") {

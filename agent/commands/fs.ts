@@ -1,7 +1,7 @@
 /**
  * Filesystems and disks: guest-get-fsinfo, guest-get-disks, guest-fsfreeze-*, guest-fstrim.
- * The mount list is /proc/self/mountinfo restricted to block-device filesystems (major != 0);
- * disk addresses come from the device's sysfs path (PCI address, bus type, SCSI tuple).
+ * The mount list is /proc/self/mountinfo restricted to block-device filesystems, as qemu-ga
+ * builds it; the per-device descriptions are in disks.ts.
  */
 import type { CommandDef, GuestAgent } from "../agent.ts";
 import { errnoText, QgaError } from "../errors.ts";
