@@ -342,3 +342,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "kvm: an internal error (code fetched from MMIO) is reported with registers, exit 1",
+  ignore: !canBoot,
+  async fn() {
+    const { qcow2 } = await buildGuest("exec_mmio");
+    const args = ["-enable-kvm", "-display", "none", "-serial", "stdio", "-nic", "none"];
+    const d = await runDemu([...args, qcow2], { timeoutMs: 45000 });
+    ok(!d.timedOut, "demu hung on a KVM internal error");
+    strictEqual(d.code, 1);
+    strictEqual(plain(d.stdout), "JUMPING-TO-MMIO\r\n");
+    const err = d.stderr.split("\n");
+    strictEqual(err[0], "KVM internal error. Suberror: 1");
+    ok(err.includes("emulation failure"), d.stderr);
+    ok(/^RIP=0000000000000000 /m.test(d.stderr) && /^CS =a000 /m.test(d.stderr), d.stderr);
+    if (QEMU) {
+      // QEMU prints the same report, then stays paused: stop it once it has spoken.
+      const q = await runUntil("qemu-system-x86_64", [...args, "-drive", `file=${qcow2},if=ide`], {
+        until: "emulation failure",
+        timeoutMs: 45000,
+      });
+      ok(q.matched, q.stderr);
+      ok(q.stderr.includes("KVM internal error. Suberror: 1\n"), q.stderr);
+    }
+  },
+});

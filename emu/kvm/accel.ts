@@ -48,6 +48,8 @@ import { KvmVcpu } from "./vcpu.ts";
 import { KvmVm } from "./vm.ts";
 
 const SIGALRM = 14;
+/** kvm_run.internal.suberror: the instruction could not be emulated. */
+const KVM_INTERNAL_ERROR_EMULATION = 1;
 /** How often (ms of host time) the loop lets the event loop run (stdin, async I/O). */
 const YIELD_MS = 10;
 
@@ -136,7 +138,14 @@ export class KvmAccel {
           break;
         case KVM_EXIT_INTERNAL_ERROR: {
           const sub = run.getUint32(KvmRun.internal_suberror, true);
-          return this.#fatal(`KVM internal error. Suberror: ${sub}`);
+          const n = Math.min(16, run.getUint32(KvmRun.internal_ndata, true));
+          const lines = [`KVM internal error. Suberror: ${sub}`];
+          for (let i = 0; i < n; i++) {
+            const v = run.getBigUint64(KvmRun.internal_data + 8 * i, true);
+            lines.push(`extra data[${i}]: 0x${v.toString(16).padStart(16, "0")}`);
+          }
+          if (sub === KVM_INTERNAL_ERROR_EMULATION) lines.push("emulation failure");
+          return this.#fatal(lines.join("\n"));
         }
         case KVM_EXIT_FAIL_ENTRY: {
           const why = run.getBigUint64(KvmRun.fail_entry_reason, true);

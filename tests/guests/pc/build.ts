@@ -18,6 +18,7 @@ export const GUESTS = [
   "modes",
   "keyboard_echo",
   "pit_spin",
+  "exec_mmio",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {

@@ -18,7 +18,7 @@ export interface RunResult {
 }
 
 export interface RunOptions {
-  /** Stop the process (SIGTERM, then SIGKILL) once stdout contains this. */
+  /** Stop the process (SIGTERM, then SIGKILL) once stdout or stderr contains this. */
   until?: string;
   timeoutMs: number;
   env?: Record<string, string>;
@@ -75,7 +75,14 @@ export async function runUntil(cmd: string, args: string[], o: RunOptions): Prom
     }
   })();
   const readErr = (async () => {
-    for await (const chunk of child.stderr) stderr += dec.decode(chunk, { stream: true });
+    for await (const chunk of child.stderr) {
+      stderr += dec.decode(chunk, { stream: true });
+      if (o.until && !matched && stderr.includes(o.until)) {
+        matched = true;
+        ms = performance.now() - t0;
+        stop();
+      }
+    }
   })();
   const status = await child.status;
   await Promise.all([readOut, readErr]);
