@@ -728,6 +728,15 @@ async function start(o: Options): Promise<number> {
   const m = pc.machine;
   m.noReboot = o.noReboot;
   m.log = log;
+  if (logItems.has("guest_errors")) {
+    // QEMU's wording for accesses to unassigned physical memory.
+    m.memory.onUnassigned = (addr, write) =>
+      log(
+        "guest_errors",
+        `Invalid ${write ? "write" : "read"} at addr 0x${addr.toString(16).toUpperCase()}, ` +
+          "size 1, region '(null)', reason: rejected",
+      );
+  }
   if (logItems.has("unimp") || logItems.has("guest_errors")) {
     m.io.onUnassigned = (port, size, write, value) =>
       log(
