@@ -47,6 +47,17 @@ main:
         mov eax, gp_handler
         mov ebx, 13
         call set_gate
+        ; SYSENTER/SYSEXIT: CS from SYSENTER_CS (0x18) and +8 (SS); SYSEXIT to +16|3 and +24|3
+        xor edx, edx
+        mov ecx, 0x174
+        mov eax, 0x18
+        wrmsr
+        mov ecx, 0x175
+        mov eax, 0x64000
+        wrmsr
+        mov ecx, 0x176
+        mov eax, sysenter_target
+        wrmsr
         ; to ring 3
         push dword DATA32_R3
         push dword 0x50000
@@ -116,6 +127,17 @@ user:
         mov ax, cs
         and eax, 3
         CHECK 22, eax, 3
+        ; SYSENTER to ring 0 and SYSEXIT back
+        mov ecx, esp
+        mov edx, .after_sysexit
+        sysenter
+.after_sysexit:
+        CHECK 23, eax, 0x777
+        mov ax, cs
+        CHECK 24, ax, CODE32_R3
+        mov ax, ss
+        CHECK 25, ax, DATA32_R3
+        CHECK 26, esp, 0x50000
         ; done: INT 0x81 ends the test in ring 0
         int 0x81
 
@@ -142,6 +164,15 @@ gate_target:
         CHECK 31, ax, CODE32
         mov eax, 0x5678
         retf
+
+sysenter_target:
+        mov ax, cs
+        CHECK 32, ax, 0x18
+        mov ax, ss
+        CHECK 33, ax, 0x20
+        CHECK 34, esp, 0x64000
+        mov eax, 0x777
+        sysexit
 
 gp_handler:
         inc dword [gp_count]
