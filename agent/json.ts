@@ -500,7 +500,12 @@ function parseString(text: Uint8Array): string {
   return out;
 }
 
+/** Characters that need escaping in QEMU's output: quote, backslash, controls, non-ASCII. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
+
 function quoteString(s: string): string {
+  // Most strings (base64 payloads above all) are plain ASCII: no work needed.
+  if (!NEEDS_ESCAPE.test(s)) return `"${s}"`;
   let out = '"';
   for (const ch of s) {
     const cp = ch.codePointAt(0)!;

@@ -126,7 +126,11 @@ export interface Reply {
 
 /** A raw client connection: send bytes, wait for a number of reply lines. */
 export class RawConn {
-  #buf = new Uint8Array(0);
+  // Received bytes not yet taken: #store[#start, #end), grown by doubling.
+  #store = new Uint8Array(1 << 16);
+  #start = 0;
+  #end = 0;
+  #scanned = 0;
   #closed = false;
   #waiters: (() => void)[] = [];
   #pump: Promise<void>;
@@ -155,10 +159,17 @@ export class RawConn {
       for (;;) {
         const n = await this.conn.read(chunk);
         if (n === null) break;
-        const b = new Uint8Array(this.#buf.length + n);
-        b.set(this.#buf);
-        b.set(chunk.subarray(0, n), this.#buf.length);
-        this.#buf = b;
+        if (this.#end + n > this.#store.length) {
+          const live = this.#end - this.#start;
+          const bigger = new Uint8Array(Math.max(this.#store.length, (live + n) * 2));
+          bigger.set(this.#store.subarray(this.#start, this.#end));
+          this.#scanned -= this.#start;
+          this.#start = 0;
+          this.#end = live;
+          this.#store = bigger;
+        }
+        this.#store.set(chunk.subarray(0, n), this.#end);
+        this.#end += n;
         this.#waiters.splice(0).forEach((w) => w());
       }
     } catch {
@@ -179,10 +190,11 @@ export class RawConn {
     const out: Reply[] = [];
     const end = Date.now() + timeoutMs;
     while (out.length < count) {
-      const nl = this.#buf.indexOf(0x0a);
-      if (nl >= 0) {
-        let line = this.#buf.subarray(0, nl);
-        this.#buf = this.#buf.slice(nl + 1);
+      const found = this.#store.subarray(this.#scanned, this.#end).indexOf(0x0a);
+      this.#scanned = found < 0 ? this.#end : this.#scanned + found;
+      if (found >= 0) {
+        let line = this.#store.slice(this.#start, this.#scanned);
+        this.#start = this.#scanned = this.#scanned + 1;
         const delimited = line[0] === 0xff;
         if (delimited) line = line.subarray(1);
         let value: JsonValue | undefined;

@@ -412,8 +412,11 @@ Deno.test({
 type ExecStatus = { return?: { exited: boolean } };
 
 async function waitExit(c: RawConn, pid: number): Promise<unknown> {
-  for (let i = 0; i < 200; i++) {
-    const r = await c.call({ execute: "guest-exec-status", arguments: { pid } }) as ExecStatus;
+  for (let i = 0; i < 1200; i++) {
+    const r = await c.call(
+      { execute: "guest-exec-status", arguments: { pid } },
+      20000,
+    ) as ExecStatus;
     if (!r.return || r.return.exited) return canonical(r);
     await new Promise((res) => setTimeout(res, 25));
   }
@@ -436,6 +439,12 @@ Deno.test({
         { path: "env", env: ["A=1", "B=two"], "capture-output": true },
         { path: "true", "capture-output": true },
         { path: "/bin/sh", arg: ["-c", "head -c 100000 /dev/zero"], "capture-output": true },
+        // Beyond 16 MiB the output is cut and flagged as truncated.
+        {
+          path: "sh",
+          arg: ["-c", "head -c 17000000 /dev/zero; echo e >&2"],
+          "capture-output": true,
+        },
       ];
       for (const args of reqs) {
         const out: unknown[] = [];
