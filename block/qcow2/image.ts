@@ -1415,6 +1415,9 @@ export class Qcow2Format implements BlockDriver {
       if (sn.l1TableOffset % cs) throw this.#corruption("snapshot L1 table offset unaligned");
       await this.#io.read(sn.l1TableOffset, snL1);
     }
+    if (!(await this.#treeCanGainRef(snL1, sn.l1Size))) {
+      throw new BlockError("EINVAL", "Failed to load snapshot: Invalid argument");
+    }
     // The snapshot's tree gains the active table's reference first, so a crash only leaks.
     await this.#updateTreeRefcounts(snL1, sn.l1Size, 1, false, sn.l1TableOffset);
     await this.#flush();

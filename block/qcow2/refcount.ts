@@ -119,7 +119,13 @@ export class Qcow2Refcounts {
     if (v > this.max) throw new BlockError("EINVAL", "qcow2: refcount overflow");
     setRefcount(b, i, this.order, v);
     this.#dirtyBlocks.add(bi);
-    if (v === 0 && index < this.freeHint) this.freeHint = index;
+    if (v === 0) {
+      if (index < this.freeHint) this.freeHint = index;
+      // A freed cluster may be reused for anything: stop packing compressed data into it.
+      if (this.freeByteOffset && Math.floor(this.freeByteOffset / this.clusterSize) === index) {
+        this.freeByteOffset = 0;
+      }
+    }
     return v;
   }
 
@@ -328,7 +334,10 @@ export class Qcow2Refcounts {
   async allocBytes(size: number): Promise<number> {
     const cs = this.clusterSize;
     let offset = this.freeByteOffset;
-    if (offset && (await this.get(Math.floor(offset / cs))) >= this.max) offset = 0;
+    if (offset) {
+      const rc = await this.get(Math.floor(offset / cs));
+      if (rc === 0 || rc >= this.max) offset = 0;
+    }
     if (offset && cs - (offset % cs) >= size) {
       await this.add(Math.floor(offset / cs), 1);
     } else {
