@@ -501,6 +501,7 @@ function parseString(text: Uint8Array): string {
 }
 
 /** Characters that need escaping in QEMU's output: quote, backslash, controls, non-ASCII. */
+// deno-lint-ignore no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
 
 function quoteString(s: string): string {
