@@ -6,6 +6,7 @@ import {
   openProtocol,
   probeFormat,
   type Qcow2CheckResult,
+  rawProbeWarning,
 } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
 import { closeAll, errorText, openImg } from "./image.ts";
@@ -102,6 +103,8 @@ export async function checkImage(io: Io, req: CheckRequest): Promise<number> {
       const head = new Uint8Array(Math.min(512, await file.length()));
       if (head.length) await file.read(0, head);
       format = probeFormat(head);
+      // A repair opens the image for writing, and QEMU warns about a probed raw image then.
+      if (format === "raw" && req.repair) io.err(rawProbeWarning(req.filename) + "\n");
     }
     if (format !== "qcow2") throw new QemuImgError("This image format does not support checks", 63);
     await requireBacking(io, req.filename);

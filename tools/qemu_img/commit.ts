@@ -82,13 +82,12 @@ export async function cmdCommit(io: Io, args: string[]): Promise<number> {
   if (rest.length !== 1) throw usageError("Expecting one image file name");
   const name = rest[0];
   const top = await openImg(io, name, { format, readOnly: false, quiet });
+  const p = progress ? new Progress(io) : undefined;
   let base: BlockDriver | undefined;
   let topClosed = false;
   try {
+    p?.update(0);
     const chain = chainOf(top, name);
-    if (chain.length < 2 || !top.backing) {
-      throw new QemuImgError("Image does not have a backing file");
-    }
     let baseIdx = 1;
     if (baseName !== undefined) {
       baseIdx = chain.findIndex((c, i) =>
@@ -97,12 +96,12 @@ export async function cmdCommit(io: Io, args: string[]): Promise<number> {
       if (baseIdx < 0) {
         throw new QemuImgError(`Did not find '${baseName}' in the backing chain of '${name}'`);
       }
+    } else if (chain.length < 2 || !top.backing) {
+      throw new QemuImgError("Image does not have a backing file");
     }
     const baseEntry = chain[baseIdx];
     // The chain's copy of the base is read-only; write through a second, writable handle.
     base = await openImg(io, baseEntry.name, { format: baseEntry.d.format, readOnly: false });
-    const p = progress ? new Progress(io) : undefined;
-    p?.update(0);
     const size = await top.length();
     if (await base.length() < size) await base.truncate(size);
     const buf = new Uint8Array(IO_BUF_SIZE);
@@ -130,8 +129,8 @@ export async function cmdCommit(io: Io, args: string[]): Promise<number> {
       await makeEmpty(top, name);
     }
     p?.update(100);
-    p?.end();
   } finally {
+    p?.end();
     await closeAll(base);
     if (!topClosed) await closeAll(top);
   }

@@ -190,6 +190,8 @@ export async function cmdCompare(io: Io, args: string[]): Promise<number> {
   if (quiet) progress = false;
   if (rest.length !== 2) throw usageError("Expecting two image file names");
   let a: BlockDriver | undefined, b: BlockDriver | undefined;
+  // QEMU ends the progress line however the comparison ends, even when an image fails to open.
+  const p = progress ? new Progress(io, 2) : undefined;
   try {
     try {
       a = await openImg(io, rest[0], { format: fmt1, forceShare });
@@ -198,12 +200,10 @@ export async function cmdCompare(io: Io, args: string[]): Promise<number> {
       if (e instanceof QemuImgError) throw new QemuImgError(e.message, 2);
       throw e;
     }
-    const p = progress ? new Progress(io) : undefined;
     p?.update(0);
-    const code = await compareImages(io, a, b, [rest[0], rest[1]], { strict, quiet, progress: p });
-    if (p) p.end();
-    return code;
+    return await compareImages(io, a, b, [rest[0], rest[1]], { strict, quiet, progress: p });
   } finally {
+    p?.end();
     await closeAll(a, b);
   }
 }

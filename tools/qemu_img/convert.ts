@@ -84,14 +84,14 @@ export class Converter {
 
   async run(): Promise<void> {
     const sizes = await Promise.all(this.sources.map((s) => s.length()));
-    const total = sizes.reduce((a, b) => a + b, 0);
     const q = asQcow2(this.target);
     const clusterSize = this.opts.compress ? q!.info().clusterSize : 0;
+    if (this.opts.progress) await this.#countData();
     let base = 0;
     try {
       for (let i = 0; i < this.sources.length; i++) {
-        if (this.opts.compress) await this.#copyCompressed(i, base, sizes[i], total, clusterSize);
-        else await this.#copy(i, base, sizes[i], total);
+        if (this.opts.compress) await this.#copyCompressed(i, base, sizes[i], clusterSize);
+        else await this.#copy(i, base, sizes[i]);
         base += sizes[i];
       }
     } finally {
@@ -101,8 +101,32 @@ export class Converter {
     this.opts.progress?.update(100);
   }
 
-  #report(done: number, total: number): void {
-    if (this.opts.progress && total > 0) this.opts.progress.update((done / total) * 100);
+  #dataTotal = 0;
+  #dataDone = 0;
+
+  /**
+   * Progress counts only what gets copied (data, and zeros when nothing is sparse), as QEMU's
+   * allocated_sectors/allocated_done do; skipped zeros and backing ranges do not move it.
+   */
+  async #countData(): Promise<void> {
+    for (const src of this.sources) {
+      const base = this.opts.targetHasBacking ? src.backing ?? null : null;
+      const size = await src.length();
+      for (let off = 0; off < size;) {
+        const st = await statusAbove(src, base, off, size - off);
+        const copied = st.kind === "data" || (st.kind === "unallocated" && !base) ||
+          (st.kind === "zero" && !this.opts.minSparse);
+        if (copied) this.#dataTotal += st.length;
+        off += st.length;
+      }
+    }
+  }
+
+  #copied(bytes: number): void {
+    this.#dataDone += bytes;
+    if (this.opts.progress && this.#dataTotal > 0) {
+      this.opts.progress.update((this.#dataDone / this.#dataTotal) * 100);
+    }
   }
 
   async #zero(offset: number, length: number): Promise<void> {
@@ -122,7 +146,7 @@ export class Converter {
     return i.extendedL2 ? i.clusterSize / 32 : i.clusterSize;
   }
 
-  async #copy(index: number, base: number, size: number, total: number): Promise<void> {
+  async #copy(index: number, base: number, size: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
     const buf = new Uint8Array(IO_BUF_SIZE);
@@ -152,6 +176,7 @@ export class Converter {
         off = end;
       } else if (kind === "zero") {
         await this.#zero(base + off, end - off);
+        if (!this.opts.minSparse) this.#copied(end - off);
         off = end;
       } else {
         while (off < end) {
@@ -159,10 +184,9 @@ export class Converter {
           await src.read(off, chunk);
           await this.#writeData(base + off, chunk, align, gran);
           off += chunk.length;
-          if (off < end) this.#report(base + off, total);
+          this.#copied(chunk.length);
         }
       }
-      this.#report(base + off, total);
     }
   }
 
@@ -211,7 +235,6 @@ export class Converter {
     index: number,
     base: number,
     size: number,
-    total: number,
     clusterSize: number,
   ): Promise<void> {
     const src = this.sources[index];
@@ -231,7 +254,7 @@ export class Converter {
         await q.writeCompressedPrepared(job.offset + i * clusterSize, compressed, raw);
         this.written += clusterSize;
       }
-      this.#report(job.offset + job.zero.length * clusterSize - base, total);
+      this.#copied(job.zero.length * clusterSize);
     };
     /** The next batch: whole clusters, classified by the source's block status. */
     const plan = async (off: number) => {
@@ -321,6 +344,9 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
       const prealloc = opts.get("preallocation");
       if (compress && prealloc && prealloc !== "off") {
         throw new QemuImgError("Compression and preallocation not supported at the same time");
+      }
+      if (req.backingFile !== undefined && req.outFormat === "raw") {
+        throw new QemuImgError("Backing file not supported for file format 'raw'");
       }
       if (req.backingFile !== undefined) opts.values.set("backing_file", req.backingFile);
       if (req.backingFormat !== undefined) opts.values.set("backing_fmt", req.backingFormat);

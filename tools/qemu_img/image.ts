@@ -24,6 +24,8 @@ export interface ImgOpenOptions {
    * host file, so the data reaches the disk when the kernel writes it back.
    */
   cacheUnsafe?: boolean;
+  /** Called when probing settled on raw. */
+  onRawProbe?: () => void;
 }
 
 /** The text of an error thrown by the block layer. */
@@ -50,6 +52,7 @@ export async function openImg(
       noBacking: opts.noBacking,
       forceShare: opts.forceShare,
       warn: (m) => {
+        opts.onRawProbe?.();
         // QEMU warns only when a probed raw image is opened for writing.
         if (!opts.quiet && !readOnly) io.err(m + "\n");
       },

@@ -39,6 +39,8 @@ export async function queryImageInfo(d: BlockDriver, filename: string): Promise<
     actualSize: await actualSize(d),
     virtualSize: await d.length(),
   };
+  // QEMU counts a raw image's size in whole 512-byte sectors.
+  if (d.format === "raw") info.virtualSize = Math.ceil(info.virtualSize / 512) * 512;
   const q = asQcow2(d);
   if (q) {
     const qi = q.info();

@@ -3,7 +3,7 @@ import { type BlockDriver, measureQcow2 } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
 import { parseCreateOptions, qcow2Options } from "./create.ts";
 import { createOptsOf, optionsHelp } from "./create_opts.ts";
-import { closeAll, errorText, openImg } from "./image.ts";
+import { asQcow2, closeAll, errorText, openImg } from "./image.ts";
 import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
 import { toQemuJson } from "./json.ts";
 import { cvtnum } from "./size.ts";
@@ -88,7 +88,9 @@ export async function cmdMeasure(io: Io, args: string[]): Promise<number> {
       else {
         const m = await measureQcow2(qcow2Options(copts, size!, true), src);
         info = { required: m.required, fullyAllocated: m.fullyAllocated };
-        if (src) info.bitmaps = m.bitmaps;
+        // Only a source that can hold persistent bitmaps (qcow2 v3) reports their size.
+        const sq = src && asQcow2(src);
+        if (sq && sq.info().compat === "1.1") info.bitmaps = m.bitmaps;
       }
     } catch (e) {
       throw new QemuImgError(errorText(e));

@@ -7,6 +7,7 @@ import type { BlockDriver } from "@demu/block";
 import { getopt, type Io, QemuImgError, usageError } from "./cli.ts";
 import { asQcow2, closeAll, errorText, openImg, resolveBacking } from "./image.ts";
 import { Progress } from "./progress.ts";
+import { statusAbove } from "./convert.ts";
 
 const IO_BUF_SIZE = 2 << 20;
 const SECTOR = 512;
@@ -71,7 +72,10 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
       );
     if (unsafe && target !== undefined && newFmt === undefined) throw noFormat();
     if (!unsafe) {
-      if (target !== undefined) {
+      // A new base that is already in the chain is used as it is there (bdrv_find_backing_image),
+      // and only what the layers above it hold needs comparing.
+      const prefix = target === undefined ? undefined : findInChain(top, name, target);
+      if (target !== undefined && !prefix) {
         try {
           newBacking = await openImg(io, resolveBacking(name, target), {
             format: newFmt,
@@ -79,15 +83,16 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
           });
         } catch (e) {
           // blk_new_open() reports the protocol's error once, not wrapped by img_open().
-          const why = errorText(e).replace(/^Could not open '[^']*': (?=Could not open)/, "");
+          const why = errorText(e).replace(/^Could not open '[^']*': /, "");
           throw new QemuImgError(`Could not open new backing file '${target}': ${why}`);
         }
       }
       await copyDifferences(
         top,
         top.backing ?? null,
-        newBacking ?? null,
+        prefix ?? newBacking ?? null,
         progress ? io : undefined,
+        prefix,
       );
       // QEMU copies first and only then finds it cannot record a backing file without a format.
       if (target !== undefined && newFmt === undefined) throw noFormat();
@@ -111,24 +116,59 @@ export async function cmdRebase(io: Io, args: string[]): Promise<number> {
   return 0;
 }
 
+/** The layer of top's backing chain that `target` (as named from top) is, by real path. */
+function findInChain(top: BlockDriver, topName: string, target: string): BlockDriver | undefined {
+  const real = (p: string) => {
+    try {
+      return Deno.realPathSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  const want = real(resolveBacking(topName, target));
+  if (want === undefined) return undefined;
+  let d: BlockDriver | null | undefined = top.backing;
+  while (d) {
+    if (real(d.filename) === want) return d;
+    d = d.backing;
+  }
+  return undefined;
+}
+
 /** Safe rebase: where the overlay falls through and old and new backing differ, copy the old data up. */
 async function copyDifferences(
   top: BlockDriver,
   oldB: BlockDriver | null,
   newB: BlockDriver | null,
   progressIo?: Io,
+  prefix?: BlockDriver,
 ): Promise<void> {
   const size = await top.length();
   const oldSize = oldB ? await oldB.length() : 0;
   const newSize = newB ? await newB.length() : 0;
   const a = new Uint8Array(IO_BUF_SIZE);
   const b = new Uint8Array(IO_BUF_SIZE);
-  const p = progressIo ? new Progress(progressIo) : undefined;
+  const p = progressIo ? new Progress(progressIo, 2) : undefined;
   p?.update(0);
+  // QEMU advances the display by a fixed step per chunk it compares, whatever its length.
+  const step = 100 / (size / Math.min(size, IO_BUF_SIZE));
+  let shown = 0;
   for (let off = 0; off < size;) {
     const st = await top.blockStatus(off, Math.min(IO_BUF_SIZE, size - off));
-    const n = st.length;
+    let n = st.length;
+    if (!st.allocated && prefix && oldB) {
+      // Unchanged since the new base: the guest already sees the new base's data here.
+      const above = await statusAbove(oldB, prefix, off, n);
+      if (above.kind === "unallocated") {
+        off += above.length;
+        continue;
+      }
+      n = above.length;
+    }
     if (!st.allocated) {
+      // Chunks stop where a backing file ends; past it the backing reads as zeros.
+      if (off < oldSize && off + n > oldSize) n = oldSize - off;
+      if (newB && off < newSize && off + n > newSize) n = newSize - off;
       const x = a.subarray(0, n), y = b.subarray(0, n);
       await readBacking(oldB, oldSize, off, x);
       await readBacking(newB, newSize, off, y);
@@ -144,9 +184,10 @@ async function copyDifferences(
         if (differs) await top.write(off + pos, x.subarray(pos, end));
         pos = end;
       }
+      shown = Math.fround(shown + step);
+      p?.update(shown);
     }
     off += n;
-    p?.update((off / size) * 100);
   }
   await top.flush();
   p?.update(100);

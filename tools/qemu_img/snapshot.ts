@@ -1,5 +1,5 @@
 /** qemu-img snapshot: list, create, apply and delete internal snapshots (qcow2). */
-import type { BlockDriver } from "@demu/block";
+import { type BlockDriver, rawProbeWarning } from "@demu/block";
 import { getopt, type Io, QemuImgError, usageError } from "./cli.ts";
 import { snapshotTable } from "./human.ts";
 import { asQcow2, closeAll, errorText, openImg } from "./image.ts";
@@ -144,11 +144,13 @@ export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
   if (rest.length !== 1) throw usageError("Expecting one image file name");
   if (!action) return 0;
   const filename = rest[0];
+  let probed = false;
   const d = await openImg(io, filename, {
     readOnly: action === "l",
     forceShare,
     quiet,
     noBacking: true,
+    onRawProbe: () => (probed = true),
   });
   try {
     const q = asQcow2(d);
@@ -170,6 +172,8 @@ export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
         break;
       case "a":
         if (!q) {
+          // QEMU reopens the image to try its file layer, repeating a probed-raw warning.
+          if (probed && !quiet) io.err(rawProbeWarning(filename) + "\n");
           throw new QemuImgError(
             `Could not apply snapshot '${name}': Block driver does not support snapshots`,
           );
