@@ -100,18 +100,12 @@ export function parseOptionSize(name: string, text: string): bigint {
 
 const UNITS = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
 
-/** C's "%0.3g" for the values size_to_str() prints. */
+/** C's "%0.3g" for the values size_to_str() prints (0 <= v < 1024; exact ties round to even). */
 function g3(v: number): string {
   if (v === 0) return "0";
-  const exp = Math.floor(Math.log10(Math.abs(v)));
-  let s = v.toPrecision(3);
-  if (s.includes("e")) {
-    const [mant, e] = s.split("e");
-    const n = Number(e);
-    const m = mant.includes(".") ? mant.replace(/\.?0+$/, "") : mant;
-    return `${m}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
-  }
-  if (exp >= 3) return s;
+  const exp = Math.floor(Math.log10(v));
+  let s = toFixedC(v, Math.max(0, 2 - exp));
+  if (Number(s) >= 1000) return "1e+03"; // %g switches to exponent form at 1000
   if (s.includes(".")) s = s.replace(/\.?0+$/, "");
   return s;
 }

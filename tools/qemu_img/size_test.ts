@@ -33,8 +33,19 @@ Deno.test("cvtnum gives qemu-img's two messages", () => {
 
 Deno.test("sizeToStr prints like size_to_str", () => {
   deepStrictEqual(
-    [0, 1000, 1024, 4096, 331776, 1 << 30, 1572864, 123456789].map(sizeToStr),
-    ["0 B", "0.977 KiB", "1 KiB", "4 KiB", "324 KiB", "1 GiB", "1.5 MiB", "118 MiB"],
+    [0, 1000, 1024, 4096, 331776, 1 << 30, 1572864, 123456789, 197120, 199680].map(sizeToStr),
+    [
+      "0 B",
+      "0.977 KiB",
+      "1 KiB",
+      "4 KiB",
+      "324 KiB",
+      "1 GiB",
+      "1.5 MiB",
+      "118 MiB",
+      "192 KiB",
+      "195 KiB",
+    ],
   );
 });
 
