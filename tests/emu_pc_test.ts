@@ -56,7 +56,7 @@ for (
       name: `tcg: ${guest} from ${fmt === "img" ? "raw" : "qcow2"}: marker on COM1, ACPI power-off`,
       ignore: !canBoot,
       async fn() {
-        const paths = await buildGuest(guest);
+        await using paths = await buildGuest(guest);
         const image = fmt === "img" ? paths.raw : paths.qcow2;
         const d = await runDemu([...HEADLESS, "-drive", `file=${image},if=ide`], {
           timeoutMs: 60000,
@@ -81,7 +81,8 @@ Deno.test({
   name: "tcg: BIOS disk writes, and -snapshot keeps the image byte-identical",
   ignore: !canBoot,
   async fn() {
-    const { raw } = await buildGuest("disk_write");
+    await using guest = await buildGuest("disk_write");
+    const { raw } = guest;
     const before = await Deno.readFile(raw);
     const s = await runDemu([...HEADLESS, "-snapshot", "-drive", `file=${raw},format=raw`], {
       timeoutMs: 60000,
@@ -190,7 +191,8 @@ Deno.test({
   name: "tcg: real -> protected mode -> MMIO -> paging (long mode when the CPU has it)",
   ignore: !canBoot,
   async fn() {
-    const { qcow2 } = await buildGuest("modes");
+    await using guest = await buildGuest("modes");
+    const { qcow2 } = guest;
     const d = await runDemu([...HEADLESS, "-drive", `file=${qcow2},if=ide`], { timeoutMs: 60000 });
     strictEqual(d.code, 0, d.stderr);
     const out = plain(d.stdout);
@@ -215,7 +217,8 @@ Deno.test({
   name: "tcg: El Torito boot from -cdrom (ATAPI) with -boot d",
   ignore: !canBoot,
   async fn() {
-    const iso = await buildGuestIso("serial_poweroff");
+    await using guest = await buildGuestIso("serial_poweroff");
+    const iso = guest.iso;
     const d = await runDemu([...HEADLESS, "-cdrom", iso, "-boot", "d"], { timeoutMs: 60000 });
     strictEqual(d.code, 0, d.stderr);
     strictEqual(plain(d.stdout), "DEMU-BOOT-OK\r\n");
@@ -227,7 +230,8 @@ for (const accel of ["tcg", "kvm"]) {
     name: `keyboard: terminal keys reach the guest's INT 16h through the 8042 (${accel})`,
     ignore: !canBoot || (accel === "kvm" && !haveKvm()),
     async fn() {
-      const { qcow2 } = await buildGuest("keyboard_echo");
+      await using guest = await buildGuest("keyboard_echo");
+      const { qcow2 } = guest;
       const dir = await Deno.makeTempDir();
       const serial = `${dir}/serial.txt`;
       const child = new Deno.Command(Deno.execPath(), {
@@ -276,7 +280,8 @@ Deno.test({
   name: "tcg: boots from an nbd:// disk served by the real qemu-nbd",
   ignore: !canBoot || !haveCommand("qemu-nbd"),
   async fn() {
-    const { qcow2 } = await buildGuest("serial_poweroff");
+    await using guest = await buildGuest("serial_poweroff");
+    const { qcow2 } = guest;
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
     l.close();

@@ -25,7 +25,8 @@ for (const accel of ["tcg", "kvm"]) {
     name: `linux: -kernel/-initrd/-append under ${accel} prints what QEMU's guest prints`,
     ignore: !NASM || (accel === "kvm" && !KVM),
     async fn() {
-      const { kernel, initrd } = await buildLinuxStub();
+      await using stub = await buildLinuxStub();
+      const { kernel, initrd } = stub;
       const boot = ["-kernel", kernel, "-initrd", initrd, "-append", APPEND];
       const d = await runDemu(["-accel", accel, ...ARGS, ...boot], { timeoutMs: 30000 });
       strictEqual(d.code, 0, d.stderr);

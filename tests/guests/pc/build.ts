@@ -42,60 +42,99 @@ export function haveNasm(): boolean {
   return hasCommand("nasm");
 }
 
-/** Builds one guest; returns the raw and qcow2 image paths. */
-export async function buildGuest(name: string): Promise<{ raw: string; qcow2: string }> {
-  await Deno.mkdir(GUEST_DIR, { recursive: true });
-  const bin = `${GUEST_DIR}/${name}.bin`;
-  const raw = `${GUEST_DIR}/${name}.img`;
-  const qcow2 = `${GUEST_DIR}/${name}.qcow2`;
-  await run("nasm", ["-f", "bin", "-I", here, "-o", bin, `${here}${name}.asm`]);
-  const sector = await Deno.readFile(bin);
-  if (sector.length % 512 || sector[510] !== 0x55 || sector[511] !== 0xaa) {
-    throw new Error(`${name}: not a boot sector (${sector.length} bytes)`);
+/** A built guest in its own temporary directory, removed by `await using`. */
+export interface BuiltGuest extends AsyncDisposable {
+  dir: string;
+  raw: string;
+  qcow2: string;
+  /** The El Torito ISO (buildGuestIso only). */
+  iso: string;
+}
+
+async function tempGuestDir(): Promise<{ dir: string; dispose: () => Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "demu-guest-" });
+  return { dir, dispose: () => Deno.remove(dir, { recursive: true }).catch(() => {}) };
+}
+
+/**
+ * Builds one guest into a fresh temporary directory (tests run in parallel and QEMU locks
+ * images, so nothing is shared); returns the raw and qcow2 image paths.
+ */
+export async function buildGuest(name: string): Promise<BuiltGuest> {
+  const { dir, dispose } = await tempGuestDir();
+  const bin = `${dir}/${name}.bin`;
+  const raw = `${dir}/${name}.img`;
+  const qcow2 = `${dir}/${name}.qcow2`;
+  try {
+    await run("nasm", ["-f", "bin", "-I", here, "-o", bin, `${here}${name}.asm`]);
+    const sector = await Deno.readFile(bin);
+    if (sector.length % 512 || sector[510] !== 0x55 || sector[511] !== 0xaa) {
+      throw new Error(`${name}: not a boot sector (${sector.length} bytes)`);
+    }
+    const disk = new Uint8Array(1 << 20);
+    disk.set(sector);
+    await Deno.writeFile(raw, disk);
+    if (hasCommand("qemu-img")) {
+      await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, qcow2]);
+    } else {
+      await run(Deno.execPath(), [
+        "run",
+        "-A",
+        `${root}tools/qemu-img.ts`,
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw,
+        qcow2,
+      ]);
+    }
+  } catch (e) {
+    await dispose();
+    throw e;
   }
-  const disk = new Uint8Array(1 << 20);
-  disk.set(sector);
-  await Deno.writeFile(raw, disk);
-  await Deno.remove(qcow2).catch(() => {});
-  if (hasCommand("qemu-img")) {
-    await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, qcow2]);
-  } else {
-    await run(Deno.execPath(), [
-      "run",
-      "-A",
-      `${root}tools/qemu-img.ts`,
-      "convert",
-      "-f",
-      "raw",
-      "-O",
-      "qcow2",
-      raw,
-      qcow2,
-    ]);
+  return { dir, raw, qcow2, iso: "", [Symbol.asyncDispose]: dispose };
+}
+
+/** Builds a guest and a bootable (El Torito) ISO around its boot sector. */
+export async function buildGuestIso(name: string): Promise<BuiltGuest> {
+  const g = await buildGuest(name);
+  const { buildBootIso } = await import("./iso.ts");
+  g.iso = `${g.dir}/${name}.iso`;
+  const boot = await Deno.readFile(`${g.dir}/${name}.bin`);
+  await Deno.writeFile(g.iso, buildBootIso(boot.subarray(0, 512)));
+  return g;
+}
+
+/** Builds the Linux-boot-protocol stub kernel and a small initrd in a temporary directory. */
+export async function buildLinuxStub(): Promise<
+  { kernel: string; initrd: string } & AsyncDisposable
+> {
+  const { dir, dispose } = await tempGuestDir();
+  const kernel = `${dir}/linux_stub.bzImage`;
+  const initrd = `${dir}/linux_stub.initrd`;
+  try {
+    await run("nasm", ["-f", "bin", "-I", here, "-o", kernel, `${here}linux_stub.asm`]);
+    await Deno.writeTextFile(initrd, "INITRD-0123456789ABCDEF-tail");
+  } catch (e) {
+    await dispose();
+    throw e;
   }
-  return { raw, qcow2 };
+  return { kernel, initrd, [Symbol.asyncDispose]: dispose };
 }
 
 if (import.meta.main) {
-  for (const g of GUESTS) console.log(g, await buildGuest(g));
-}
-
-/** Builds the Linux-boot-protocol stub kernel and a small initrd; returns their paths. */
-export async function buildLinuxStub(): Promise<{ kernel: string; initrd: string }> {
+  // Builds every guest into .cache/guests/pc for manual runs.
   await Deno.mkdir(GUEST_DIR, { recursive: true });
-  const kernel = `${GUEST_DIR}/linux_stub.bzImage`;
-  const initrd = `${GUEST_DIR}/linux_stub.initrd`;
-  await run("nasm", ["-f", "bin", "-I", here, "-o", kernel, `${here}linux_stub.asm`]);
-  await Deno.writeTextFile(initrd, "INITRD-0123456789ABCDEF-tail");
-  return { kernel, initrd };
-}
-
-/** Builds a bootable (El Torito) ISO around a guest's boot sector; returns its path. */
-export async function buildGuestIso(name: string): Promise<string> {
-  await buildGuest(name);
-  const { buildBootIso } = await import("./iso.ts");
-  const iso = `${GUEST_DIR}/${name}.iso`;
-  const boot = await Deno.readFile(`${GUEST_DIR}/${name}.bin`);
-  await Deno.writeFile(iso, buildBootIso(boot.subarray(0, 512)));
-  return iso;
+  for (const g of GUESTS) {
+    await using built = await buildGuestIso(g);
+    for (const f of [built.raw, built.qcow2, built.iso, `${built.dir}/${g}.bin`]) {
+      await Deno.copyFile(f, `${GUEST_DIR}/${f.slice(built.dir.length + 1)}`);
+    }
+    console.log(`${GUEST_DIR}/${g}.{bin,img,qcow2,iso}`);
+  }
+  await using stub = await buildLinuxStub();
+  await Deno.copyFile(stub.kernel, `${GUEST_DIR}/linux_stub.bzImage`);
+  await Deno.copyFile(stub.initrd, `${GUEST_DIR}/linux_stub.initrd`);
 }
