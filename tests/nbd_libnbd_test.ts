@@ -12,8 +12,9 @@
  * - the real qemu-img (info, map, convert) and qemu-io (writes, pattern reads) using nbd:// on
  *   demu's server.
  */
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import {
+  DEMU_QEMU_NBD,
   freePort,
   peers,
   type Ran,
@@ -328,6 +329,80 @@ Deno.test({
           strictEqual(maps[0], maps[1], `${fmt} ${extra.join(" ")}`);
         }
       }
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "qemu-nbd --fork returns once serving, --pid-file names it, -s leaves the image alone",
+  ignore,
+  async fn() {
+    const [dir, cleanup] = await tempDir("demu-nbd-fork-");
+    try {
+      const img = `${dir}/d.raw`;
+      const data = new Uint8Array(2 * MiB).fill(0x31);
+      await Deno.writeFile(img, data);
+      const sock = `${dir}/f.sock`;
+      const pidFile = `${dir}/f.pid`;
+      // The forked server keeps the caller's stderr (as QEMU's does), so the parent is waited
+      // for without capturing its output pipes.
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          DEMU_QEMU_NBD,
+          "--fork",
+          "--pid-file",
+          pidFile,
+          "-s",
+          "-t",
+          "-f",
+          "raw",
+          "-k",
+          sock,
+          img,
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      strictEqual(r.code, 0);
+      const pid = Number((await Deno.readTextFile(pidFile)).trim());
+      ok(pid > 0);
+      try {
+        const uri = `nbd+unix:///?socket=${sock}`;
+        must(
+          await run("qemu-io", [
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x32 0 64k",
+            "-c",
+            "read -P 0x32 0 64k",
+            "-c",
+            "read -P 0x31 64k 64k",
+            uri,
+          ]),
+          "qemu-io through the snapshot",
+        );
+      } finally {
+        Deno.kill(pid, "SIGTERM");
+      }
+      // The server removes its socket and pid file on the way out.
+      for (let i = 0; i < 100; i++) {
+        try {
+          await Deno.stat(pidFile);
+          await new Promise((res) => setTimeout(res, 50));
+        } catch {
+          break;
+        }
+      }
+      await rejects(Deno.stat(pidFile));
+      await rejects(Deno.stat(sock));
+      deepStrictEqual(await Deno.readFile(img), data, "-s wrote nothing to the image");
     } finally {
       await cleanup();
     }

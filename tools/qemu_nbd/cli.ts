@@ -520,8 +520,11 @@ async function serve(cfg: Config): Promise<number> {
 
 /** --fork: run the server as a detached child and return once it listens. */
 async function forkServer(): Promise<number> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", Deno.mainModule, ...Deno.args],
+  // Under `deno run` the child is the same script again; a compiled qemu-nbd is its own program.
+  const exe = Deno.execPath();
+  const underDeno = /^deno(\.exe)?$/.test(exe.split("/").pop() ?? "");
+  const child = new Deno.Command(exe, {
+    args: underDeno ? ["run", "-A", Deno.mainModule, ...Deno.args] : [...Deno.args],
     env: { [FORK_ENV]: "1" },
     stdin: "null",
     stdout: "piped",
