@@ -267,6 +267,10 @@ Deno.test({
             }).output();
             const text = new TextDecoder().decode(r.code ? r.stderr : r.stdout);
             out.push(`${r.code} ${text.replaceAll(fs.mnt, "MNT").replace(/\d+ bytes/, "N bytes")}`);
+            if (args[1] === "freeze") {
+              // The kernel agrees: a second freeze of the filesystem is refused while frozen.
+              throws(() => fsFreeze(fs.mnt), (e) => e instanceof SysError && e.errno === 16);
+            }
           }
         } finally {
           await c.close();
