@@ -9,6 +9,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { canonical, findQemuGa, RawConn, startAgent } from "../agent/testing.ts";
 
 const MARKER = "DEMU-FAKE-HELPER";
+const CLIENT = new URL("../tools/qemu-ga-client.ts", import.meta.url).pathname;
 
 async function fakes(dir: string): Promise<string[]> {
   for (const name of ["shutdown", "hwclock"]) {
@@ -79,6 +80,16 @@ Deno.test({
           await Deno.writeTextFile(`${dir}/rc`, "1");
           out.push(canonical(await c.call('{"execute":"guest-shutdown"}')));
           out.push(canonical(await c.call('{"execute":"guest-set-time"}')));
+          // qemu-ga-client's powerdown (helper fails: an error) and reboot (helper works).
+          await c.close();
+          for (const [rc, sub] of [["1", "powerdown"], ["0", "reboot"]]) {
+            await Deno.writeTextFile(`${dir}/rc`, rc);
+            const r = await new Deno.Command(Deno.execPath(), {
+              args: ["run", "-A", CLIENT, `--address=unix:${agent.socket}`, sub],
+              stdin: "null",
+            }).output();
+            out.push(`${sub}: ${r.code} ${new TextDecoder().decode(r.stderr)}`);
+          }
         } finally {
           await c.close();
           await agent.stop();
@@ -96,11 +107,16 @@ Deno.test({
     deepStrictEqual(demu[7], {
       error: { class: "GenericError", desc: "child process has failed to shutdown" },
     });
+    deepStrictEqual(demu.slice(9, 11), [
+      "powerdown: 1 qemu-ga-client: child process has failed to shutdown\n",
+      "reboot: 0 ",
+    ]);
     strictEqual(
       demu.at(-1),
       "shutdown -h -P +0 hypervisor initiated shutdown\nshutdown -h -H +0 hypervisor initiated shutdown\n" +
         "shutdown -h -r +0 hypervisor initiated shutdown\nhwclock -s\n" +
-        "shutdown -h -P +0 hypervisor initiated shutdown\nhwclock -s\n",
+        "shutdown -h -P +0 hypervisor initiated shutdown\nhwclock -s\n" +
+        "shutdown -h -P +0 hypervisor initiated shutdown\nshutdown -h -r +0 hypervisor initiated shutdown\n",
     );
   },
 });
