@@ -76,6 +76,12 @@ export const QCOW_MAX_REFTABLE_SIZE = 1 << 23;
 /** Subclusters per cluster with extended L2 entries. */
 export const QCOW_EXTL2_SUBCLUSTERS_PER_CLUSTER = 32;
 
+/** Recognises a qcow2 image by its magic (any version; open() rejects what it cannot read). */
+export function probeQcow2(head: Uint8Array): boolean {
+  return head.length >= 4 &&
+    ((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0 === QCOW_MAGIC;
+}
+
 /** One header extension as stored: type and payload (without padding). */
 export interface Qcow2HeaderExtension {
   type: number;

@@ -13,7 +13,7 @@ import {
   type TruncateOptions,
   type WriteZeroesOptions,
 } from "../types.ts";
-import { openImage, type OpenOptions } from "../open.ts";
+import { openImage, type OpenOptions, registerFormat } from "../open.ts";
 import {
   backingFormatOf,
   csizeShift,
@@ -25,6 +25,7 @@ import {
   MIN_CLUSTER_BITS,
   parseHeader,
   parseSnapshotTable,
+  probeQcow2,
   QCOW2_COMPAT_LAZY_REFCOUNTS,
   QCOW2_EXT_MAGIC_FEATURE_TABLE,
   QCOW2_FEATURE_NAMES,
@@ -2076,3 +2077,7 @@ function wrap(e: unknown): unknown {
   if (e instanceof Qcow2FormatError) return new BlockError("EINVAL", e.message);
   return e;
 }
+
+// Registered here as well as in block/mod.ts, so that backing files open (and create finds its
+// backing file) whichever module a caller imported the driver through.
+registerFormat("qcow2", (file, opts) => Qcow2Format.open(file, opts), probeQcow2);

@@ -5,7 +5,6 @@
  * - image.ts: {@link Qcow2Format}, the BlockDriver over an open image
  * - create.ts, measure.ts, compress.ts: qemu-img create / measure, cluster compression
  */
-import { QCOW_MAGIC } from "./format.ts";
 import { Qcow2Format } from "./image.ts";
 import type { BlockDriver } from "../types.ts";
 import type { OpenOptions } from "../open.ts";
@@ -16,12 +15,6 @@ export * from "./compress.ts";
 export { Qcow2Format } from "./image.ts";
 export { createQcow2 } from "./create.ts";
 export { measureQcow2 } from "./measure.ts";
-
-/** Recognises a qcow2 image by its magic (any version; open() rejects what it cannot read). */
-export function probeQcow2(head: Uint8Array): boolean {
-  return head.length >= 4 &&
-    ((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0 === QCOW_MAGIC;
-}
 
 /** The FormatOpener registered as "qcow2". */
 export function openQcow2(file: BlockDriver, opts: OpenOptions): Promise<BlockDriver> {
