@@ -329,3 +329,23 @@ Deno.test("ide: IDENTIFY and a PIO READ SECTORS from a raw image", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("piix4 pm: PMBA maps the PM block; ACPI_ENABLE on 0xB2 sets SCI_EN; S5 powers off", async () => {
+  const m = machine();
+  const { Piix4Pm } = await import("../emu/hw/acpi_pm.ts");
+  const pm = new Piix4Pm(m);
+  strictEqual(m.io.read(0x604, 2), 0xffff, "unmapped before PMBA/PMREGMISC");
+  pm.writeConfig(0x40, 4, 0x601);
+  pm.writeConfig(0x80, 1, 1);
+  strictEqual(m.io.read(0x604, 2) & 1, 0);
+  m.io.write(0xb2, 1, 0xf1);
+  strictEqual(m.io.read(0x604, 2) & 1, 1, "SCI_EN after ACPI_ENABLE");
+  // The PM timer runs at 3.579545 MHz.
+  const t0 = m.io.read(0x608, 4);
+  m.clock.advance(1e6); // 1 ms
+  const dt = (m.io.read(0x608, 4) - t0) & 0xffffff;
+  ok(Math.abs(dt - 3580) <= 1, `PM timer advanced ${dt}`);
+  ok(!m.stopReason);
+  m.io.write(0x604, 2, 0x2000 | 1); // SLP_TYP 0 | SLP_EN
+  deepStrictEqual(m.stopReason, { kind: "poweroff" });
+});

@@ -15,6 +15,8 @@ const STS_TMR = 1, STS_PWRBTN = 0x100;
 const CNT_SCI_EN = 1, CNT_SLP_EN = 0x2000;
 const SCI_IRQ = 9;
 const GPE0_BASE = 0xafe0;
+const APM_CNT = 0xb2, APM_STS = 0xb3;
+const ACPI_ENABLE = 0xf1, ACPI_DISABLE = 0xf0;
 
 export class Piix4Pm extends PciDevice {
   sts = 0;
@@ -22,6 +24,8 @@ export class Piix4Pm extends PciDevice {
   cnt = 0;
   gpeSts = 0;
   gpeEn = 0;
+  apmCnt = 0;
+  apmSts = 0;
   #mapped = -1;
 
   constructor(machine: Machine) {
@@ -35,6 +39,21 @@ export class Piix4Pm extends PciDevice {
     this.wmask[PIIX4_PMBA] = 0xc0;
     this.wmask[PIIX4_PMBA + 1] = 0xff;
     this.wmask[PIIX4_PMREGMISC] = 0x01;
+    // The APM control port: with no SMM, QEMU's PIIX4 turns ACPI mode on and off here
+    // (the FADT's SMI_CMD, ACPI_ENABLE 0xF1 / ACPI_DISABLE 0xF0).
+    machine.io.register(APM_CNT, 2, {
+      read: (p) => p === APM_CNT ? this.apmCnt : this.apmSts,
+      write: (p, _s, v) => {
+        if (p === APM_STS) {
+          this.apmSts = v;
+          return;
+        }
+        this.apmCnt = v;
+        if (v === ACPI_ENABLE) this.cnt |= CNT_SCI_EN;
+        else if (v === ACPI_DISABLE) this.cnt &= ~CNT_SCI_EN;
+        this.#updateSci();
+      },
+    });
     machine.io.register(GPE0_BASE, 4, {
       read: (p) => {
         const o = p - GPE0_BASE;
@@ -137,5 +156,6 @@ export class Piix4Pm extends PciDevice {
       this.gpeSts =
       this.gpeEn =
         0;
+    this.apmCnt = this.apmSts = 0;
   }
 }
