@@ -349,3 +349,170 @@ Deno.test("piix4 pm: PMBA maps the PM block; ACPI_ENABLE on 0xB2 sets SCI_EN; S5
   m.io.write(0x604, 2, 0x2000 | 1); // SLP_TYP 0 | SLP_EN
   deepStrictEqual(m.stopReason, { kind: "poweroff" });
 });
+
+/** A machine with a PIIX IDE controller, its bus master at 0xC000, and drives from raw files. */
+async function ideMachine(dir: string, disk: Uint8Array, cd: Uint8Array | null) {
+  const m = machine();
+  initPic(m);
+  const ide = new PiixIde(m);
+  ide.writeConfig(0x20, 4, 0xc001); // BAR4: bus master registers
+  ide.writeConfig(0x04, 2, 0x0005); // I/O + bus master
+  await Deno.writeFile(`${dir}/d.img`, disk);
+  const d = new IdeDrive("disk", await openImage(`${dir}/d.img`, { format: "raw" }), "QM00001");
+  await d.open();
+  ide.attach(0, 0, d);
+  let c: IdeDrive | null = null;
+  if (cd) {
+    await Deno.writeFile(`${dir}/c.iso`, cd);
+    c = new IdeDrive(
+      "cdrom",
+      await openImage(`${dir}/c.iso`, { format: "raw", readOnly: true }),
+      "QM00003",
+    );
+  } else {
+    c = new IdeDrive("cdrom", null, "QM00003");
+  }
+  await c.open();
+  ide.attach(1, 0, c);
+  const settle = async () => {
+    while (m.pending.size) await Promise.all([...m.pending]);
+  };
+  const close = async () => {
+    await d.driver!.close();
+    await c?.driver?.close();
+  };
+  return { m, ide, settle, close };
+}
+
+Deno.test("ide: bus-master DMA READ DMA EXT and WRITE DMA scatter/gather through a PRD table", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const disk = new Uint8Array(256 * 512);
+    for (let i = 0; i < disk.length; i++) disk[i] = (i >> 9) ^ (i & 0xff);
+    const { m, settle, close } = await ideMachine(dir, disk, null);
+    const v = new DataView(m.ram.buffer);
+    // PRD table at 0x1000: 1000 bytes at 0x10000, then 24 bytes at 0x20000 (end of table).
+    v.setUint32(0x1000, 0x10000, true);
+    v.setUint16(0x1004, 1000, true);
+    v.setUint16(0x1006, 0, true);
+    v.setUint32(0x1008, 0x20000, true);
+    v.setUint16(0x100c, 24, true);
+    v.setUint16(0x100e, 0x8000, true);
+    m.io.write(0xc004, 4, 0x1000);
+    // READ DMA EXT: LBA 5, 2 sectors.
+    m.io.write(0x1f6, 1, 0x40);
+    m.io.write(0x1f2, 1, 0);
+    m.io.write(0x1f3, 1, 0);
+    m.io.write(0x1f4, 1, 0);
+    m.io.write(0x1f5, 1, 0);
+    m.io.write(0x1f2, 1, 2);
+    m.io.write(0x1f3, 1, 5);
+    m.io.write(0x1f4, 1, 0);
+    m.io.write(0x1f5, 1, 0);
+    m.io.write(0x1f7, 1, 0x25);
+    m.io.write(0xc000, 1, 0x09); // start, device-to-memory
+    await settle();
+    strictEqual(m.io.read(0xc002, 1) & 0x07, 0x04, "interrupt, not active, no error");
+    ok(m.hasInterrupt());
+    deepStrictEqual(
+      m.ram.subarray(0x10000, 0x10000 + 1000),
+      disk.subarray(5 * 512, 5 * 512 + 1000),
+    );
+    deepStrictEqual(m.ram.subarray(0x20000, 0x20000 + 24), disk.subarray(5 * 512 + 1000, 7 * 512));
+    strictEqual(m.io.read(0x1f7, 1) & 0x89, 0, "not busy, no DRQ, no error");
+    m.io.write(0xc000, 1, 0x00);
+    m.io.write(0xc002, 1, 0x04); // acknowledge
+    // WRITE DMA (LBA28): LBA 9, 2 sectors from the same PRDs.
+    m.ram.fill(0xab, 0x10000, 0x10000 + 1000);
+    m.ram.fill(0xcd, 0x20000, 0x20000 + 24);
+    m.io.write(0x1f6, 1, 0xe0);
+    m.io.write(0x1f2, 1, 2);
+    m.io.write(0x1f3, 1, 9);
+    m.io.write(0x1f4, 1, 0);
+    m.io.write(0x1f5, 1, 0);
+    m.io.write(0x1f7, 1, 0xca);
+    m.io.write(0xc000, 1, 0x01); // start, memory-to-device
+    await settle();
+    strictEqual(m.io.read(0xc002, 1) & 0x07, 0x04);
+    await close();
+    const img = await Deno.readFile(`${dir}/d.img`);
+    ok(img.subarray(9 * 512, 9 * 512 + 1000).every((b) => b === 0xab));
+    ok(img.subarray(9 * 512 + 1000, 11 * 512).every((b) => b === 0xcd));
+    deepStrictEqual(img.subarray(11 * 512, 12 * 512), disk.subarray(11 * 512, 12 * 512));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Sends an ATAPI packet on the secondary channel; returns the PIO data (byte-count limited). */
+async function atapi(
+  m: Machine,
+  settle: () => Promise<void>,
+  packet: number[],
+  limit = 0xfffe,
+): Promise<{ data: Uint8Array; status: number; error: number }> {
+  m.io.write(0x176, 1, 0xa0);
+  m.io.write(0x171, 1, 0); // PIO
+  m.io.write(0x174, 1, limit & 0xff);
+  m.io.write(0x175, 1, limit >> 8);
+  m.io.write(0x177, 1, 0xa0);
+  strictEqual(m.io.read(0x177, 1) & 0x08, 0x08, "DRQ for the packet");
+  const p = [...packet, ...new Array(12 - packet.length).fill(0)];
+  for (let i = 0; i < 12; i += 2) m.io.write(0x170, 2, p[i] | (p[i + 1] << 8));
+  await settle();
+  const out: number[] = [];
+  while (m.io.read(0x177, 1) & 0x08) {
+    const n = m.io.read(0x174, 1) | (m.io.read(0x175, 1) << 8);
+    for (let i = 0; i < n; i += 2) {
+      const w = m.io.read(0x170, 2);
+      out.push(w & 0xff, w >> 8);
+    }
+    await settle();
+  }
+  return { data: new Uint8Array(out), status: m.io.read(0x177, 1), error: m.io.read(0x171, 1) };
+}
+
+Deno.test("ide: ATAPI without a medium reports NOT READY / MEDIUM NOT PRESENT", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { m, settle, close } = await ideMachine(dir, new Uint8Array(512 * 4), null);
+    // The ATAPI signature after reset.
+    m.io.write(0x176, 1, 0xa0);
+    deepStrictEqual([m.io.read(0x174, 1), m.io.read(0x175, 1)], [0x14, 0xeb]);
+    const tur = await atapi(m, settle, [0x00]);
+    strictEqual(tur.status & 0x01, 0x01);
+    strictEqual(tur.error >> 4, 2);
+    const sense = await atapi(m, settle, [0x03, 0, 0, 0, 18]);
+    strictEqual(sense.data[2] & 0x0f, 2);
+    strictEqual(sense.data[12], 0x3a);
+    const inq = await atapi(m, settle, [0x12, 0, 0, 0, 36]);
+    strictEqual(inq.data[0], 0x05);
+    strictEqual(new TextDecoder().decode(inq.data.subarray(16, 28)), "QEMU DVD-ROM");
+    await close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ide: ATAPI READ CAPACITY and READ(10) in byte-count-limited PIO pieces", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cd = new Uint8Array(2048 * 8);
+    for (let i = 0; i < cd.length; i++) cd[i] = (i * 13 + (i >> 11)) & 0xff;
+    const { m, settle, close } = await ideMachine(dir, new Uint8Array(512 * 4), cd);
+    // A new medium reports UNIT ATTENTION once.
+    const first = await atapi(m, settle, [0x00]);
+    strictEqual(first.error >> 4, 6);
+    const ready = await atapi(m, settle, [0x00]);
+    strictEqual(ready.status & 0x01, 0);
+    const cap = await atapi(m, settle, [0x25]);
+    deepStrictEqual([...cap.data], [0, 0, 0, 7, 0, 0, 8, 0]);
+    const rd = await atapi(m, settle, [0x28, 0, 0, 0, 0, 2, 0, 0, 3], 1000); // LBA 2, 3 sectors
+    deepStrictEqual(rd.data, cd.subarray(2 * 2048, 5 * 2048));
+    const bad = await atapi(m, settle, [0x28, 0, 0, 0, 0, 7, 0, 0, 2]);
+    strictEqual(bad.error >> 4, 5, "ILLEGAL REQUEST past the end");
+    await close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
