@@ -11,6 +11,8 @@ import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.t
 import { fuse, specialize } from "./fast.ts";
 import { OPCODES, type OpEntry, UD_ENTRY, writesMemory } from "./ops.ts";
 
+const tooLong: Handler = (cpu) => cpu.fault(GP, 0);
+
 /** The most instructions one block holds. */
 const MAX_BLOCK = 48;
 
@@ -98,7 +100,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   let b: number;
   for (let n = 0;; n++) {
     b = fb(cpu);
-    if (n >= 14) break;
+    if (n >= 15) break; // 15 prefixes: whatever follows makes the instruction too long
     if (b === 0x66) osz = code32 ? 1 : 2;
     else if (b === 0x67) asz = code32 ^ 1;
     else if (b === 0x26 || b === 0x2e || b === 0x36 || b === 0x3e) seg = (b >> 3) & 3;
@@ -215,7 +217,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
     : (1 << i.sz) - 1;
   i.len = (fetchPtr - lin) | 0;
   if (i.len > 15) {
-    i.fn = UD_ENTRY.fn as Handler; // over-long: #GP(0) would be exact; treated as invalid
+    i.fn = tooLong; // more than 15 bytes (redundant prefixes): #GP(0)
   } else if (e !== UD_ENTRY) {
     const s = specialize(i);
     if (s !== null) i.fn = s;

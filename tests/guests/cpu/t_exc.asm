@@ -146,6 +146,16 @@ main:
 .a12:   CHECK 27, dword [vec], 13
         CHECK 28, dword [eip_seen], runoff + 2
         CHECK 29, dword [err], 0
+        ; instruction length: 15 bytes run, 16 raise #GP(0)
+        mov dword [vec], -1
+        times 14 db 0x3e
+        nop
+        CHECK 33, dword [vec], -1
+        mov dword [resume], .a15
+.long:  times 15 db 0x3e
+        nop
+.a15:   CHECK 34, dword [vec], 13
+        CHECK 35, dword [eip_seen], .long
         ; #DF: #NP's gate is not present, so #NP during delivery of #NP -> double fault
         and byte [IDT + 11 * 8 + 5], 0x7f
         mov dword [resume], .a11
