@@ -527,6 +527,8 @@ export class NbdClient {
     if (this.#closed) return;
     this.#closed = true;
     if (!this.#dead) {
+      // Requests in flight finish first: each pending entry's settle functions are wrapped so
+      // that close() learns when the reply loop has answered them all.
       await Promise.allSettled([...this.#pending.values()].map((p) =>
         new Promise<void>((r) => {
           const { resolve, reject } = p;
