@@ -8,6 +8,9 @@ import { deepStrictEqual } from "node:assert/strict";
 import { demu, HAVE_QEMU, real, Rng, tempDir } from "../tools/qemu_img/testing.ts";
 
 const ignore = !HAVE_QEMU;
+/** QEMU_IMG_DIFF_SEED and QEMU_IMG_DIFF_RUNS explore further (the suite uses fixed ones). */
+const SEED = Number(Deno.env.get("QEMU_IMG_DIFF_SEED") ?? 0);
+const RUNS = Number(Deno.env.get("QEMU_IMG_DIFF_RUNS") ?? 1);
 
 async function io(image: string, cmds: string[]): Promise<void> {
   const args = cmds.flatMap((c) => ["-c", c]);
@@ -62,10 +65,10 @@ Deno.test(
     const [dir, cleanup] = await tempDir("demu-qimg-diff-ro");
     try {
       await makeImages(dir);
-      const rng = new Rng(20261126);
+      const rng = new Rng(20261126 + SEED);
       const pick = <T>(a: T[]) => a[rng.below(a.length)];
       const images = ["a.q", "b.q", "r.raw", "v2.q", "missing.q"].map((x) => `${dir}/${x}`);
-      for (let i = 0; i < 120; i++) {
+      for (let i = 0; i < 120 * RUNS; i++) {
         const cmd = pick(Object.keys(READ_ONLY));
         const args = [cmd, ...pick(READ_ONLY[cmd]), pick(images)];
         if (cmd === "compare") args.push(pick(images));
@@ -85,7 +88,7 @@ Deno.test(
     try {
       const template = `${root}/template`;
       await makeImages(template);
-      const rng = new Rng(4242);
+      const rng = new Rng(4242 + SEED);
       const pick = <T>(a: T[]) => a[rng.below(a.length)];
       const gens: (() => string[])[] = [
         () => [
@@ -142,7 +145,7 @@ Deno.test(
         ],
       ];
       const files = ["a.q", "b.q", "v2.q", "r.raw", "out.img"];
-      for (let i = 0; i < 16; i++) {
+      for (let i = 0; i < 16 * RUNS; i++) {
         const a = `${root}/real${i}`, b = `${root}/demu${i}`;
         await Deno.mkdir(a);
         await Deno.mkdir(b);

@@ -78,6 +78,15 @@ export async function compareImages(
   const size1 = await a.length();
   const size2 = await b.length();
   const total = Math.min(size1, size2);
+  // Progress moves by each chunk's share of the larger image, summed in single precision as
+  // qemu_progress_print() does.
+  const progressBase = Math.max(size1, size2);
+  let shown = 0;
+  const advance = (chunk: number) => {
+    const f = Math.fround;
+    shown = f(shown + f(f(f(f(chunk) / f(progressBase)) * 100) / 100 * 100));
+    opts.progress?.update(shown);
+  };
   const buf1 = new Uint8Array(IO_BUF_SIZE);
   const buf2 = new Uint8Array(IO_BUF_SIZE);
   if (opts.strict && size1 !== size2) {
@@ -138,7 +147,7 @@ export async function compareImages(
         else await checkEmpty(b, off, chunk, names[1]);
       }
       off += chunk;
-      opts.progress?.update((off / total) * 100);
+      advance(chunk);
     }
     if (size1 !== size2) {
       say("Warning: Image size mismatch!\n");
@@ -150,6 +159,7 @@ export async function compareImages(
           await checkEmpty(over, off, chunk, name);
         }
         off += chunk;
+        advance(chunk);
       }
     }
   } catch (e) {

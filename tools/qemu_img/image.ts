@@ -17,7 +17,7 @@ export interface ImgOpenOptions {
   readOnly?: boolean;
   noBacking?: boolean;
   forceShare?: boolean;
-  /** Suppress the raw-probe warning (-q). */
+  /** -q was given (warnings are printed all the same, as QEMU does). */
   quiet?: boolean;
   /**
    * cache=unsafe (qemu-img convert's default for its target): flushes are not passed to the
@@ -53,8 +53,8 @@ export async function openImg(
       forceShare: opts.forceShare,
       warn: (m) => {
         opts.onRawProbe?.();
-        // QEMU warns only when a probed raw image is opened for writing.
-        if (!opts.quiet && !readOnly) io.err(m + "\n");
+        // QEMU warns only when a probed raw image is opened for writing (-q does not silence it).
+        if (!readOnly) io.err(m + "\n");
       },
     });
   } catch (e) {

@@ -1,5 +1,5 @@
 /** qemu-img map: where each extent of the virtual disk comes from, down the backing chain. */
-import type { BlockDriver } from "@demu/block";
+import { type BlockDriver, getRefcount, parseHeader, REFT_OFFSET_MASK } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
 import { asQcow2, closeAll, openImg, strerror } from "./image.ts";
 import { cvtnum } from "./size.ts";
@@ -21,8 +21,8 @@ const GiB = 1 << 30;
 const preallocated = new WeakMap<BlockDriver, boolean>();
 
 /**
- * qcow2_detect_metadata_preallocation(): an image whose file holds far more clusters than the
- * host has actually allocated was preallocated with metadata only. For such images QEMU asks the
+ * qcow2_detect_metadata_preallocation(): an image with far more clusters in use (by refcount)
+ * than the host has actually allocated was preallocated with metadata only. For such images QEMU asks the
  * file whether a data cluster's bytes are a hole (and then reports them as zeros).
  */
 async function metadataPreallocated(d: BlockDriver): Promise<BlockDriver | undefined> {
@@ -31,12 +31,40 @@ async function metadataPreallocated(d: BlockDriver): Promise<BlockDriver | undef
   let yes = preallocated.get(d);
   if (yes === undefined) {
     const cs = q.info().clusterSize;
-    const fileClusters = Math.ceil((await q.file.length()) / cs);
-    const real = Math.floor(((await q.file.allocatedSize?.()) ?? Infinity) / cs);
-    yes = fileClusters >= Math.max(Math.floor(real * 10 / 9), real + 2);
+    const allocated = await q.file.allocatedSize?.();
+    if (allocated === undefined) yes = false;
+    else {
+      const real = Math.floor(allocated / cs);
+      const threshold = Math.max(Math.floor(real * 10 / 9), real + 2);
+      yes = await countReferencedClusters(q.file, threshold) >= threshold;
+    }
     preallocated.set(d, yes);
   }
   return yes ? q.file : undefined;
+}
+
+/** Clusters of the file with a non-zero refcount, counted up to `limit`. */
+async function countReferencedClusters(file: BlockDriver, limit: number): Promise<number> {
+  const head = new Uint8Array(Math.min(4096, await file.length()));
+  await file.read(0, head);
+  const h = parseHeader(head);
+  const cs = 2 ** h.clusterBits;
+  const endCluster = Math.ceil((await file.length()) / cs);
+  const perBlock = (cs * 8) >> h.refcountOrder;
+  const table = new Uint8Array(h.refcountTableClusters * cs);
+  await file.read(h.refcountTableOffset, table);
+  const dv = new DataView(table.buffer);
+  const block = new Uint8Array(cs);
+  let count = 0;
+  for (let i = 0; i * perBlock < endCluster && i * 8 < table.length && count < limit; i++) {
+    const off = Number(dv.getBigUint64(i * 8) & REFT_OFFSET_MASK);
+    if (!off) continue;
+    await file.read(off, block);
+    for (let j = 0; j < perBlock && i * perBlock + j < endCluster; j++) {
+      if (getRefcount(block, j, h.refcountOrder)) count++;
+    }
+  }
+  return count;
 }
 
 /**
@@ -53,6 +81,11 @@ export async function chainStatus(
   for (;;) {
     const st = { ...await d.blockStatus(offset, bytes) };
     bytes = st.length;
+    if (st.data && st.zero && st.offset !== undefined && !await metadataPreallocated(d)) {
+      // The driver looked through to a hole in the file, which QEMU does only for
+      // metadata-preallocated images: elsewhere such bytes are plain data.
+      st.zero = false;
+    }
     if (st.data && !st.zero && st.offset !== undefined) {
       const file = await metadataPreallocated(d);
       if (file) {

@@ -59,7 +59,7 @@ export async function cmdResize(io: Io, args: string[]): Promise<number> {
       throw new QemuImgError("New image size must be positive");
     }
     const size = Number(total);
-    if (prealloc && prealloc !== "off" && size < current) {
+    if (prealloc && prealloc !== "off" && size <= current) {
       throw new QemuImgError("Preallocation can only be used for growing images");
     }
     if (size < current && !shrink) {

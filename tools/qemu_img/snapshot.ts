@@ -173,7 +173,7 @@ export async function cmdSnapshot(io: Io, args: string[]): Promise<number> {
       case "a":
         if (!q) {
           // QEMU reopens the image to try its file layer, repeating a probed-raw warning.
-          if (probed && !quiet) io.err(rawProbeWarning(filename) + "\n");
+          if (probed) io.err(rawProbeWarning(filename) + "\n");
           throw new QemuImgError(
             `Could not apply snapshot '${name}': Block driver does not support snapshots`,
           );
