@@ -315,3 +315,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "tcg: a triple fault with -no-reboot ends the emulator with status 0, as QEMU",
+  ignore: !canBoot,
+  async fn() {
+    await using guest = await buildGuest("triple_fault");
+    const args = [...HEADLESS, "-drive", `file=${guest.qcow2},if=ide`];
+    const d = await runDemu(args, { timeoutMs: 60000 });
+    ok(!d.timedOut, "demu did not stop on the triple fault");
+    strictEqual(d.code, 0, d.stderr);
+    strictEqual(plain(d.stdout), "DEMU-TRIPLE-FAULT\r\n");
+    if (QEMU) {
+      const q = await runUntil("qemu-system-x86_64", ["-accel", "tcg", ...args], {
+        timeoutMs: 60000,
+      });
+      strictEqual(q.code, 0);
+      strictEqual(plain(q.stdout), plain(d.stdout));
+    }
+  },
+});

@@ -19,6 +19,7 @@ export const GUESTS = [
   "keyboard_echo",
   "pit_spin",
   "exec_mmio",
+  "triple_fault",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {
