@@ -20,6 +20,19 @@ import {
   NBD_STATE_ZERO,
 } from "./proto.ts";
 
+/**
+ * The name QEMU gives an NBD node whatever it was opened as (nbd_refresh_filename), which
+ * qemu-img info and map print: the port always, no path for the default export.
+ */
+export function canonicalNbdFilename(a: NbdAddress): string {
+  if (a.socket) {
+    return a.exportName
+      ? `nbd+unix:///${a.exportName}?socket=${a.socket}`
+      : `nbd+unix://?socket=${a.socket}`;
+  }
+  return a.exportName ? `nbd://${a.host}:${a.port}/${a.exportName}` : `nbd://${a.host}:${a.port}`;
+}
+
 /** Options for {@link NbdDriver.open}. */
 export interface NbdOpenOptions {
   readOnly?: boolean;
@@ -41,7 +54,7 @@ export class NbdDriver implements BlockDriver {
   static async open(filename: string, opts: NbdOpenOptions = {}): Promise<NbdDriver> {
     const address = parseNbdFilename(filename);
     if (!address) throw new BlockError("EINVAL", `'${filename}' is not an NBD name`);
-    return await NbdDriver.connect(filename, address, opts);
+    return await NbdDriver.connect(canonicalNbdFilename(address), address, opts);
   }
 
   /** Connects to an address. */
