@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { BlockError } from "../types.ts";
 import { NbdHandshake, parseNbdFilename } from "./client.ts";
-import { NbdDriver } from "./driver.ts";
+import { canonicalNbdFilename, NbdDriver } from "./driver.ts";
 
 Deno.test("parseNbdFilename reads the names QEMU accepts", () => {
   deepStrictEqual(parseNbdFilename("nbd://example.com:1234/disk"), {
@@ -63,4 +63,25 @@ Deno.test("a server that is not NBD is refused at the greeting", async () => {
     await serving;
     l.close();
   }
+});
+
+Deno.test("canonicalNbdFilename names nodes as QEMU's nbd_refresh_filename", () => {
+  const names = [
+    "nbd://localhost",
+    "nbd://h:99/",
+    "nbd://h:99/x",
+    "nbd+unix:///?socket=/s",
+    "nbd+unix:///e?socket=/s",
+    "nbd:unix:/s",
+    "nbd:h:5:exportname=e",
+  ].map((n) => canonicalNbdFilename(parseNbdFilename(n)!));
+  deepStrictEqual(names, [
+    "nbd://localhost:10809",
+    "nbd://h:99",
+    "nbd://h:99/x",
+    "nbd+unix://?socket=/s",
+    "nbd+unix:///e?socket=/s",
+    "nbd+unix://?socket=/s",
+    "nbd://h:5/e",
+  ]);
 });
