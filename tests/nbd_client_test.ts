@@ -71,75 +71,83 @@ for (const fmt of ["raw", "qcow2"]) {
     ignore,
     async fn() {
       const [dir, cleanup] = await tempDir("demu-nbd-client-");
-      const img = `${dir}/disk.${fmt}`;
-      must(await run("qemu-img", ["create", "-q", "-f", fmt, img, "16M"]), "create");
-      const sock = `${dir}/s.sock`;
-      const srv = await startServer("qemu-nbd", [
-        "-t",
-        "-e",
-        "0",
-        "-f",
-        fmt,
-        "-k",
-        sock,
-        "-x",
-        "disk",
-        img,
-      ], { socket: sock });
-      const uri = `nbd+unix:///disk?socket=${sock}`;
       try {
-        const [d, r] = await scriptBoth(uri, ["-f", "raw"]);
-        strictEqual(d, r, "qemu-io output over nbd");
-        // Reading back with the real client sees demu's writes.
-        must(
-          await run("qemu-io", [
-            "-f",
-            "raw",
-            "-c",
-            "read -P 0x61 0 64k",
-            "-c",
-            "read -P 0x63 3M 16k",
-            "-c",
-            "read -P 0 2M 64k",
-            uri,
-          ]),
-          "real read-back",
-        );
-        if (have("qemu-img")) {
-          const out = `${dir}/out.raw`;
-          must(
-            await runDemu(DEMU_QEMU_IMG, ["convert", "-f", "raw", "-O", "raw", uri, out]),
-            "demu convert",
-          );
-          const ref = `${dir}/ref.raw`;
-          must(await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", uri, ref]), "convert");
-          deepStrictEqual(await Deno.readFile(out), await Deno.readFile(ref), "convert bytes");
-          const di = must(await runDemu(DEMU_QEMU_IMG, ["info", "-f", "raw", uri]), "demu info");
-          const ri = must(await run("qemu-img", ["info", "-f", "raw", uri]), "info");
-          // "disk size" is left out: block/raw.ts answers 0 where QEMU says "unavailable" for a
-          // protocol that cannot tell (reported to the qemu-img/raw owners).
-          const noDisk = (t: string) => t.replace(/^disk size: .*\n/m, "");
-          strictEqual(noDisk(di), noDisk(ri), "qemu-img info through nbd");
-        }
+        await clientCase(fmt, dir);
       } finally {
-        await srv.stop();
+        await cleanup();
       }
-      if (fmt === "qcow2") must(await run("qemu-img", ["check", "-q", img]), "check");
-      must(
-        await run("qemu-io", [
-          "-f",
-          fmt,
-          "-c",
-          "read -P 0x62 1088k 448k",
-          "-c",
-          "read -P 0x64 5M 4k",
-          img,
-        ]),
-        "image content",
-      );
-      await cleanup();
     },
   });
+}
+
+/** One format: the real qemu-nbd serves, demu's tools use it through nbd://. */
+async function clientCase(fmt: string, dir: string): Promise<void> {
+  const img = `${dir}/disk.${fmt}`;
+  must(await run("qemu-img", ["create", "-q", "-f", fmt, img, "16M"]), "create");
+  const sock = `${dir}/s.sock`;
+  const srv = await startServer("qemu-nbd", [
+    "-t",
+    "-e",
+    "0",
+    "-f",
+    fmt,
+    "-k",
+    sock,
+    "-x",
+    "disk",
+    img,
+  ], { socket: sock });
+  const uri = `nbd+unix:///disk?socket=${sock}`;
+  try {
+    const [d, r] = await scriptBoth(uri, ["-f", "raw"]);
+    strictEqual(d, r, "qemu-io output over nbd");
+    // Reading back with the real client sees demu's writes.
+    must(
+      await run("qemu-io", [
+        "-f",
+        "raw",
+        "-c",
+        "read -P 0x61 0 64k",
+        "-c",
+        "read -P 0x63 3M 16k",
+        "-c",
+        "read -P 0 2M 64k",
+        uri,
+      ]),
+      "real read-back",
+    );
+    if (have("qemu-img")) {
+      const out = `${dir}/out.raw`;
+      must(
+        await runDemu(DEMU_QEMU_IMG, ["convert", "-f", "raw", "-O", "raw", uri, out]),
+        "demu convert",
+      );
+      const ref = `${dir}/ref.raw`;
+      must(await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", uri, ref]), "convert");
+      deepStrictEqual(await Deno.readFile(out), await Deno.readFile(ref), "convert bytes");
+      const di = must(await runDemu(DEMU_QEMU_IMG, ["info", "-f", "raw", uri]), "demu info");
+      const ri = must(await run("qemu-img", ["info", "-f", "raw", uri]), "info");
+      // "disk size" is left out: block/raw.ts answers 0 where QEMU says "unavailable" for a
+      // protocol that cannot tell (reported to the qemu-img/raw owners).
+      const noDisk = (t: string) => t.replace(/^disk size: .*\n/m, "");
+      strictEqual(noDisk(di), noDisk(ri), "qemu-img info through nbd");
+    }
+  } finally {
+    await srv.stop();
+  }
+  if (fmt === "qcow2") must(await run("qemu-img", ["check", "-q", img]), "check");
+  must(
+    await run("qemu-io", [
+      "-f",
+      fmt,
+      "-c",
+      "read -P 0x62 1088k 448k",
+      "-c",
+      "read -P 0x64 5M 4k",
+      img,
+    ]),
+    "image content",
+  );
 }
 
 Deno.test({
@@ -147,39 +155,47 @@ Deno.test({
   ignore: ignore || ignoreNbdkit,
   async fn() {
     const [dir, cleanup] = await tempDir("demu-nbd-nbdkit-");
-    const outputs: (string | Uint8Array)[][] = [];
-    // Two fresh servers so both clients start from an empty disk.
-    for (let i = 0; i < 2; i++) {
-      const port = freePort();
-      const srv = await startServer("nbdkit", [
-        "-f",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        String(port),
-        "memory",
-        "16M",
-      ], { port });
-      try {
-        const uri = `nbd://127.0.0.1:${port}`;
-        const args = ["-f", "raw", ...SCRIPT.flatMap((c) => ["-c", c]), uri];
-        const res = i === 0 ? await runDemu(DEMU_QEMU_IO, args) : await run("qemu-io", args);
-        outputs.push([dropTimings(res.stdout), res.stderr, String(res.code)]);
-        // Both leave the same bytes behind; demu's qemu-img reads its run, the real one the other.
-        const dumpArgs = ["convert", "-f", "raw", "-O", "raw", uri, `${dir}/m${i}`];
-        must(
-          i === 0 ? await runDemu(DEMU_QEMU_IMG, dumpArgs) : await run("qemu-img", dumpArgs),
-          "dump",
-        );
-        outputs[i].push(await Deno.readFile(`${dir}/m${i}`));
-      } finally {
-        await srv.stop();
-      }
+    try {
+      await nbdkitCase(dir);
+    } finally {
+      await cleanup();
     }
-    await cleanup();
-    deepStrictEqual(outputs[0], outputs[1]);
   },
 });
+
+/** demu's and the real client, each on a fresh `nbdkit memory`, must end alike. */
+async function nbdkitCase(dir: string): Promise<void> {
+  const outputs: (string | Uint8Array)[][] = [];
+  // Two fresh servers so both clients start from an empty disk.
+  for (let i = 0; i < 2; i++) {
+    const port = freePort();
+    const srv = await startServer("nbdkit", [
+      "-f",
+      "-i",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "memory",
+      "16M",
+    ], { port });
+    try {
+      const uri = `nbd://127.0.0.1:${port}`;
+      const args = ["-f", "raw", ...SCRIPT.flatMap((c) => ["-c", c]), uri];
+      const res = i === 0 ? await runDemu(DEMU_QEMU_IO, args) : await run("qemu-io", args);
+      outputs.push([dropTimings(res.stdout), res.stderr, String(res.code)]);
+      // Both leave the same bytes behind; demu's qemu-img reads its run, the real one the other.
+      const dumpArgs = ["convert", "-f", "raw", "-O", "raw", uri, `${dir}/m${i}`];
+      must(
+        i === 0 ? await runDemu(DEMU_QEMU_IMG, dumpArgs) : await run("qemu-img", dumpArgs),
+        "dump",
+      );
+      outputs[i].push(await Deno.readFile(`${dir}/m${i}`));
+    } finally {
+      await srv.stop();
+    }
+  }
+  deepStrictEqual(outputs[0], outputs[1]);
+}
 
 Deno.test({
   name: "demu's qemu-nbd -L lists exports as the real qemu-nbd -L does",
