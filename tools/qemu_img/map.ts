@@ -1,5 +1,11 @@
 /** qemu-img map: where each extent of the virtual disk comes from, down the backing chain. */
-import { type BlockDriver, getRefcount, parseHeader, REFT_OFFSET_MASK } from "@demu/block";
+import {
+  type BlockDriver,
+  type BlockStatus,
+  getRefcount,
+  parseHeader,
+  REFT_OFFSET_MASK,
+} from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
 import { asQcow2, closeAll, openImg, strerror } from "./image.ts";
 import { cvtnum } from "./size.ts";
@@ -65,6 +71,59 @@ async function countReferencedClusters(file: BlockDriver, limit: number): Promis
     }
   }
   return count;
+}
+
+/**
+ * A read-only view of an image whose block status reads as QEMU's would: the driver's look
+ * through to holes in the file is kept only for metadata-preallocated images. Used where a
+ * library routine walks the status itself (measure).
+ */
+export class QemuStatusView implements BlockDriver {
+  readonly readOnly = true;
+  readonly backing: BlockDriver | null;
+  constructor(readonly inner: BlockDriver) {
+    this.backing = inner.backing ? new QemuStatusView(inner.backing) : null;
+  }
+  get format(): string {
+    return this.inner.format;
+  }
+  get filename(): string {
+    return this.inner.filename;
+  }
+  length(): Promise<number> {
+    return this.inner.length();
+  }
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    return this.inner.read(offset, buf);
+  }
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    const st = { ...await this.inner.blockStatus(offset, length) };
+    if (st.data && st.zero && st.offset !== undefined && !await metadataPreallocated(this.inner)) {
+      st.zero = false;
+    }
+    return st;
+  }
+  write(): Promise<void> {
+    return Promise.reject(new Error("read-only view"));
+  }
+  writeZeroes(): Promise<void> {
+    return this.write();
+  }
+  discard(): Promise<void> {
+    return this.write();
+  }
+  truncate(): Promise<void> {
+    return this.write();
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  allocatedSize(): Promise<number> {
+    return this.inner.allocatedSize?.() ?? Promise.resolve(0);
+  }
 }
 
 /**

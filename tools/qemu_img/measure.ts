@@ -6,6 +6,7 @@ import { createOptsOf, optionsHelp } from "./create_opts.ts";
 import { asQcow2, closeAll, errorText, openImg } from "./image.ts";
 import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
 import { toQemuJson } from "./json.ts";
+import { QemuStatusView } from "./map.ts";
 import { cvtnum } from "./size.ts";
 
 /** BlockMeasureInfo. */
@@ -86,7 +87,10 @@ export async function cmdMeasure(io: Io, args: string[]): Promise<number> {
     try {
       if (outFmt === "raw") info = measureRaw(size!);
       else {
-        const m = await measureQcow2(qcow2Options(copts, size!, true), src);
+        const m = await measureQcow2(
+          qcow2Options(copts, size!, true),
+          src && new QemuStatusView(src),
+        );
         info = { required: m.required, fullyAllocated: m.fullyAllocated };
         // Only a source that can hold persistent bitmaps (qcow2 v3) reports their size.
         const sq = src && asQcow2(src);
