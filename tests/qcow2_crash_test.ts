@@ -59,18 +59,28 @@ function applyLog(ops: CrashOp[], model: Uint8Array, known: Uint8Array): number 
   return lastFlushed < 0 ? 0 : ops[lastFlushed].i;
 }
 
-async function waitForLog(path: string, child: Deno.ChildProcess, ms: number): Promise<void> {
+/**
+ * Waits until the writer has logged `lines` lines (the kill point is measured in progress, not
+ * time, so that a loaded machine kills at the same variety of points), at most `ms`.
+ */
+async function waitForLog(
+  path: string,
+  child: Deno.ChildProcess,
+  lines: number,
+  ms: number,
+): Promise<void> {
   const deadline = Date.now() + ms;
   let exited = false;
   child.status.then(() => (exited = true));
   while (Date.now() < deadline) {
     try {
-      if ((await Deno.stat(path)).size > 0) return;
+      const text = await Deno.readTextFile(path);
+      if (text.split("\n").length - 1 >= lines) return;
     } catch {
       // not created yet
     }
     if (exited) return;
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -98,8 +108,11 @@ Deno.test({
             stderr: "piped",
           }).spawn();
           const stderr = child.stderr.text();
-          await waitForLog(logPath, child, 10000);
-          await new Promise((r) => setTimeout(r, 30 + ((seed * 7919) % 400)));
+          // Started (60 s for a loaded machine), then a seeded number of requests, then a
+          // little time more, so that kills land inside requests as well as between them.
+          await waitForLog(logPath, child, 1, 60000);
+          await waitForLog(logPath, child, 2 + ((seed * 7919) % 300), 5000);
+          await new Promise((r) => setTimeout(r, (seed * 104729) % 20));
           try {
             child.kill("SIGKILL");
           } catch {

@@ -40,7 +40,6 @@ import {
   QCOW_MAX_SNAPSHOT_EXTRA_DATA,
   QCOW_MAX_SNAPSHOTS,
   serializeHeader,
-  serializeSnapshotTable,
   setRefcount as setDiskRefcount,
 } from "./format.ts";
 
@@ -67,6 +66,12 @@ export interface Qcow2CheckResult {
    * "Check failed: <failure>" instead of the report): the strerror text, e.g. "Invalid argument".
    */
   failure?: string;
+  /**
+   * A repair found metadata it must not overwrite and marked the image corrupt. QEMU's driver
+   * is unusable afterwards, so qemu-img's second (verifying) check fails at once with
+   * "Check failed: No medium found" when this pass fixed anything.
+   */
+  markedCorrupt?: boolean;
 }
 
 /** Options of {@link checkQcow2}. */
@@ -90,6 +95,7 @@ const BME_RESERVED_FLAGS = 0xfffffffc;
 const BME_FLAG_IN_USE = 1;
 const BT_DIRTY_TRACKING_BITMAP = 1;
 const BME_DIR_ENTRY_SIZE = 24;
+const BME_MAX_PHYS_SIZE = 0x20000000;
 /** The largest offset + length QEMU's block layer accepts for a request. */
 const BDRV_MAX_LENGTH = 2 ** 63 - 2 ** 30;
 /** Memory the checker may spend on refcount blocks it has read (all of them, for most images). */
@@ -204,6 +210,11 @@ class ImageFile {
 
   constructor(readonly file: BlockDriver, public length: number) {}
 
+  /** The length as QEMU's bdrv_getlength reports it: whole 512-byte sectors. */
+  get sectorLength(): number {
+    return Math.ceil(this.length / 512) * 512;
+  }
+
   async read(offset: number, size: number): Promise<Uint8Array> {
     // QEMU refuses requests reaching past BDRV_MAX_LENGTH (2^63 - 2^30) with EIO.
     if (offset > BDRV_MAX_LENGTH - size) throw new CheckAbort("EIO");
@@ -301,12 +312,76 @@ interface Geometry {
   csizeMask: bigint;
   clusterOffsetMask: bigint;
   crypto?: { offset: number; length: number };
+  /** A bitmaps extension without the autoclear bit: ignored, warned about. */
+  staleBitmaps?: boolean;
+  /** Lines QEMU prints while opening the image. */
+  openMessages: string[];
+  /** Text QEMU prints at open without a newline: it starts the next line printed. */
+  openContinued?: string;
   bitmaps?: { count: number; dirOffset: number; dirSize: number };
 }
 
 /** One snapshot table entry, as much as the checker needs. */
-/** A snapshot table entry, with its L1 offset exactly as stored (it may exceed 2^53). */
-type SnapshotEntry = Qcow2Snapshot & { l1TableOffsetX: bigint };
+/**
+ * A snapshot table entry, with its L1 offset exactly as stored (it may exceed 2^53) and the raw
+ * bytes a rewrite of the table copies (QEMU rewrites the fields it read, bit for bit).
+ */
+type SnapshotEntry = Qcow2Snapshot & {
+  l1TableOffsetX: bigint;
+  rawHeader: Uint8Array;
+  rawKnownExtra: Uint8Array;
+  idBytes: Uint8Array;
+  nameBytes: Uint8Array;
+};
+
+/** Bytes up to the first NUL (strlen). */
+function cbytes(b: Uint8Array): Uint8Array {
+  const nul = b.indexOf(0);
+  return nul < 0 ? b : b.subarray(0, nul);
+}
+
+/**
+ * qcow2_write_snapshots' table layout: entries 8-aligned, at least 24 bytes of extra data
+ * (vm_state_size_large, disk_size, icount), names cut at their first NUL as C strings are.
+ */
+function serializeSnapshots(snaps: readonly SnapshotEntry[], virtualSize: number): Uint8Array {
+  let size = 0;
+  for (const sn of snaps) {
+    size = Math.ceil(size / 8) * 8;
+    size += SNAPSHOT_HEADER_SIZE + Math.max(24, sn.extraDataSize) + cbytes(sn.idBytes).length +
+      cbytes(sn.nameBytes).length;
+  }
+  const buf = new Uint8Array(size);
+  const dv = new DataView(buf.buffer);
+  let pos = 0;
+  for (const sn of snaps) {
+    pos = Math.ceil(pos / 8) * 8;
+    const id = cbytes(sn.idBytes);
+    const name = cbytes(sn.nameBytes);
+    const known = sn.rawKnownExtra;
+    const stored = known.length;
+    buf.set(sn.rawHeader, pos);
+    const vmState = stored >= 8 ? be64n(known, 0) : BigInt(be32(sn.rawHeader, 32));
+    dv.setUint16(pos + 12, id.length);
+    dv.setUint16(pos + 14, name.length);
+    dv.setUint32(pos + 32, vmState <= 0xffffffffn ? Number(vmState) : 0);
+    dv.setUint32(pos + 36, Math.max(24, sn.extraDataSize));
+    pos += SNAPSHOT_HEADER_SIZE;
+    dv.setBigUint64(pos, vmState);
+    dv.setBigUint64(pos + 8, stored >= 16 ? be64n(known, 8) : BigInt(virtualSize));
+    dv.setBigUint64(pos + 16, stored >= 24 ? be64n(known, 16) : 0xffffffffffffffffn);
+    pos += 24;
+    if (sn.extraDataSize > 24) {
+      buf.set(sn.extraUnknown.subarray(0, sn.extraDataSize - 24), pos);
+      pos += sn.extraDataSize - 24;
+    }
+    buf.set(id, pos);
+    pos += id.length;
+    buf.set(name, pos);
+    pos += name.length;
+  }
+  return buf;
+}
 
 function open(msg: string, code: "EINVAL" | "ENOTSUP" | "EFBIG" = "EINVAL"): BlockError {
   return new BlockError(code, msg);
@@ -422,6 +497,7 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
     refcountTableSize: refcountTableClusters * (clusterSize / 8),
     incompatibleFeatures: incompat,
     autoclearFeatures: autoclear,
+    openMessages: [],
     hasDataFile: (incompat & QCOW2_INCOMPAT_DATA_FILE) !== 0n,
     csizeShift,
     csizeMask: (1n << BigInt(clusterBits - 8)) - 1n,
@@ -448,7 +524,19 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
       geo.crypto = { offset: be64(ext.data, 0), length: be64(ext.data, 8) };
     } else if (ext.type === QCOW2_EXT_MAGIC_BITMAPS) {
       if (ext.data.length !== 24) throw open("bitmaps_ext: Invalid extension length");
-      if (!(autoclear & QCOW2_AUTOCLEAR_BITMAPS)) continue; // stale: bitmaps are ignored
+      if (!(autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
+        // Stale: a program without bitmap support wrote the image. QEMU warns and ignores them.
+        geo.staleBitmaps = true;
+        geo.openMessages.push(
+          version < 3
+            ? "qemu-img: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent"
+            : "qemu-img: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent",
+        );
+        // error_printf without a newline: the next line printed continues this one.
+        geo.openContinued =
+          "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
+        continue;
+      }
       if (be32(ext.data, 4) !== 0) throw open("bitmaps_ext: Reserved field is not zero");
       const count = be32(ext.data, 0);
       const dirSize = be64(ext.data, 8);
@@ -459,10 +547,14 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
         );
       }
       if (count === 0) throw open("found bitmaps extension with zero bitmaps");
-      if (dirOffset % clusterSize) throw open("bitmaps_ext: invalid bitmap directory offset");
+      if (be64n(ext.data, 16) % BigInt(clusterSize)) {
+        throw open("bitmaps_ext: invalid bitmap directory offset");
+      }
       if (dirSize > QCOW2_MAX_BITMAP_DIRECTORY_SIZE) {
         throw open(
-          `bitmaps_ext: bitmap directory size (${dirSize}) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`,
+          `bitmaps_ext: bitmap directory size (${
+            be64n(ext.data, 8)
+          }) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`,
         );
       }
       geo.bitmaps = { count, dirOffset, dirSize };
@@ -479,6 +571,7 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
     if (!geo.crypto) throw open("Missing CRYPTO header for crypt method 2");
     throw open("Parameter 'encrypt.key-secret' is required for cipher");
   }
+  if (geo.bitmaps) await validateBitmaps(img, geo);
   if (backingFileOffset) {
     const len = be32(h, 16);
     if (len > Math.min(1023, clusterSize - Number(backingFileOffset)) || len >= 4096) {
@@ -495,6 +588,113 @@ async function readGeometry(img: ImageFile, checkMode = true): Promise<Geometry>
  */
 export async function validateQcow2Header(file: BlockDriver): Promise<void> {
   await readGeometry(new ImageFile(file, await file.length()), false);
+}
+
+/** One bitmap directory entry, as far as the checker needs it. */
+interface BitmapEntry {
+  name: string;
+  tableOffset: number;
+  tableSize: number;
+  flags: number;
+  granularity: number;
+}
+
+/** A bitmap directory QEMU refuses (bitmap_list_load's message). */
+class BitmapListError extends Error {}
+
+/** bitmap_list_load: reads and validates the bitmap directory. */
+async function loadBitmapList(img: ImageFile, g: Geometry): Promise<BitmapEntry[]> {
+  const bm = g.bitmaps!;
+  const cs = g.clusterSize;
+  if (bm.dirSize === 0) throw new BitmapListError("Requested bitmap directory size is zero");
+  let dir: Uint8Array;
+  try {
+    dir = await img.read(bm.dirOffset, bm.dirSize);
+  } catch (e) {
+    if (!(e instanceof CheckAbort)) throw e;
+    throw new BitmapListError(`Failed to read bitmap directory: ${e.message}`);
+  }
+  const out: BitmapEntry[] = [];
+  const broken = () => new BitmapListError("Broken bitmap directory");
+  let pos = 0;
+  while (pos < bm.dirSize) {
+    if (pos + BME_DIR_ENTRY_SIZE > bm.dirSize) throw broken();
+    if (out.length + 1 > bm.count) {
+      throw new BitmapListError("More bitmaps found than specified in header extension");
+    }
+    const tableOffsetX = be64n(dir, pos);
+    const tableOffset = Number(tableOffsetX);
+    const tableSize = be32(dir, pos + 8);
+    const flags = be32(dir, pos + 12);
+    const type = dir[pos + 16];
+    const granularity = dir[pos + 17];
+    const nameSize = (dir[pos + 18] << 8) | dir[pos + 19];
+    const extra = be32(dir, pos + 20);
+    // calc_dir_entry_size computes in a C int: a huge extra_data_size wraps around.
+    const entrySize = (((BME_DIR_ENTRY_SIZE + nameSize + extra) | 0) + 7) & ~7;
+    const next = pos + entrySize;
+    if (next > bm.dirSize) throw broken();
+    if (extra !== 0) throw new BitmapListError("Bitmap extra data is not supported");
+    const nameBytes = dir.subarray(pos + BME_DIR_ENTRY_SIZE, pos + BME_DIR_ENTRY_SIZE + nameSize);
+    const name = new TextDecoder().decode(nameBytes);
+    const phys = tableSize * cs;
+    if (
+      tableSize === 0 || tableOffsetX === 0n || tableOffsetX % BigInt(cs) ||
+      tableSize > BME_MAX_TABLE_SIZE ||
+      granularity > BME_MAX_GRANULARITY_BITS || granularity < BME_MIN_GRANULARITY_BITS ||
+      (flags & BME_RESERVED_FLAGS) || nameSize > BME_MAX_NAME_SIZE ||
+      type !== BT_DIRTY_TRACKING_BITMAP || phys > BME_MAX_PHYS_SIZE ||
+      (!(flags & BME_FLAG_IN_USE) && g.virtualSize > phys * 8 * 2 ** granularity)
+    ) {
+      throw new BitmapListError(`Bitmap '${cstr(name)}' doesn't satisfy the constraints`);
+    }
+    out.push({ name, tableOffset, tableSize, flags, granularity });
+    pos = next;
+  }
+  if (out.length !== bm.count) {
+    throw new BitmapListError("Less bitmaps found than specified in header extension");
+  }
+  return out;
+}
+
+/** check_table_entry: a bitmap table entry's reserved bits and alignment. */
+function bitmapTableEntryValid(table: Uint8Array, p: number, cs: number): boolean {
+  const hi = be32(table, p);
+  const lo = be32(table, p + 4);
+  if ((hi & 0xff000000) || (lo & 0x1fe)) return false;
+  const off = entryOffset(table, p);
+  return !off || (!(lo & 1) && off % cs === 0);
+}
+
+/** qcow2_load_dirty_bitmaps at open: the directory and every bitmap table must load. */
+async function validateBitmaps(img: ImageFile, g: Geometry): Promise<void> {
+  let list: BitmapEntry[];
+  try {
+    list = await loadBitmapList(img, g);
+  } catch (e) {
+    if (e instanceof BitmapListError) throw open(e.message);
+    throw e;
+  }
+  for (const b of list) {
+    const fail = (why: string) =>
+      open(`Could not read bitmap_table table from image for bitmap '${cstr(b.name)}': ${why}`);
+    let table: Uint8Array;
+    try {
+      table = await img.read(b.tableOffset, b.tableSize * 8);
+    } catch (e) {
+      if (e instanceof CheckAbort) throw fail(e.message);
+      throw e;
+    }
+    for (let i = 0; i < b.tableSize; i++) {
+      if (!bitmapTableEntryValid(table, i * 8, g.clusterSize)) throw fail(STRERROR.EINVAL);
+    }
+    // load_bitmap_data: the table must cover the serialized bitmap exactly (64-bit words).
+    const bits = Math.ceil(g.virtualSize / 2 ** b.granularity);
+    const bytes = Math.ceil(bits / 64) * 8;
+    if (Math.ceil(bytes / g.clusterSize) !== b.tableSize) {
+      throw open(`Could not read bitmap '${cstr(b.name)}' from image: ${STRERROR.EINVAL}`);
+    }
+  }
 }
 
 /** qcow2_validate_table: a table's size bound and its offset's alignment. */
@@ -559,6 +759,8 @@ class Qcow2Checker {
     readonly log?: (line: string) => void,
   ) {
     this.walkFixes = fixErrors;
+    for (const m of g.openMessages) this.say(m);
+    this.#continued = g.openContinued;
     img.onWrite = (offset, length) => {
       if (!this.#keptL2.size) return;
       const cs = this.g.clusterSize;
@@ -567,8 +769,25 @@ class Qcow2Checker {
   }
 
   say(line: string): void {
+    if (this.#continued !== undefined) {
+      line = this.#continued + line;
+      this.#continued = undefined;
+    }
     this.res.messages.push(line);
     this.log?.(line);
+  }
+
+  /** Text printed without a newline: the next line continues it. */
+  #continued: string | undefined;
+
+  /** Ends the output: a pending unterminated text becomes the last line. */
+  endOutput(): void {
+    if (this.#continued !== undefined) {
+      const t = this.#continued;
+      this.#continued = undefined;
+      this.res.messages.push(t);
+      this.log?.(t);
+    }
   }
 
   clusters(bytes: number): number {
@@ -642,8 +861,9 @@ class Qcow2Checker {
     let b = this.#refblocks.get(off);
     if (!b) {
       if (this.#refblocks.size * this.g.clusterSize >= REFBLOCK_CACHE_BYTES) {
-        await this.flushRefblocks();
+        await this.flushRefblocksQuietly();
         this.#refblocks.clear();
+        this.#dirtyRefblocks.clear();
       }
       b = await this.img.read(off, this.g.clusterSize);
       this.#refblocks.set(off, b);
@@ -670,9 +890,23 @@ class Qcow2Checker {
     if (this.#markedCorrupt) return;
     for (const off of this.#dirtyRefblocks) {
       const block = this.#refblocks.get(off);
-      if (block) await this.img.write(off, block);
+      if (!block) continue;
+      // QEMU's cache writes refblocks through the overlap check too.
+      if (!(await this.preWriteCheck(OL.REFCOUNT_BLOCK, off, this.g.clusterSize))) {
+        throw new CheckAbort("EIO");
+      }
+      await this.img.write(off, block);
     }
     this.#dirtyRefblocks.clear();
+  }
+
+  /** Flushes the refblocks where QEMU ignores a failure (it has been reported already). */
+  async flushRefblocksQuietly(): Promise<void> {
+    try {
+      await this.flushRefblocks();
+    } catch (e) {
+      if (!(e instanceof CheckAbort)) throw e;
+    }
   }
 
   /**
@@ -687,6 +921,7 @@ class Qcow2Checker {
         `qcow2: Marking image as corrupt: ${msg}; further corruption events will be suppressed`,
       );
       this.#markedCorrupt = true;
+      this.res.markedCorrupt = true;
       if (this.g.version >= 3) {
         const bits = this.g.incompatibleFeatures | QCOW2_INCOMPAT_CORRUPT;
         await this.rewriteHeader(bits);
@@ -726,7 +961,7 @@ class Qcow2Checker {
         (e.type !== QCOW2_EXT_MAGIC_BITMAPS || g.bitmaps)
       );
       // QEMU 7.2 leaves the feature name table out of clusters of 4 KiB and less (room).
-      if (g.clusterSize > 4096) {
+      if (g.version >= 3 && g.clusterSize > 4096) {
         exts.push({
           type: QCOW2_EXT_MAGIC_FEATURE_TABLE,
           data: encodeFeatureTable(QCOW2_FEATURE_NAMES),
@@ -741,9 +976,12 @@ class Qcow2Checker {
     }
     if (bytes) {
       await this.img.write(0, bytes);
-    } else {
-      const b = new Uint8Array(8);
-      new DataView(b.buffer).setBigUint64(0, incompat);
+    } else if (g.version >= 3) {
+      const b = new Uint8Array(24);
+      const dv = new DataView(b.buffer);
+      dv.setBigUint64(0, incompat);
+      dv.setBigUint64(8, be64n(await this.img.read(80, 8), 0));
+      dv.setBigUint64(16, g.autoclearFeatures);
       await this.img.write(72, b);
     }
     await this.img.file.flush();
@@ -811,8 +1049,8 @@ class Qcow2Checker {
     if (size <= 0) return;
     const cs = this.g.clusterSize;
     const beyond = typeof offset === "number" && offset < 2 ** 52
-      ? offset + size - this.img.length >= cs
-      : BigInt(offset) + BigInt(size) - BigInt(this.img.length) >= BigInt(cs);
+      ? offset + size - this.img.sectorLength >= cs
+      : BigInt(offset) + BigInt(size) - BigInt(this.img.sectorLength) >= BigInt(cs);
     if (beyond) {
       this.say(
         `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${
@@ -1095,74 +1333,32 @@ class Qcow2Checker {
     }
   }
 
+  /** qcow2_check_bitmaps_refcounts: the bitmap directory, tables and data clusters. */
   async checkBitmaps(imrt: Imrt): Promise<void> {
     const bm = this.g.bitmaps;
     if (!bm) return;
     const cs = this.g.clusterSize;
     this.incRefcounts(imrt, bm.dirOffset, bm.dirSize);
-    let dir: Uint8Array;
+    let list: BitmapEntry[];
     try {
-      dir = await this.img.read(bm.dirOffset, bm.dirSize);
+      list = await loadBitmapList(this.img, this.g);
     } catch (e) {
-      if (!(e instanceof CheckAbort)) throw e;
+      if (!(e instanceof BitmapListError) && !(e instanceof CheckAbort)) throw e;
       this.res.corruptions++;
       throw new CheckAbort("EINVAL");
     }
-    const tables: { offset: number; size: number }[] = [];
-    let pos = 0;
-    let ok = true;
-    while (pos < bm.dirSize && ok) {
-      if (pos + BME_DIR_ENTRY_SIZE > bm.dirSize) {
-        ok = false;
-        break;
-      }
-      const tableOffset = be64(dir, pos);
-      const tableSize = be32(dir, pos + 8);
-      const flags = be32(dir, pos + 12);
-      const type = dir[pos + 16];
-      const granularity = dir[pos + 17];
-      const nameSize = (dir[pos + 18] << 8) | dir[pos + 19];
-      const extra = be32(dir, pos + 20);
-      const entryLen = (BME_DIR_ENTRY_SIZE + extra + nameSize + 7) & ~7;
-      if (
-        extra !== 0 || pos + entryLen > bm.dirSize || tableSize === 0 || tableOffset === 0 ||
-        tableOffset % cs || tableSize > BME_MAX_TABLE_SIZE ||
-        granularity > BME_MAX_GRANULARITY_BITS || granularity < BME_MIN_GRANULARITY_BITS ||
-        (flags & BME_RESERVED_FLAGS) || nameSize > BME_MAX_NAME_SIZE ||
-        type !== BT_DIRTY_TRACKING_BITMAP
-      ) {
-        ok = false;
-        break;
-      }
-      const bytesNeeded = Math.ceil(
-        Math.ceil(this.g.virtualSize / 2 ** granularity) / 8 / cs,
-      ) * cs;
-      if (tableSize * cs > bytesNeeded) ok = false;
-      if (
-        !(flags & BME_FLAG_IN_USE) && this.g.virtualSize > tableSize * cs * 8 * 2 ** granularity
-      ) ok = false;
-      tables.push({ offset: tableOffset, size: tableSize });
-      pos += entryLen;
-    }
-    if (!ok || tables.length !== bm.count) {
-      this.res.corruptions++;
-      throw new CheckAbort("EINVAL");
-    }
-    for (const t of tables) {
-      this.incRefcounts(imrt, t.offset, t.size * 8);
+    for (const t of list) {
+      this.incRefcounts(imrt, t.tableOffset, t.tableSize * 8);
       let table: Uint8Array;
       try {
-        table = await this.img.read(t.offset, t.size * 8);
+        table = await this.img.read(t.tableOffset, t.tableSize * 8);
       } catch (e) {
         if (e instanceof CheckAbort) this.res.corruptions++;
         throw e;
       }
-      for (let i = 0; i < t.size; i++) {
-        const p = i * 8;
-        const hi = be32(table, p);
-        const lo = be32(table, p + 4);
-        const off = entryOffset(table, p);
-        if ((hi & 0xff000000) || (lo & 0x1fe) || (off && ((lo & 1) || off % cs))) {
+      for (let i = 0; i < t.tableSize; i++) {
+        const off = entryOffset(table, i * 8);
+        if (!bitmapTableEntryValid(table, i * 8, cs)) {
           this.res.corruptions++;
           continue;
         }
@@ -1469,6 +1665,10 @@ class Qcow2Checker {
       const sn: SnapshotEntry = {
         l1TableOffset: be64(e, 0),
         l1TableOffsetX: be64n(e, 0),
+        rawHeader: e.slice(),
+        rawKnownExtra: known.slice(),
+        idBytes: new Uint8Array(0),
+        nameBytes: new Uint8Array(0),
         l1Size: be32(e, 8),
         id: "",
         name: "",
@@ -1493,8 +1693,10 @@ class Qcow2Checker {
       }
       const names = await read(offset + pos, idLen + nameLen);
       pos += idLen + nameLen;
-      sn.id = dec.decode(names.subarray(0, idLen));
-      sn.name = dec.decode(names.subarray(idLen));
+      sn.idBytes = names.slice(0, idLen);
+      sn.nameBytes = names.slice(idLen);
+      sn.id = dec.decode(sn.idBytes);
+      sn.name = dec.decode(sn.nameBytes);
       tableLength += SNAPSHOT_HEADER_SIZE + extraSize + idLen + nameLen;
       if (tableLength > QCOW_MAX_SNAPSHOTS_SIZE || pos > 0x7fffffff) {
         if (!repair) {
@@ -1558,10 +1760,7 @@ class Qcow2Checker {
   async writeSnapshots(): Promise<void> {
     const g = this.g;
     const cs = g.clusterSize;
-    for (const sn of this.snapshots) {
-      if (sn.extraDataSize < 24) sn.extraDataSize = 24;
-    }
-    const table = serializeSnapshotTable(this.snapshots);
+    const table = serializeSnapshots(this.snapshots, g.virtualSize);
     let newOffset = 0;
     if (table.length) {
       const n = this.clusters(table.length);
@@ -1638,9 +1837,13 @@ class Qcow2Checker {
     for (const w of where) {
       setDiskRefcount(w.block, w.i, g.refcountOrder, w.r - 1);
       this.#dirtyRefblocks.add(w.off);
-      if (w.r === 1 && w.c < 1n << 40n) await this.discardCluster(Number(w.c));
+      if (
+        w.r === 1 && w.c < 1n << 40n &&
+        !this.metadataOverlap(OL.SNAPSHOT_TABLE, Number(w.c) * g.clusterSize, 1)
+      ) {
+        await this.discardCluster(Number(w.c));
+      }
     }
-    await this.flushRefblocks();
   }
 
   // ---- rebuilding the refcount structure ----
@@ -1651,7 +1854,7 @@ class Qcow2Checker {
    */
   async rebuild(imrt: Imrt): Promise<void> {
     const g = this.g;
-    await this.flushRefblocks();
+    await this.flushRefblocksQuietly();
     const rbBits = g.refcountBlockBits;
     const rbSize = 2 ** rbBits;
     const reftable: number[] = [];
@@ -1814,12 +2017,12 @@ class Qcow2Checker {
   async clearUnknownAutoclear(): Promise<void> {
     const known = QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     const a = this.g.autoclearFeatures;
-    if (this.g.version < 3 || !(a & ~known)) return;
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, a & known);
-    await this.img.write(88, b);
-    await this.img.file.flush();
+    const unknown = this.g.version >= 3 && (a & ~known) !== 0n;
+    if (!unknown && !this.g.staleBitmaps) return;
+    // QEMU rewrites the header: unknown autoclear bits and a stale bitmaps extension go.
     this.g.autoclearFeatures = a & known;
+    await this.rewriteHeader(this.g.incompatibleFeatures);
+    this.g.staleBitmaps = false;
   }
 
   /** Clears the dirty and corrupt bits once an image has been repaired (v3 only). */
@@ -1828,6 +2031,8 @@ class Qcow2Checker {
     const bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
     const incompat = this.g.incompatibleFeatures;
     if (!(incompat & bits)) return;
+    // qcow2_mark_clean flushes everything (a failure fails the check) before clearing the bit.
+    if (incompat & QCOW2_INCOMPAT_DIRTY) await this.flushRefblocks();
     await this.img.file.flush();
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, incompat & ~bits);
@@ -1897,7 +2102,6 @@ async function runCheck(
       addSnapshotResults();
       throw e;
     }
-    await checker.flushRefblocks();
     try {
       await checker.fixSnapshotTable();
     } finally {
@@ -1906,13 +2110,19 @@ async function runCheck(
     if (repair && res.checkErrors === 0 && res.corruptions === 0) {
       await checker.markCleanAndConsistent();
     }
-    if (repair) await file.flush();
+    checker.endOutput();
+    // As QEMU closing the image: repairs still cached are written now.
+    if (repair) {
+      await checker.flushRefblocksQuietly();
+      await file.flush();
+    }
   } catch (e) {
     if (!(e instanceof CheckAbort)) throw e;
     res.failure = e.message;
-    // As QEMU closing the image: repairs made so far are written unless it was marked corrupt.
+    checker.endOutput();
+    // Closing after a failed check writes what is cached, unless the image was marked corrupt.
     if (repair) {
-      await checker.flushRefblocks();
+      await checker.flushRefblocksQuietly();
       await file.flush();
     }
   }
