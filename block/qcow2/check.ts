@@ -816,7 +816,13 @@ class Qcow2Checker {
   async loadReftable(): Promise<void> {
     const bytes = await this.img.read(this.g.refcountTableOffset, this.g.refcountTableSize * 8);
     this.reftable = [];
-    for (let i = 0; i < this.g.refcountTableSize; i++) this.reftable.push(be64n(bytes, i * 8));
+    for (let i = 0; i < this.g.refcountTableSize; i++) {
+      // Most entries of a refcount table are empty: no BigInt for those.
+      const p = i * 8;
+      const empty = !bytes[p] && !bytes[p + 1] && !bytes[p + 2] && !bytes[p + 3] &&
+        !bytes[p + 4] && !bytes[p + 5] && !bytes[p + 6] && !bytes[p + 7];
+      this.reftable.push(empty ? 0n : be64n(bytes, p));
+    }
     this.#indexReftable();
     this.#refblocks.clear();
   }
@@ -824,8 +830,8 @@ class Qcow2Checker {
   // ---- on-disk refcounts ----
 
   #indexReftable(): void {
-    this.#rbOffsetsX = this.reftable.map((e) => e & 0xfffffffffffffe00n);
-    this.#rbOffsets = this.#rbOffsetsX.map(Number);
+    this.#rbOffsetsX = this.reftable.map((e) => e === 0n ? 0n : e & 0xfffffffffffffe00n);
+    this.#rbOffsets = this.#rbOffsetsX.map((e) => e === 0n ? 0 : Number(e));
   }
 
   /** The on-disk refcount when its refblock is already in memory (the fast path), else undefined. */
@@ -1021,8 +1027,7 @@ class Qcow2Checker {
       }
     }
     if (chk & OL.REFCOUNT_BLOCK) {
-      for (const e of this.reftable) {
-        const o = Number(e & 0xfffffffffffffe00n);
+      for (const o of this.#rbOffsets) {
         if (o && hits(o, cs)) return OL.REFCOUNT_BLOCK;
       }
     }
@@ -1274,6 +1279,7 @@ class Qcow2Checker {
     const cs = g.clusterSize;
     for (let i = 0; i < this.reftable.length; i++) {
       const e = this.reftable[i];
+      if (e === 0n) continue;
       const offsetN = e & 0xfffffffffffffe00n;
       const cluster = offsetN >> BigInt(g.clusterBits);
       if (e & 0x1ffn) {
@@ -1462,7 +1468,7 @@ class Qcow2Checker {
   refcountText(r: number, cluster: number): string {
     if (r <= Number.MAX_SAFE_INTEGER || this.g.refcountOrder !== 6) return String(r);
     const idx = Math.floor(cluster / 2 ** this.g.refcountBlockBits);
-    const off = Number(this.reftable[idx] & 0xfffffffffffffe00n);
+    const off = this.#rbOffsets[idx] ?? 0;
     const block = this.#refblocks.get(off);
     if (!block) return String(r);
     return be64n(block, (cluster % 2 ** this.g.refcountBlockBits) * 8).toString();
