@@ -162,7 +162,7 @@ export class Connection {
         return "close";
       case NBD_OPT_LIST:
         if (payload.length) {
-          return await this.#replyError(option, NBD_REP_ERR_INVALID, "no payload expected");
+          return await this.#replyError(option, NBD_REP_ERR_INVALID, unexpectedLength(option));
         }
         for (const st of this.server.allExports()) {
           const name = utf8(st.exp.name);
@@ -182,7 +182,7 @@ export class Connection {
         return await this.#infoGo(option, payload);
       case NBD_OPT_STRUCTURED_REPLY:
         if (payload.length) {
-          return await this.#replyError(option, NBD_REP_ERR_INVALID, "no payload expected");
+          return await this.#replyError(option, NBD_REP_ERR_INVALID, unexpectedLength(option));
         }
         if (this.structured) {
           return await this.#replyError(
@@ -198,7 +198,11 @@ export class Connection {
       case NBD_OPT_SET_META_CONTEXT:
         return await this.#metaContext(option, payload);
       default:
-        return await this.#replyError(option, NBD_REP_ERR_UNSUP, `Unsupported option ${option}`);
+        return await this.#replyError(
+          option,
+          NBD_REP_ERR_UNSUP,
+          `Unsupported option ${option} (${optionName(option)})`,
+        );
     }
   }
 
@@ -218,11 +222,14 @@ export class Connection {
     const en = this.#exportName(payload);
     const v = new DataView(payload.buffer, payload.byteOffset, payload.length);
     if (!en || en.rest + 2 > payload.length) {
-      return await this.#replyError(option, NBD_REP_ERR_INVALID, "request data too short");
+      return await this.#replyError(option, NBD_REP_ERR_INVALID, inconsistent(option));
     }
     const nreq = v.getUint16(en.rest);
-    if (en.rest + 2 + 2 * nreq !== payload.length) {
-      return await this.#replyError(option, NBD_REP_ERR_INVALID, "request data has wrong length");
+    if (en.rest + 2 + 2 * nreq > payload.length) {
+      return await this.#replyError(option, NBD_REP_ERR_INVALID, inconsistent(option));
+    }
+    if (en.rest + 2 + 2 * nreq < payload.length) {
+      return await this.#replyError(option, NBD_REP_ERR_INVALID, unexpectedLength(option));
     }
     const wanted = new Set<number>();
     for (let i = 0; i < nreq; i++) wanted.add(v.getUint16(en.rest + 2 + 2 * i));
@@ -238,7 +245,8 @@ export class Connection {
       p.set(name, 2);
       infos.push(p);
     }
-    if (wanted.has(NBD_INFO_DESCRIPTION) && st.exp.description) {
+    // QEMU sends the description whether or not it was asked for; the name only when asked.
+    if (st.exp.description) {
       const d = utf8(st.exp.description);
       const p = new Uint8Array(2 + d.length);
       new DataView(p.buffer).setUint16(0, NBD_INFO_DESCRIPTION);
@@ -272,30 +280,35 @@ export class Connection {
   }
 
   async #metaContext(option: number, payload: Uint8Array): Promise<void> {
-    if (!this.structured) {
-      return await this.#replyError(option, NBD_REP_ERR_INVALID, "structured reply not negotiated");
-    }
     const en = this.#exportName(payload);
     const v = new DataView(payload.buffer, payload.byteOffset, payload.length);
     if (!en || en.rest + 4 > payload.length) {
-      return await this.#replyError(option, NBD_REP_ERR_INVALID, "request data too short");
+      return await this.#replyError(option, NBD_REP_ERR_INVALID, inconsistent(option));
     }
     const nq = v.getUint32(en.rest);
     const queries: string[] = [];
     let p = en.rest + 4;
     for (let i = 0; i < nq; i++) {
       if (p + 4 > payload.length) {
-        return await this.#replyError(option, NBD_REP_ERR_INVALID, "query too short");
+        return await this.#replyError(option, NBD_REP_ERR_INVALID, inconsistent(option));
       }
       const n = v.getUint32(p);
       if (n > NBD_MAX_STRING_SIZE || p + 4 + n > payload.length) {
-        return await this.#replyError(option, NBD_REP_ERR_INVALID, "query too long");
+        return await this.#replyError(option, NBD_REP_ERR_INVALID, inconsistent(option));
       }
       queries.push(fromUtf8(payload.subarray(p + 4, p + 4 + n)));
       p += 4 + n;
     }
     if (p !== payload.length) {
-      return await this.#replyError(option, NBD_REP_ERR_INVALID, "trailing data in request");
+      return await this.#replyError(option, NBD_REP_ERR_INVALID, unexpectedLength(option));
+    }
+    // QEMU 7.2 lists contexts before structured replies are negotiated, but will not select one.
+    if (!this.structured && option === NBD_OPT_SET_META_CONTEXT) {
+      return await this.#replyError(
+        option,
+        NBD_REP_ERR_INVALID,
+        `request option '${optionName(option)}' when structured reply is not negotiated`,
+      );
     }
     const st = this.server.lookup(en.name);
     if (!st) {
@@ -314,7 +327,8 @@ export class Connection {
     for (const [id, name] of chosen) {
       const n = utf8(name);
       const r = new Uint8Array(4 + n.length);
-      new DataView(r.buffer).setUint32(0, id);
+      // A LIST reply carries no usable id; QEMU sends 0 there.
+      new DataView(r.buffer).setUint32(0, list ? 0 : id);
       r.set(n, 4);
       await this.writer.write(optionReply(option, NBD_REP_META_CONTEXT, r));
     }
@@ -572,4 +586,29 @@ export class Connection {
     out.set(msg, 26);
     await this.writer.write(out);
   }
+}
+
+/** Option names as QEMU's messages spell them (nbd_opt_lookup). */
+function optionName(option: number): string {
+  return [
+    "",
+    "export name",
+    "abort",
+    "list",
+    "peek export",
+    "starttls",
+    "info",
+    "go",
+    "structured reply",
+    "list meta context",
+    "set meta context",
+  ][option] || "<unknown>";
+}
+
+function unexpectedLength(option: number): string {
+  return `option '${optionName(option)}' has unexpected length`;
+}
+
+function inconsistent(option: number): string {
+  return `Inconsistent lengths in option ${optionName(option)}`;
 }
