@@ -142,9 +142,12 @@ Deno.test({
           await keep(i, bytes);
           continue;
         }
+        // Repairs of images with persistent bitmaps are not compared: QEMU's read-write open
+        // marks them in use and rewrites their directory first, which fails its own ways on a
+        // damaged image ("Can't update bitmap directory"), and stores them anew on close.
         if (
           i % 3 === 0 && real.exit !== 0 && !qemuDropsSnapshots(bytes) &&
-          !reftableReachesFar(bytes)
+          !reftableReachesFar(bytes) && !hasBitmaps(bytes)
         ) {
           const a = `${dir}/a.qcow2`;
           const b = `${dir}/b.qcow2`;
@@ -171,8 +174,7 @@ Deno.test({
           }
           try {
             deepStrictEqual(mineFix, realFix);
-            // QEMU stores persistent bitmaps anew when it closes a writable image.
-            if (!hasBitmaps(bytes)) deepStrictEqual(await realCheck(b), await realCheck(a));
+            deepStrictEqual(await realCheck(b), await realCheck(a));
           } catch (e) {
             mismatches.push(
               `case ${i} -r all (seed ${SEED}): ${(e as Error).message.slice(0, 6000)}`,
