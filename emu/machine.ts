@@ -90,16 +90,21 @@ export class Machine implements CpuBus {
     this.requestReset();
   }
 
+  /** Called when the CPU must leave its run slice at once (power-off, reset). */
+  onRunStateChange: (() => void) | null = null;
+
   /** Asks for a system reset (or a stop with -no-reboot). */
   requestReset(): void {
     if (this.noReboot) this.stop({ kind: "poweroff" });
     else this.resetRequested = true;
+    this.onRunStateChange?.();
     this.wake();
   }
 
   /** Stops the machine. The first reason wins. */
   stop(reason: StopReason): void {
     this.stopReason ??= reason;
+    this.onRunStateChange?.();
     this.wake();
   }
 
@@ -172,6 +177,8 @@ export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopR
   m.memory.listeners.push(() => cpu.memoryMapChanged());
   m.memory.writeListeners.push((a, n) => cpu.ramWritten(a, n));
   m.onDefer = () => cpu.stop();
+  // A power-off or reset takes effect after the instruction that asked for it.
+  m.onRunStateChange = () => cpu.stop();
   cpu.reset();
   let lastYield = performance.now();
   for (;;) {

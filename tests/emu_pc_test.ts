@@ -335,3 +335,29 @@ Deno.test({
     }
   },
 });
+
+for (const accel of ["tcg", "kvm"]) {
+  Deno.test({
+    name: `acpi: power-off by the firmware's ACPI tables (RSDP, FADT, SMI_CMD, S5) under ${accel}`,
+    ignore: !canBoot || (accel === "kvm" && !haveKvm()),
+    async fn() {
+      await using guest = await buildGuest("acpi_off");
+      const args = ["-accel", accel, ...HEADLESS, "-drive", `file=${guest.qcow2},if=ide`];
+      const d = await runDemu(args, { timeoutMs: 60000 });
+      strictEqual(d.code, 0, d.stderr);
+      // Nothing may run after the S5 write (the guest prints "still running" if it does).
+      strictEqual(plain(d.stdout), "RSDP FADT ACPI-MODE S5\r\n");
+      if (QEMU) {
+        const q = await runUntil("qemu-system-x86_64", args, { timeoutMs: 60000 });
+        strictEqual(q.code, 0);
+        // QEMU/KVM's SeaBIOS may have switched to ACPI mode already (it has SMM there), and
+        // QEMU stops its vCPU asynchronously, so the guest sometimes gets a few more
+        // instructions (part of "still running") in.
+        ok(
+          /^RSDP FADT (ACPI-MODE )?S5\r\n/.test(plain(q.stdout)),
+          JSON.stringify(q),
+        );
+      }
+    },
+  });
+}

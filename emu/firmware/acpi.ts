@@ -53,13 +53,137 @@ export function buildAcpiTables(l: AcpiLayout): { bytes: Uint8Array; rsdp: numbe
   const dsdt = table("DSDT", 1, DSDT_AML);
   out.set(dsdt, DSDT);
   // FADT revision 1 (116 bytes).
+  const f = fadtBody(l, l.base + FACS, l.base + DSDT);
+  out.set(table("FACP", 1, f), FADT);
+  // RSDT.
+  const r = new Uint8Array(4);
+  new DataView(r.buffer).setUint32(0, l.base + FADT, true);
+  out.set(table("RSDT", 1, r), RSDT);
+  // RSDP (revision 0).
+  out.set(enc.encode("RSD PTR "), RSDP);
+  out.set(enc.encode("DEMU  "), RSDP + 9);
+  ov.setUint32(RSDP + 16, l.base + RSDT, true);
+  checksum(out.subarray(RSDP, RSDP + 20), 8);
+  return { bytes: out, rsdp: l.base + RSDP };
+}
+
+// fw_cfg's table loader ("etc/table-loader"): commands SeaBIOS runs to place the tables.
+const LOADER_ALLOCATE = 1, LOADER_ADD_POINTER = 2, LOADER_ADD_CHECKSUM = 3;
+const LOADER_ENTRY = 128, LOADER_FILE = 56;
+const ZONE_HIGH = 1, ZONE_FSEG = 2;
+export const ACPI_TABLES_FILE = "etc/acpi/tables";
+export const ACPI_RSDP_FILE = "etc/acpi/rsdp";
+export const TABLE_LOADER_FILE = "etc/table-loader";
+
+class Loader {
+  readonly entries: Uint8Array[] = [];
+  #entry(cmd: number): [Uint8Array, DataView] {
+    const e = new Uint8Array(LOADER_ENTRY);
+    const v = new DataView(e.buffer);
+    v.setUint32(0, cmd, true);
+    this.entries.push(e);
+    return [e, v];
+  }
+  allocate(file: string, align: number, zone: number): void {
+    const [e, v] = this.#entry(LOADER_ALLOCATE);
+    e.set(enc.encode(file), 4);
+    v.setUint32(4 + LOADER_FILE, align, true);
+    e[8 + LOADER_FILE] = zone;
+  }
+  /** dest[offset..+size] += address of src. */
+  pointer(dest: string, src: string, offset: number, size: number): void {
+    const [e, v] = this.#entry(LOADER_ADD_POINTER);
+    e.set(enc.encode(dest), 4);
+    e.set(enc.encode(src), 4 + LOADER_FILE);
+    v.setUint32(4 + 2 * LOADER_FILE, offset, true);
+    e[8 + 2 * LOADER_FILE] = size;
+  }
+  /** file[offset] = checksum of file[start..start+length). */
+  checksum(file: string, offset: number, start: number, length: number): void {
+    const [e, v] = this.#entry(LOADER_ADD_CHECKSUM);
+    e.set(enc.encode(file), 4);
+    v.setUint32(4 + LOADER_FILE, offset, true);
+    v.setUint32(8 + LOADER_FILE, start, true);
+    v.setUint32(12 + LOADER_FILE, length, true);
+  }
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.entries.length * LOADER_ENTRY);
+    this.entries.forEach((e, i) => out.set(e, i * LOADER_ENTRY));
+    return out;
+  }
+}
+
+/** The fw_cfg files of QEMU's ACPI table loader, describing demu's PC. */
+export interface AcpiFwCfgFiles {
+  tables: Uint8Array;
+  rsdp: Uint8Array;
+  loader: Uint8Array;
+}
+
+/**
+ * Builds the tables as fw_cfg files for SeaBIOS: FACS, DSDT (\_S5), FADT (PIIX4 PM at pmBase,
+ * SMI_CMD 0xB2 with ACPI_ENABLE/DISABLE as QEMU's PIIX4 answers them) and RSDT in
+ * etc/acpi/tables, the RSDP in etc/acpi/rsdp, and the loader commands that place them, patch
+ * their pointers and fill in their checksums. No MADT: demu's PC has no local or I/O APIC, so
+ * an OS uses the 8259 pair.
+ */
+export function buildAcpiFwCfg(l: Omit<AcpiLayout, "base">): AcpiFwCfgFiles {
+  const FACS = 0, DSDT = 64;
+  const dsdt = table("DSDT", 1, DSDT_AML);
+  const FADT = align(DSDT + dsdt.length, 8);
+  const f = fadtBody({ ...l, base: 0, smiCmd: 0xb2 }, 0, 0);
+  const fadt = table("FACP", 1, f);
+  const RSDT = align(FADT + fadt.length, 8);
+  const rsdtBody = new Uint8Array(4);
+  new DataView(rsdtBody.buffer).setUint32(0, FADT, true);
+  const rsdt = table("RSDT", 1, rsdtBody);
+  const tables = new Uint8Array(RSDT + rsdt.length);
+  tables.set(enc.encode("FACS"), FACS);
+  new DataView(tables.buffer).setUint32(FACS + 4, 64, true);
+  tables.set(dsdt, DSDT);
+  tables.set(fadt, FADT);
+  tables.set(rsdt, RSDT);
+  // FADT: FIRMWARE_CTRL -> FACS, DSDT -> DSDT (offsets now, addresses once placed).
+  const tv = new DataView(tables.buffer);
+  tv.setUint32(FADT + 36, FACS, true);
+  tv.setUint32(FADT + 40, DSDT, true);
+  const rsdp = new Uint8Array(20);
+  rsdp.set(enc.encode("RSD PTR "), 0);
+  rsdp.set(enc.encode("DEMU  "), 9);
+  new DataView(rsdp.buffer).setUint32(16, RSDT, true);
+
+  const ld = new Loader();
+  ld.allocate(ACPI_RSDP_FILE, 16, ZONE_FSEG);
+  ld.allocate(ACPI_TABLES_FILE, 64, ZONE_HIGH);
+  ld.pointer(ACPI_TABLES_FILE, ACPI_TABLES_FILE, FADT + 36, 4);
+  ld.pointer(ACPI_TABLES_FILE, ACPI_TABLES_FILE, FADT + 40, 4);
+  ld.pointer(ACPI_TABLES_FILE, ACPI_TABLES_FILE, RSDT + 36, 4);
+  ld.pointer(ACPI_RSDP_FILE, ACPI_TABLES_FILE, 16, 4);
+  for (const [at, len] of [[DSDT, dsdt.length], [FADT, fadt.length], [RSDT, rsdt.length]]) {
+    tables[at + 9] = 0;
+    ld.checksum(ACPI_TABLES_FILE, at + 9, at, len);
+  }
+  ld.checksum(ACPI_RSDP_FILE, 8, 0, 20);
+  return { tables, rsdp, loader: ld.bytes() };
+}
+
+function align(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** The FADT (revision 1) after its header. */
+function fadtBody(l: AcpiLayout & { smiCmd?: number }, facs: number, dsdt: number): Uint8Array {
   const f = new Uint8Array(116 - 36);
   const fv = new DataView(f.buffer);
   const o = (x: number) => x - 36;
-  fv.setUint32(o(36), l.base + FACS, true);
-  fv.setUint32(o(40), l.base + DSDT, true);
+  fv.setUint32(o(36), facs, true);
+  fv.setUint32(o(40), dsdt, true);
   fv.setUint16(o(46), l.sciIrq, true);
-  fv.setUint32(o(48), 0, true); // no SMI command port: the hardware is always in ACPI mode
+  if (l.smiCmd) {
+    fv.setUint32(o(48), l.smiCmd, true);
+    f[o(52)] = 0xf1; // ACPI_ENABLE
+    f[o(53)] = 0xf0; // ACPI_DISABLE
+  }
   fv.setUint32(o(56), l.pmBase, true);
   fv.setUint32(o(64), l.pmBase + 4, true);
   fv.setUint32(o(76), l.pmBase + 8, true);
@@ -72,15 +196,5 @@ export function buildAcpiTables(l: AcpiLayout): { bytes: Uint8Array; rsdp: numbe
   fv.setUint16(o(98), 0xfff, true); // no C3
   f[o(108)] = 0x32; // RTC century register
   fv.setUint32(o(112), (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5), true); // WBINVD, C1, buttons
-  out.set(table("FACP", 1, f), FADT);
-  // RSDT.
-  const r = new Uint8Array(4);
-  new DataView(r.buffer).setUint32(0, l.base + FADT, true);
-  out.set(table("RSDT", 1, r), RSDT);
-  // RSDP (revision 0).
-  out.set(enc.encode("RSD PTR "), RSDP);
-  out.set(enc.encode("DEMU  "), RSDP + 9);
-  ov.setUint32(RSDP + 16, l.base + RSDT, true);
-  checksum(out.subarray(RSDP, RSDP + 20), 8);
-  return { bytes: out, rsdp: l.base + RSDP };
+  return f;
 }

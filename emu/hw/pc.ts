@@ -7,7 +7,13 @@
 import type { BlockDriver } from "@demu/block";
 import type { CharBackend } from "../chardev/mod.ts";
 import { E820_RAM, e820Bytes } from "../firmware/e820.ts";
-import { buildAcpiTables } from "../firmware/acpi.ts";
+import {
+  ACPI_RSDP_FILE,
+  ACPI_TABLES_FILE,
+  buildAcpiFwCfg,
+  buildAcpiTables,
+  TABLE_LOADER_FILE,
+} from "../firmware/acpi.ts";
 import { linuxResetRom, loadLinux } from "../firmware/linux.ts";
 import { Machine } from "../machine.ts";
 import { PageKind } from "../cpu/bus.ts";
@@ -66,7 +72,7 @@ export interface PcOptions {
   linux?: { image: Uint8Array; initrd: Uint8Array | null; cmdline: string };
 }
 
-/** The PIIX4 PM I/O base used for direct Linux boot (SeaBIOS picks the same). */
+/** The PIIX4 PM I/O base the ACPI tables name (SeaBIOS programs it; -kernel sets it directly). */
 const LINUX_PM_BASE = 0x600;
 
 /** The largest RAM this PC maps (QEMU's i440FX keeps 0xE0000000-4G for PCI). */
@@ -147,6 +153,11 @@ export class Pc {
     f.add(FW_CFG_IRQ0_OVERRIDE, le32(1));
     f.addFile("etc/e820", e820Bytes([{ addr: 0, len: ramSize, type: E820_RAM }]));
     f.addFile("etc/boot-fail-wait", le32(0xffffffff));
+    // ACPI through the table loader (SeaBIOS places them and moves the PM base to match).
+    const acpi = buildAcpiFwCfg({ pmBase: LINUX_PM_BASE, gpe0: 0xafe0, sciIrq: 9 });
+    f.addFile(ACPI_TABLES_FILE, acpi.tables);
+    f.addFile(ACPI_RSDP_FILE, acpi.rsdp);
+    f.addFile(TABLE_LOADER_FILE, acpi.loader);
 
     this.#cmos(ramSize, opts.bootOrder ?? "cad");
     m.resettables.push(

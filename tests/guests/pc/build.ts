@@ -20,6 +20,7 @@ export const GUESTS = [
   "pit_spin",
   "exec_mmio",
   "triple_fault",
+  "acpi_off",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {
