@@ -30,12 +30,12 @@ export interface Resettable {
 
 export class Machine implements CpuBus {
   readonly memory: PhysMemory;
-  readonly io = new IoBus();
-  readonly pic = new PicPair();
+  readonly io: IoBus = new IoBus();
+  readonly pic: PicPair = new PicPair();
   readonly clock: MachineClock;
   readonly resettables: Resettable[] = [];
   /** Device work in flight (disk I/O); the CPU does not run until it settles. */
-  readonly pending = new Set<Promise<unknown>>();
+  readonly pending: Set<Promise<unknown>> = new Set();
   /** A reset was requested (0xCF9, port 0x92, the 8042, triple fault); the accelerator acts on it. */
   resetRequested = false;
   /** Set when the machine must stop (power-off, quit, fatal error). */

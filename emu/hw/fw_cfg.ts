@@ -51,10 +51,10 @@ export function le64(v: number): Uint8Array {
 }
 
 export class FwCfg {
-  readonly items = new Map<number, Uint8Array>();
+  readonly items: Map<number, Uint8Array> = new Map();
   readonly files: { name: string; key: number }[] = [];
   /** Guest writes to a file (etc/... written through DMA) are delivered here. */
-  readonly writeCallbacks = new Map<number, (data: Uint8Array) => void>();
+  readonly writeCallbacks: Map<number, (data: Uint8Array) => void> = new Map();
   selector = 0;
   offset = 0;
   #dmaHigh = 0;

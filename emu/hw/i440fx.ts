@@ -30,9 +30,9 @@ interface PamSegment {
 export class I440fx extends PciDevice {
   readonly segments: PamSegment[] = [];
   /** The inactive view of 0xC0000-0xFFFFF (ROM image while shadow RAM is read, and vice versa). */
-  readonly side = new Uint8Array(SHADOW_SIZE);
+  readonly side: Uint8Array = new Uint8Array(SHADOW_SIZE);
   /** What reads show with PAM read-enable clear: the BIOS's low alias, 0xFF elsewhere. */
-  readonly romImage = new Uint8Array(SHADOW_SIZE).fill(0xff);
+  readonly romImage: Uint8Array = new Uint8Array(SHADOW_SIZE).fill(0xff);
 
   constructor(machine: Machine, bios: Uint8Array) {
     super(0x8086, 0x1237, 0x060000, 0x02);

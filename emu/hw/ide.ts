@@ -93,7 +93,7 @@ export class IdeChannel {
   control = 0;
   #lba48 = false;
   /** The PIO data buffer and the part the guest is moving now. */
-  buf = new Uint8Array(128 * 1024);
+  buf: Uint8Array = new Uint8Array(128 * 1024);
   pos = 0;
   end = 0;
   /** What to do when the guest has moved `end` bytes. */

@@ -33,9 +33,9 @@ interface Bar {
 }
 
 export class PciDevice {
-  readonly config = new Uint8Array(256);
+  readonly config: Uint8Array = new Uint8Array(256);
   /** Bits the guest may write. */
-  readonly wmask = new Uint8Array(256);
+  readonly wmask: Uint8Array = new Uint8Array(256);
   readonly bars: (Bar | undefined)[] = new Array(6);
   rom: Uint8Array | null = null;
   #romRegion: MmioRegion | null = null;
@@ -204,7 +204,7 @@ export class PciDevice {
 
 /** Bus 0 and the configuration mechanism #1 ports. */
 export class PciBus {
-  readonly devices = new Map<number, PciDevice>();
+  readonly devices: Map<number, PciDevice> = new Map();
   address = 0;
 
   constructor(readonly machine: Machine) {}

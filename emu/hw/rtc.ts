@@ -20,7 +20,7 @@ const REG_C_IRQF = 0x80, REG_C_PF = 0x40, REG_C_AF = 0x20, REG_C_UF = 0x10;
 const UIP_NS = 244_000;
 
 export class Rtc {
-  readonly cmos = new Uint8Array(128);
+  readonly cmos: Uint8Array = new Uint8Array(128);
   index = 0;
   /** Host epoch milliseconds at virtual time 0. */
   #baseMs: number;
@@ -32,7 +32,7 @@ export class Rtc {
   constructor(
     readonly clock: MachineClock,
     readonly setIrq: (level: boolean) => void,
-    startMs = Date.now(),
+    startMs: number = Date.now(),
   ) {
     this.#baseMs = startMs;
     this.cmos[RTC_REG_A] = 0x26;

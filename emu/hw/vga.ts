@@ -28,19 +28,19 @@ const MASK16 = Array.from(
 );
 
 export class Vga extends PciDevice {
-  readonly vram = new Uint8Array(VGA_VRAM_SIZE);
-  readonly vram32 = new Uint32Array(this.vram.buffer);
+  readonly vram: Uint8Array = new Uint8Array(VGA_VRAM_SIZE);
+  readonly vram32: Uint32Array = new Uint32Array(this.vram.buffer);
   misc = 0;
   srIndex = 0;
-  readonly sr = new Uint8Array(8);
+  readonly sr: Uint8Array = new Uint8Array(8);
   grIndex = 0;
-  readonly gr = new Uint8Array(16);
+  readonly gr: Uint8Array = new Uint8Array(16);
   crIndex = 0;
-  readonly cr = new Uint8Array(0x40);
+  readonly cr: Uint8Array = new Uint8Array(0x40);
   arIndex = 0;
   arFlip = false;
-  readonly ar = new Uint8Array(0x20);
-  readonly palette = new Uint8Array(768);
+  readonly ar: Uint8Array = new Uint8Array(0x20);
+  readonly palette: Uint8Array = new Uint8Array(768);
   dacReadIndex = 0;
   dacWriteIndex = 0;
   dacSub = 0;
@@ -48,7 +48,7 @@ export class Vga extends PciDevice {
   readonly #dacBuf = [0, 0, 0];
   #latch = 0;
   #retrace = 0;
-  readonly vbe = new Uint16Array(16);
+  readonly vbe: Uint16Array = new Uint16Array(16);
   vbeIndex = 0;
   /** Bumped on every video memory or register write (front ends redraw when it moves). */
   generation = 0;

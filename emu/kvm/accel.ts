@@ -59,7 +59,7 @@ export class KvmAccel {
   #armed = -1;
   #mapDirty = true;
   /** Exits served, by reason (for -d and benchmarks). */
-  readonly exitCounts = new Uint32Array(64);
+  readonly exitCounts: Uint32Array = new Uint32Array(64);
 
   constructor(readonly machine: Machine, readonly vm: KvmVm) {
     this.vcpu = new KvmVcpu(vm);
