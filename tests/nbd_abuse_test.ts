@@ -17,8 +17,6 @@ import {
   NBD_CMD_WRITE,
   NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL,
-  NBD_ENOSPC,
-  NBD_EPERM,
   NBD_OPT_GO,
   NBD_OPT_LIST,
   NBD_REP_ACK,
@@ -192,7 +190,7 @@ async function abuse(dir: string): Promise<void> {
       [NBD_CMD_READ, SIZE, 1, 0, NBD_EINVAL],
       [NBD_CMD_READ, SIZE - 1, 2, 0, NBD_EINVAL],
       [NBD_CMD_READ, 2 ** 53, 512, 0, NBD_EINVAL],
-      [NBD_CMD_WRITE_ZEROES, SIZE - 512, 1024, 0, NBD_ENOSPC],
+      [NBD_CMD_WRITE_ZEROES, SIZE - 512, 1024, 0, NBD_EINVAL],
       [NBD_CMD_TRIM, SIZE, 4096, 0, NBD_EINVAL],
       [99, 0, 512, 0, NBD_EINVAL],
       [NBD_CMD_READ, 0, 512, 0x80, NBD_EINVAL],
@@ -207,7 +205,7 @@ async function abuse(dir: string): Promise<void> {
     // A write past the end still has its payload consumed.
     await c.request(NBD_CMD_WRITE, handle, SIZE - 2, 4);
     await c.send(new Uint8Array(4).fill(9));
-    deepStrictEqual((await c.reply()).slice(0, 2), [NBD_ENOSPC, handle++]);
+    deepStrictEqual((await c.reply()).slice(0, 2), [NBD_EINVAL, handle++]);
     // Pipelined: 32 requests out before any reply is read; every one answered once.
     const handles = new Set<number>();
     for (let i = 0; i < 32; i++) {
@@ -225,12 +223,12 @@ async function abuse(dir: string): Promise<void> {
     deepStrictEqual((await c.reply()).slice(0, 2), [NBD_EINVAL, handle]);
     ok(await c.closedByServer(), "oversized write ends the connection");
 
-    // A read-only export refuses writes with EPERM.
+    // A read-only export refuses writes (EINVAL, as QEMU 7.2: they are not advertised).
     c = await transmission(roPort, "ro");
     for (const type of [NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_CMD_TRIM]) {
       await c.request(type, type, 0, 512);
       if (type === NBD_CMD_WRITE) await c.send(new Uint8Array(512));
-      deepStrictEqual((await c.reply()).slice(0, 2), [NBD_EPERM, type]);
+      deepStrictEqual((await c.reply()).slice(0, 2), [NBD_EINVAL, type]);
     }
     await c.request(NBD_CMD_FLUSH, 50, 0, 0);
     deepStrictEqual((await c.reply()).slice(0, 2), [0, 50]);

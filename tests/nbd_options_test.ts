@@ -118,3 +118,97 @@ Deno.test({
     }
   },
 });
+
+/** Bad and edge requests: [type, flags, offset, length, payload length]. */
+const REQUESTS: [number, number, number, number, number][] = [
+  [0, 0, 0, 512, 0], // READ
+  [0, 0, 0, 64 << 20, 0], // READ too long
+  [0, 0, 1 << 20, 1, 0], // READ at the end
+  [0, 0, (1 << 20) - 1, 2, 0], // READ across the end
+  [0, 0x80, 0, 512, 0], // unknown flag
+  [0, 4, 0, 512, 0], // DF
+  [1, 0, (1 << 20) - 2, 4, 4], // WRITE across the end
+  [1, 1, 0, 512, 512], // WRITE with FUA
+  [3, 0, 0, 0, 0], // FLUSH
+  [4, 0, 1 << 20, 4096, 0], // TRIM past the end
+  [4, 0, 0, 4096, 0], // TRIM
+  [5, 0, 0, 4096, 0], // CACHE
+  [5, 0, 1 << 20, 1, 0], // CACHE past the end
+  [6, 0, (1 << 20) - 512, 1024, 0], // WRITE_ZEROES across the end
+  [6, 2 | 16, 0, 4096, 0], // WRITE_ZEROES NO_HOLE|FAST_ZERO
+  [6, 8, 0, 4096, 0], // WRITE_ZEROES with REQ_ONE
+  [7, 0, 0, 4096, 0], // BLOCK_STATUS without contexts
+  [99, 0, 0, 512, 0], // unknown command
+];
+
+/** Sends REQUESTS one at a time with simple replies; returns each errno. */
+async function requestErrnos(socket: string): Promise<number[]> {
+  const conn = await Deno.connect({ transport: "unix", path: socket });
+  const r = new SocketReader(conn);
+  const out: number[] = [];
+  try {
+    await r.readExact(18);
+    await conn.write(u32(3));
+    const h = new Uint8Array(16);
+    const v = new DataView(h.buffer);
+    v.setBigUint64(0, IHAVEOPT);
+    v.setUint32(8, 7);
+    const go = info("exp");
+    v.setUint32(12, go.length);
+    await conn.write(cat(h, go));
+    for (;;) {
+      const rv = new DataView((await r.readExact(20)).buffer);
+      await r.readExact(rv.getUint32(16));
+      if (rv.getUint32(12) === 1) break;
+    }
+    let handle = 1;
+    for (const [type, flags, offset, length, payloadLen] of REQUESTS) {
+      const q = new Uint8Array(28);
+      const qv = new DataView(q.buffer);
+      qv.setUint32(0, 0x25609513);
+      qv.setUint16(4, flags);
+      qv.setUint16(6, type);
+      qv.setUint32(12, handle++);
+      qv.setUint32(20, offset);
+      qv.setUint32(24, length);
+      await conn.write(cat(q, new Uint8Array(payloadLen)));
+      const rv = new DataView((await r.readExact(16)).buffer);
+      const errno = rv.getUint32(4);
+      out.push(errno);
+      if (!errno && type === 0) await r.readExact(length);
+    }
+  } finally {
+    conn.close();
+  }
+  return out;
+}
+
+Deno.test({
+  name: "transmission: each bad or edge request gets the errno the real qemu-nbd gives",
+  ignore,
+  async fn() {
+    const [dir, cleanup] = await tempDir("demu-nbd-requests-");
+    try {
+      for (const extra of [[], ["-r"]]) {
+        const errnos = [];
+        for (const who of ["demu", "real"]) {
+          const img = `${dir}/${who}.raw`;
+          await Deno.writeFile(img, new Uint8Array(1 << 20));
+          const socket = `${dir}/${who}.sock`;
+          const args = ["-t", "-f", "raw", "-x", "exp", ...extra, "-k", socket, img];
+          const s = who === "demu"
+            ? await startDemuNbd(args, { socket })
+            : await startServer("qemu-nbd", args, { socket });
+          try {
+            errnos.push(await requestErrnos(socket));
+          } finally {
+            await s.stop();
+          }
+        }
+        deepStrictEqual(errnos[0], errnos[1], `qemu-nbd ${extra.join(" ")}`);
+      }
+    } finally {
+      await cleanup();
+    }
+  },
+});

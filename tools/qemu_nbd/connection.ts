@@ -24,8 +24,6 @@ import {
   NBD_CMD_WRITE,
   NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL,
-  NBD_ENOSPC,
-  NBD_EPERM,
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
   NBD_FLAG_FIXED_NEWSTYLE,
@@ -468,12 +466,12 @@ export class Connection {
     }
     const writes = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES ||
       type === NBD_CMD_TRIM;
-    if (writes && st.exp.readOnly) return [NBD_EPERM, "Export is read-only"];
+    // A read-only export does not advertise these commands, and QEMU 7.2 answers them EINVAL.
+    if (writes && st.exp.readOnly) return [NBD_EINVAL, "Export is read-only"];
+    // QEMU 7.2 answers EINVAL past the end for every command, writes included (later QEMUs
+    // say ENOSPC for writes).
     if (type !== NBD_CMD_FLUSH && (offset > st.size || length > st.size - offset)) {
-      return [
-        type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL,
-        "operation past EOF",
-      ];
+      return [NBD_EINVAL, "operation past EOF"];
     }
     if (type === NBD_CMD_BLOCK_STATUS) {
       if (!this.structured || this.contexts.length === 0) {
