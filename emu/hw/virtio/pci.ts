@@ -88,9 +88,16 @@ export class VirtioPci extends PciDevice {
   readonly mem: GuestRam;
 
   constructor(readonly backend: VirtioBackend, mem: GuestRam) {
-    // Transitional device IDs: 0x1000 + (virtio ID - 1) for the IDs that existed before 1.0.
+    // Transitional PCI device IDs of the types that existed before virtio 1.0 (net, block,
+    // console); the PCI class codes QEMU gives them.
+    const ids: Record<number, number> = { 1: 0x1000, 2: 0x1001, 3: 0x1003 };
     const classes: Record<number, number> = { 1: 0x020000, 2: 0x010000, 3: 0x078000 };
-    super(0x1af4, 0x1000 + backend.deviceId - 1, classes[backend.deviceId] ?? 0xff0000, 0);
+    super(
+      0x1af4,
+      ids[backend.deviceId] ?? 0x1040 + backend.deviceId,
+      classes[backend.deviceId] ?? 0xff0000,
+      0,
+    );
     this.mem = mem;
     this.set16(0x2e, backend.deviceId); // subsystem ID: the virtio device ID
     this.config[PCI_INTERRUPT_PIN] = 1;

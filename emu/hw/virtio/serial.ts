@@ -90,9 +90,9 @@ export class VirtioSerial implements VirtioBackend {
       throw new Error(`virtio-serial-bus: A port already exists at id ${nr}`);
     }
     if (nr >= this.maxPorts) {
-      throw new Error(`virtio-serial-bus: Out-of-range port id specified, max. allowed: ${
-        this.maxPorts - 1
-      }`);
+      throw new Error(
+        `virtio-serial-bus: Out-of-range port id specified, max. allowed: ${this.maxPorts - 1}`,
+      );
     }
     if (opts.name && [...this.ports.values()].some((p) => p.name === opts.name)) {
       throw new Error(`virtio-serial-bus: A port already exists by name ${opts.name}`);

@@ -116,7 +116,9 @@ export class Virtqueue {
 
   #check(addr: number, len: number): void {
     if (addr < 0 || addr + len > this.mem.ram.length || !Number.isSafeInteger(addr + len)) {
-      throw new VirtqueueError(`virtqueue ${this.index}: address 0x${addr.toString(16)} outside RAM`);
+      throw new VirtqueueError(
+        `virtqueue ${this.index}: address 0x${addr.toString(16)} outside RAM`,
+      );
     }
   }
   #u16(addr: number): number {
