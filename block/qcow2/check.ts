@@ -11,6 +11,13 @@
  * Repairs are written so that a crash at any point leaves an image that is at most leaking:
  * refcount decreases and increases touch only refcount entries, and a rebuilt refcount structure
  * is written into free clusters and flushed before the header is switched over to it.
+ *
+ * Where QEMU's behaviour depends on its internals (its refcount block cache writing late and
+ * through the metadata overlap check, reads past 2^63 - 2^30 failing, 32-bit arithmetic in
+ * places), the checker reproduces the observable result, because its output is compared line
+ * by line with the real qemu-img's. One QEMU 7.2 bug is deliberately not reproduced: opening an
+ * image read-write for `check -r` that has bitmaps or unknown autoclear bits rewrites the
+ * header with the snapshot table pointer zeroed, silently dropping every snapshot.
  */
 import { type BlockDriver, BlockError } from "../types.ts";
 import {
@@ -2054,7 +2061,9 @@ class Qcow2Checker {
  * `file` is the protocol layer of the image (read-write when repairing). An image that QEMU
  * would refuse to open throws a {@link BlockError} with QEMU's message; a check that fails midway
  * returns the result with `failure` set. With `repair`, the result counts what was found and
- * fixed in this pass; qemu-img then checks again without repair to report the final state.
+ * fixed in this pass; qemu-img then checks again without repair to report the final state
+ * (keeping the fixed counts of the first pass), except when `markedCorrupt` is set: QEMU's
+ * second check then fails with "No medium found".
  */
 export async function checkQcow2(
   file: BlockDriver,
