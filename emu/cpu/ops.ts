@@ -22,47 +22,52 @@ import {
   trunc,
 } from "./alu.ts";
 import type { Cpu } from "./cpu.ts";
-import {
-  BP,
-  BR,
-  CR0_PE,
-  CR0_PG,
-  CR0_TS,
-  CR4_OSFXSR,
-  CR4_PAE,
-  CR4_PGE,
-  CR4_PSE,
-  CR4_TSD,
-  CS,
-  DE,
-  DS,
-  ES,
-  FS,
-  GP,
-  GS,
-  LDTR,
-  OFV,
-  SS,
-  TR,
-  UD,
-} from "./consts.ts";
+import { BP, BR, CS, DE, DS, ES, FS, GP, GS, OFV, SS } from "./consts.ts";
 import { eaOffset, regIndex } from "./decode.ts";
 import { I_B, I_BS, I_J8, I_JV, I_NONE, I_O, I_P, I_V, I_W, I_WB } from "./consts.ts";
-import { AF, CF, DF, IF, MASK, OF, SIGN, VM, ZF } from "./flags.ts";
+import { AF, CF, DF, IF, OF, SIGN, VM, ZF } from "./flags.ts";
 import type { Handler, Instr } from "./instr.ts";
-import { fpuEscape, fpuWait, fxsave } from "./fpu.ts";
+import { deliverInterrupt, farReturn, farTransfer, iret, isProtected, loadSeg } from "./system.ts";
 import {
-  deliverInterrupt,
-  descLimit,
-  farReturn,
-  farTransfer,
-  iret,
-  isProtected,
-  loadLdt,
-  loadSeg,
-  loadTr,
-  peekDescriptor,
-} from "./system.ts";
+  getReg,
+  ioIn,
+  ioOut,
+  iopl,
+  jumpTo,
+  needCpl0,
+  readRm,
+  readRmSz,
+  setReg,
+  ud,
+  writeRm,
+} from "./operands.ts";
+import { hCmps, hIns, hLods, hMovs, hOuts, hScas, hStos } from "./strings.ts";
+import {
+  hArpl,
+  hClts,
+  hCpuid,
+  hDescTable,
+  hEsc,
+  hFxsave,
+  hInvd,
+  hInvlpg,
+  hLarLsl,
+  hLmsw,
+  hMovFromCr,
+  hMovFromDr,
+  hMovToCr,
+  hMovToDr,
+  hNop,
+  hRdmsr,
+  hRdtsc,
+  hSmsw,
+  hSys00,
+  hSysenter,
+  hSysexit,
+  hUd,
+  hWait,
+  hWrmsr,
+} from "./sysops.ts";
 
 /** One opcode's decoding and handler. */
 export interface OpEntry {
@@ -75,80 +80,6 @@ export interface OpEntry {
   end: boolean;
   /** ModRM.reg selects among these (the entry's own fn is unused). */
   group: (OpEntry | null)[] | null;
-}
-
-// ------------------------------------------------------------------ operand helpers
-
-function getReg(cpu: Cpu, sz: number, r: number): number {
-  return sz === 0 ? cpu.r8[r] : sz === 1 ? cpu.r16[r] : cpu.r32[r];
-}
-
-function setReg(cpu: Cpu, sz: number, r: number, v: number): void {
-  if (sz === 0) cpu.r8[r] = v;
-  else if (sz === 1) cpu.r16[r] = v;
-  else cpu.r32[r] = v;
-}
-
-function readRm(cpu: Cpu, i: Instr): number {
-  return i.mem ? cpu.rd(i.sz, i.ea(cpu, i)) : getReg(cpu, i.sz, i.rm);
-}
-
-function writeRm(cpu: Cpu, i: Instr, v: number): void {
-  if (i.mem) cpu.wr(i.sz, i.ea(cpu, i), v);
-  else setReg(cpu, i.sz, i.rm, v);
-}
-
-/** Reads the r/m operand at size sz (its own size, not i.sz). */
-function readRmSz(cpu: Cpu, i: Instr, sz: number): number {
-  return i.mem ? cpu.rd(sz, i.ea(cpu, i)) : getReg(cpu, sz, regIndex(sz, i.rmN));
-}
-
-function ud(cpu: Cpu): void {
-  cpu.fault(UD);
-}
-
-/** Privileged instruction check: CPL 0 in protected mode, never in v86. */
-function needCpl0(cpu: Cpu): void {
-  if ((cpu.cr0 & CR0_PE) !== 0 && (cpu.cpl !== 0 || (cpu.eflags & VM) !== 0)) cpu.fault(GP, 0);
-}
-
-function iopl(cpu: Cpu): number {
-  return (cpu.eflags >> 12) & 3;
-}
-
-/** IN/OUT permission: CPL <= IOPL, else the TSS I/O bitmap. */
-function checkIo(cpu: Cpu, port: number, size: number): void {
-  if ((cpu.cr0 & CR0_PE) === 0) return;
-  if ((cpu.eflags & VM) === 0 && cpu.cpl <= iopl(cpu)) return;
-  const tr = TR;
-  if ((cpu.segAttr[tr] & 0xf) !== 0x9 && (cpu.segAttr[tr] & 0xf) !== 0xb) cpu.fault(GP, 0);
-  if (cpu.segLimit[tr] < 0x67) cpu.fault(GP, 0);
-  const base = cpu.segBase[tr];
-  const mapOff = cpu.sysRd16((base + 0x66) | 0);
-  const byte = mapOff + (port >> 3);
-  if (byte + 1 > cpu.segLimit[tr]) cpu.fault(GP, 0);
-  const bits = cpu.sysRd16((base + byte) | 0);
-  if (((bits >> (port & 7)) & ((1 << size) - 1)) !== 0) cpu.fault(GP, 0);
-}
-
-function ioIn(cpu: Cpu, port: number, sz: number): number {
-  const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
-  checkIo(cpu, port, size);
-  cpu.blockExit = true; // a device was touched: it may have raised or lowered an interrupt
-  const v = cpu.bus.ioRead(port, size as 1 | 2 | 4);
-  return trunc(sz, v);
-}
-
-function ioOut(cpu: Cpu, port: number, sz: number, v: number): void {
-  const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
-  checkIo(cpu, port, size);
-  cpu.blockExit = true;
-  cpu.bus.ioWrite(port, size as 1 | 2 | 4, sz === 2 ? v >>> 0 : v & MASK[sz]);
-}
-
-/** Sets EIP after a jump, truncated to the operand size. */
-function jumpTo(cpu: Cpu, sz: number, target: number): void {
-  cpu.eip = sz === 2 ? target >>> 0 : target & 0xffff;
 }
 
 // ------------------------------------------------------------------ ALU forms
@@ -784,183 +715,6 @@ const hAad: Handler = (cpu, i) => {
   cpu.r16[0] = r & 0xff;
 };
 
-// ------------------------------------------------------------------ strings
-
-function siAdvance(cpu: Cpu, i: Instr, d: number): void {
-  if (i.asz) cpu.r32[6] = cpu.r32[6] + d;
-  else cpu.r16[12] = cpu.r16[12] + d;
-}
-function diAdvance(cpu: Cpu, i: Instr, d: number): void {
-  if (i.asz) cpu.r32[7] = cpu.r32[7] + d;
-  else cpu.r16[14] = cpu.r16[14] + d;
-}
-function srcLin(cpu: Cpu, i: Instr): number {
-  const off = i.asz ? cpu.r32[6] >>> 0 : cpu.r16[12];
-  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
-  return (cpu.segBase[i.seg] + off) | 0;
-}
-function dstLin(cpu: Cpu, i: Instr): number {
-  const off = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
-  if (off + i.accN > cpu.segChkW[ES]) cpu.limitFault(ES);
-  return (cpu.segBase[ES] + off) | 0;
-}
-function count(cpu: Cpu, i: Instr): number {
-  return i.asz ? cpu.r32[1] >>> 0 : cpu.r16[2];
-}
-function setCount(cpu: Cpu, i: Instr, c: number): void {
-  if (i.asz) cpu.r32[1] = c;
-  else cpu.r16[2] = c;
-}
-
-/** Iterations of a REP string op per visit: the rest continues after interrupts are polled. */
-const REP_CHUNK = 4096;
-
-function stringOp(cpu: Cpu, i: Instr, body: (cpu: Cpu, i: Instr, d: number) => boolean): void {
-  const d = cpu.dstep(i.sz);
-  if (i.rep === 0) {
-    body(cpu, i, d);
-    return;
-  }
-  let c = count(cpu, i);
-  let n = 0;
-  while (c !== 0) {
-    const stop = body(cpu, i, d);
-    c = (c - 1) >>> 0;
-    setCount(cpu, i, c);
-    if (stop) return;
-    if (++n >= REP_CHUNK && c !== 0) {
-      cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
-      cpu.blockExit = true;
-      return;
-    }
-  }
-}
-
-const bMovs = (cpu: Cpu, i: Instr, d: number) => {
-  cpu.wr(i.sz, dstLin(cpu, i), cpu.rd(i.sz, srcLin(cpu, i)));
-  siAdvance(cpu, i, d);
-  diAdvance(cpu, i, d);
-  return false;
-};
-const bStos = (cpu: Cpu, i: Instr, d: number) => {
-  cpu.wr(i.sz, dstLin(cpu, i), getReg(cpu, i.sz, 0));
-  diAdvance(cpu, i, d);
-  return false;
-};
-const bLods = (cpu: Cpu, i: Instr, d: number) => {
-  setReg(cpu, i.sz, 0, cpu.rd(i.sz, srcLin(cpu, i)));
-  siAdvance(cpu, i, d);
-  return false;
-};
-const bCmps = (cpu: Cpu, i: Instr, d: number) => {
-  const a = cpu.rd(i.sz, srcLin(cpu, i));
-  const b = cpu.rd(i.sz, dstLin(cpu, i));
-  alu(cpu, 7, a, b, i.sz);
-  siAdvance(cpu, i, d);
-  diAdvance(cpu, i, d);
-  return i.rep === 1 ? cpu.zf() === 0 : cpu.zf() === 1;
-};
-const bScas = (cpu: Cpu, i: Instr, d: number) => {
-  const b = cpu.rd(i.sz, dstLin(cpu, i));
-  alu(cpu, 7, getReg(cpu, i.sz, 0), b, i.sz);
-  diAdvance(cpu, i, d);
-  return i.rep === 1 ? cpu.zf() === 0 : cpu.zf() === 1;
-};
-const bIns = (cpu: Cpu, i: Instr, d: number) => {
-  const lin = dstLin(cpu, i);
-  cpu.probeWrite(lin, 1 << i.sz);
-  cpu.wr(i.sz, lin, ioIn(cpu, cpu.r16[4], i.sz));
-  diAdvance(cpu, i, d);
-  return false;
-};
-const bOuts = (cpu: Cpu, i: Instr, d: number) => {
-  ioOut(cpu, cpu.r16[4], i.sz, cpu.rd(i.sz, srcLin(cpu, i)));
-  siAdvance(cpu, i, d);
-  return false;
-};
-/**
- * REP MOVS/STOS: whole runs that stay inside one source and one destination page (RAM, cached in
- * the TLB) are copied/filled directly, in either direction. Overlap is allowed when the copy
- * direction makes element-by-element copying equal to memmove (forward with the destination
- * below the source, backward above it); other overlaps, faults, MMIO and page crossings take the
- * element-by-element path, which also fills the TLB for the next run.
- */
-function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
-  const w = 1 << i.sz;
-  const ram = cpu.ram;
-  const back = (cpu.eflags & DF) !== 0;
-  let c = count(cpu, i);
-  let budget = REP_CHUNK * 16;
-  while (c !== 0) {
-    const si = i.asz ? cpu.r32[6] >>> 0 : cpu.r16[12];
-    const di = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
-    const sLin = (cpu.segBase[i.seg] + si) | 0;
-    const dLin = (cpu.segBase[ES] + di) | 0;
-    let n: number;
-    if (!back) {
-      n = Math.min(c, Math.floor((4096 - (dLin & 0xfff)) / w), budget);
-      if (movs) n = Math.min(n, Math.floor((4096 - (sLin & 0xfff)) / w));
-      if (!i.asz) {
-        n = Math.min(n, Math.floor((0x10000 - di) / w));
-        if (movs) n = Math.min(n, Math.floor((0x10000 - si) / w));
-      }
-    } else {
-      n = Math.min(c, Math.floor(((dLin & 0xfff) + w) / w), Math.floor(di / w) + 1, budget);
-      if (movs) n = Math.min(n, Math.floor(((sLin & 0xfff) + w) / w), Math.floor(si / w) + 1);
-    }
-    const bytes = n * w;
-    const span = back ? (n - 1) * w : 0; // the run's lowest element lies `span` below the current
-    const dHigh = back ? di + w - 1 : di + bytes - 1;
-    const sHigh = back ? si + w - 1 : si + bytes - 1;
-    const dp = n > 0 && dHigh <= cpu.segChkW[ES] ? cpu.ramIndexW((dLin - span) | 0) : -1;
-    const sp = movs && dp >= 0 && sHigh <= cpu.segChk[i.seg]
-      ? cpu.ramIndexR((sLin - span) | 0)
-      : -1;
-    const overlap = movs && sp >= 0 && dp < sp + bytes && sp < dp + bytes;
-    if (dp < 0 || (movs && sp < 0) || (overlap && (back ? dp < sp : dp > sp))) {
-      // one element the slow way (faults, MMIO, page crossings, replicating overlap)
-      const d = back ? -w : w;
-      if (movs) bMovs(cpu, i, d);
-      else bStos(cpu, i, d);
-      c = (c - 1) >>> 0;
-      setCount(cpu, i, c);
-      if (--budget <= 0) break;
-      continue;
-    }
-    if (movs) ram.copyWithin(dp, sp, sp + bytes);
-    else if (w === 1) ram.fill(cpu.r8[0], dp, dp + bytes);
-    else {
-      const v = cpu.r32[0];
-      for (let k = 0; k < bytes; k += w) {
-        ram[dp + k] = v;
-        ram[dp + k + 1] = v >> 8;
-        if (w === 4) {
-          ram[dp + k + 2] = v >> 16;
-          ram[dp + k + 3] = v >> 24;
-        }
-      }
-    }
-    const step = back ? -bytes : bytes;
-    if (movs) siAdvance(cpu, i, step);
-    diAdvance(cpu, i, step);
-    c = (c - n) >>> 0;
-    setCount(cpu, i, c);
-    budget -= n;
-    if (budget <= 0) break;
-  }
-  if (c !== 0) {
-    cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
-    cpu.blockExit = true;
-  }
-}
-const hMovs: Handler = (cpu, i) => i.rep !== 0 ? repFast(cpu, i, true) : stringOp(cpu, i, bMovs);
-const hStos: Handler = (cpu, i) => i.rep !== 0 ? repFast(cpu, i, false) : stringOp(cpu, i, bStos);
-const hLods: Handler = (cpu, i) => stringOp(cpu, i, bLods);
-const hCmps: Handler = (cpu, i) => stringOp(cpu, i, bCmps);
-const hScas: Handler = (cpu, i) => stringOp(cpu, i, bScas);
-const hIns: Handler = (cpu, i) => stringOp(cpu, i, bIns);
-const hOuts: Handler = (cpu, i) => stringOp(cpu, i, bOuts);
-
 // ------------------------------------------------------------------ I/O
 
 const hInI: Handler = (cpu, i) => setReg(cpu, i.sz, 0, ioIn(cpu, i.imm, i.sz));
@@ -1069,343 +823,6 @@ const hCmpxchg8b: Handler = (cpu, i) => {
     cpu.r32[2] = hi;
     cpu.eflags &= ~ZF;
   }
-};
-
-// ------------------------------------------------------------------ system
-
-const hNop: Handler = () => {};
-
-/** CPUID: a family-6 (Pentium Pro class) CPU with what this interpreter implements. */
-const hCpuid: Handler = (cpu) => {
-  const leaf = cpu.r32[0] >>> 0;
-  let a = 0, b = 0, c = 0, d = 0;
-  if (leaf === 0) {
-    a = 2;
-    // "GenuineIntel"
-    b = 0x756e6547;
-    d = 0x49656e69;
-    c = 0x6c65746e;
-  } else if (leaf === 1) {
-    a = 0x0633; // family 6, model 3, stepping 3
-    b = 0x00010000;
-    // FPU, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR: what is implemented (no VME, DE,
-    // MCE, APIC, MTRR, MCA, MMX, SSE)
-    d = 0x1 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000 | 0x1000000;
-  } else if (leaf === 2) {
-    a = 0x03020101;
-  } else if (leaf === 0x80000000) {
-    a = 0x80000001;
-  } else if (leaf === 0x80000001) {
-    d = 0x100000; // NX (PAE paging with EFER.NXE)
-  }
-  cpu.r32[0] = a;
-  cpu.r32[3] = b;
-  cpu.r32[1] = c;
-  cpu.r32[2] = d;
-};
-
-/**
- * Time-stamp counter: instructions retired before this one (deterministic; RDTSC ends its block,
- * so the count at block entry is exact).
- */
-function tsc(cpu: Cpu): number {
-  return cpu.instructions + cpu.tscOffset;
-}
-const hRdtsc: Handler = (cpu) => {
-  if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0 && (cpu.cr0 & CR0_PE) !== 0) cpu.fault(GP, 0);
-  const t = tsc(cpu);
-  cpu.r32[0] = t | 0;
-  cpu.r32[2] = Math.floor(t / 4294967296) | 0;
-};
-const hRdmsr: Handler = (cpu) => {
-  needCpl0(cpu);
-  const msr = cpu.r32[1] >>> 0;
-  let lo = 0, hi = 0;
-  switch (msr) {
-    case 0x10: {
-      const t = tsc(cpu);
-      lo = t | 0;
-      hi = Math.floor(t / 4294967296) | 0;
-      break;
-    }
-    case 0x1b:
-      lo = cpu.apicBase;
-      break;
-    case 0x174:
-      lo = cpu.sysenterCs;
-      break;
-    case 0x175:
-      lo = cpu.sysenterEsp;
-      break;
-    case 0x176:
-      lo = cpu.sysenterEip;
-      break;
-    case 0xc0000080:
-      lo = cpu.efer;
-      break;
-    default:
-      if (cpu.mtrr.has(msr)) lo = cpu.mtrr.get(msr)!;
-      else if (msr === 0x1a0) lo = 1; // IA32_MISC_ENABLE: fast strings
-      else if (
-        msr === 0x8b || msr === 0x17 || msr === 0x2a || msr === 0x179 || msr === 0x17a ||
-        (msr >= 0x186 && msr <= 0x187)
-      ) {
-        lo = 0; // microcode revision, platform id, EBL_CR_POWERON, MCG_CAP/STATUS, PERFEVTSEL
-      } else cpu.fault(GP, 0);
-  }
-  cpu.r32[0] = lo;
-  cpu.r32[2] = hi;
-};
-const hWrmsr: Handler = (cpu) => {
-  needCpl0(cpu);
-  const msr = cpu.r32[1] >>> 0;
-  const lo = cpu.r32[0];
-  switch (msr) {
-    case 0x10:
-      cpu.tscOffset = (cpu.r32[2] >>> 0) * 4294967296 + (lo >>> 0) - cpu.instructions;
-      break;
-    case 0x1b:
-      cpu.apicBase = lo;
-      break;
-    case 0x174:
-      cpu.sysenterCs = lo & 0xffff;
-      break;
-    case 0x175:
-      cpu.sysenterEsp = lo;
-      break;
-    case 0x176:
-      cpu.sysenterEip = lo;
-      break;
-    case 0xc0000080:
-      cpu.efer = lo & 0x800;
-      cpu.flushTlb();
-      break;
-    default:
-      if (msr === 0x8b || msr === 0x2a || msr === 0x1a0 || (msr >= 0x186 && msr <= 0x187)) break;
-      cpu.fault(GP, 0);
-  }
-};
-const hSysenter: Handler = (cpu) => {
-  if ((cpu.cr0 & CR0_PE) === 0 || (cpu.sysenterCs & 0xfffc) === 0) cpu.fault(GP, 0);
-  cpu.materialize();
-  cpu.eflags &= ~(VM | IF);
-  flatSeg(cpu, CS, cpu.sysenterCs & 0xfffc, 0x9b, 0);
-  flatSeg(cpu, SS, (cpu.sysenterCs + 8) & 0xfffc, 0x93, 0);
-  cpu.setCpl(0);
-  cpu.modeChanged();
-  cpu.r32[4] = cpu.sysenterEsp;
-  cpu.eip = cpu.sysenterEip >>> 0;
-};
-const hSysexit: Handler = (cpu) => {
-  if ((cpu.cr0 & CR0_PE) === 0 || (cpu.sysenterCs & 0xfffc) === 0 || cpu.cpl !== 0) {
-    cpu.fault(GP, 0);
-  }
-  flatSeg(cpu, CS, ((cpu.sysenterCs + 16) & 0xfffc) | 3, 0xfb, 3);
-  flatSeg(cpu, SS, ((cpu.sysenterCs + 24) & 0xfffc) | 3, 0xf3, 3);
-  cpu.setCpl(3);
-  cpu.modeChanged();
-  cpu.r32[4] = cpu.r32[1];
-  cpu.eip = cpu.r32[2] >>> 0;
-};
-function flatSeg(cpu: Cpu, seg: number, sel: number, access: number, _dpl: number): void {
-  cpu.setSegCache(seg, sel, 0, 0xffffffff, access | 0xc000);
-}
-
-const hMovFromCr: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  let v = 0;
-  switch (i.regN) {
-    case 0:
-      v = cpu.cr0;
-      break;
-    case 2:
-      v = cpu.cr2;
-      break;
-    case 3:
-      v = cpu.cr3;
-      break;
-    case 4:
-      v = cpu.cr4;
-      break;
-    default:
-      ud(cpu);
-  }
-  cpu.r32[i.rmN] = v;
-};
-const hMovToCr: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  const v = cpu.r32[i.rmN];
-  switch (i.regN) {
-    case 0: {
-      if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) cpu.fault(GP, 0);
-      const old = cpu.cr0;
-      cpu.cr0 = (v & 0xe005003f) | 0x10;
-      if (((old ^ cpu.cr0) & (CR0_PG | CR0_PE | 0x10000)) !== 0) cpu.flushTlb();
-      if (((old ^ cpu.cr0) & CR0_PE) !== 0) {
-        if ((cpu.cr0 & CR0_PE) === 0) cpu.setCpl(0);
-      }
-      cpu.modeChanged();
-      break;
-    }
-    case 2:
-      cpu.cr2 = v;
-      break;
-    case 3:
-      cpu.cr3 = v;
-      cpu.flushTlb();
-      break;
-    case 4: {
-      if (
-        (v &
-          ~(CR4_TSD | CR4_PSE | CR4_PAE | CR4_PGE | CR4_OSFXSR | 0x400)) !==
-          0
-      ) {
-        cpu.fault(GP, 0);
-      }
-      cpu.cr4 = v;
-      cpu.flushTlb();
-      cpu.blockExit = true;
-      break;
-    }
-    default:
-      ud(cpu);
-  }
-};
-const hMovFromDr: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
-  cpu.r32[i.rmN] = n === 6 ? cpu.dr[6] | 0xffff0ff0 : n === 7 ? cpu.dr[7] | 0x400 : cpu.dr[n];
-};
-const hMovToDr: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
-  cpu.dr[n] = cpu.r32[i.rmN];
-};
-const hClts: Handler = (cpu) => {
-  needCpl0(cpu);
-  cpu.cr0 &= ~CR0_TS;
-};
-const hInvd: Handler = (cpu) => needCpl0(cpu);
-const hInvlpg: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  if (!i.mem) ud(cpu);
-  cpu.invlpg(i.ea(cpu, i));
-};
-
-/** 0F 01 /0../3: SGDT, SIDT, LGDT, LIDT. */
-const hDescTable: Handler = (cpu, i) => {
-  if (!i.mem) ud(cpu);
-  const lin = i.ea(cpu, i);
-  const isIdt = (i.op & 1) !== 0;
-  if (i.op < 2) {
-    cpu.wr16(lin, isIdt ? cpu.idtLimit : cpu.gdtLimit);
-    cpu.wr32((lin + 2) | 0, isIdt ? cpu.idtBase : cpu.gdtBase);
-  } else {
-    needCpl0(cpu);
-    const limit = cpu.rd16(lin);
-    let base = cpu.rd32((lin + 2) | 0);
-    if (i.sz !== 2) base &= 0xffffff;
-    if (isIdt) {
-      cpu.idtLimit = limit;
-      cpu.idtBase = base;
-    } else {
-      cpu.gdtLimit = limit;
-      cpu.gdtBase = base;
-    }
-  }
-};
-const hSmsw: Handler = (cpu, i) => {
-  if (i.mem) cpu.wr16(i.ea(cpu, i), cpu.cr0 & 0xffff);
-  else setReg(cpu, i.sz, i.rm, i.sz === 2 ? cpu.cr0 : cpu.cr0 & 0xffff);
-};
-const hLmsw: Handler = (cpu, i) => {
-  needCpl0(cpu);
-  const v = i.mem ? cpu.rd16(i.ea(cpu, i)) : cpu.r16[i.rmN << 1];
-  // LMSW sets PE but never clears it
-  const old = cpu.cr0;
-  cpu.cr0 = (old & ~0xe) | (v & 0xf) | (old & 1);
-  if (((old ^ cpu.cr0) & CR0_PE) !== 0) cpu.modeChanged();
-};
-/** 0F 00: SLDT, STR, LLDT, LTR, VERR, VERW. */
-const hSys00: Handler = (cpu, i) => {
-  if (!isProtected(cpu)) ud(cpu);
-  switch (i.op) {
-    case 0:
-    case 1: {
-      const v = cpu.segSel[i.op === 0 ? LDTR : TR];
-      if (i.mem) cpu.wr16(i.ea(cpu, i), v);
-      else setReg(cpu, i.sz, i.rm, v);
-      return;
-    }
-    case 2:
-    case 3: {
-      needCpl0(cpu);
-      const sel = i.mem ? cpu.rd16(i.ea(cpu, i)) : cpu.r16[i.rmN << 1];
-      if (i.op === 2) loadLdt(cpu, sel);
-      else loadTr(cpu, sel);
-      return;
-    }
-    default: {
-      const sel = i.mem ? cpu.rd16(i.ea(cpu, i)) : cpu.r16[i.rmN << 1];
-      const d = peekDescriptor(cpu, sel);
-      let ok = false;
-      if (d !== null) {
-        const acc = (d.hi >> 8) & 0xff;
-        const dpl = (acc >> 5) & 3;
-        if ((acc & 0x10) !== 0) {
-          const code = (acc & 8) !== 0, conf = (acc & 4) !== 0;
-          const privOk = (code && conf) || (dpl >= cpu.cpl && dpl >= (sel & 3));
-          ok = privOk && (i.op === 4 ? !code || (acc & 2) !== 0 : !code && (acc & 2) !== 0);
-        }
-      }
-      cpu.materialize();
-      cpu.eflags = ok ? cpu.eflags | ZF : cpu.eflags & ~ZF;
-    }
-  }
-};
-/** LAR (op 0) / LSL (op 1). */
-const hLarLsl: Handler = (cpu, i) => {
-  if (!isProtected(cpu)) ud(cpu);
-  const sel = i.mem ? cpu.rd16(i.ea(cpu, i)) : cpu.r16[i.rmN << 1];
-  const d = peekDescriptor(cpu, sel);
-  let ok = false;
-  if (d !== null) {
-    const acc = (d.hi >> 8) & 0xff;
-    const dpl = (acc >> 5) & 3;
-    const type = acc & 0x1f;
-    const conf = (acc & 0x1c) === 0x1c;
-    const sysOk = i.op === 0
-      ? [1, 2, 3, 4, 5, 9, 0xb, 0xc].includes(type)
-      : [1, 2, 3, 9, 0xb].includes(type);
-    ok = ((acc & 0x10) !== 0 || sysOk) && (conf || (dpl >= cpu.cpl && dpl >= (sel & 3)));
-    if (ok) {
-      const v = i.op === 0 ? d.hi & 0x00ffff00 : descLimit(d.lo, d.hi);
-      setReg(cpu, i.sz, i.reg, i.sz === 2 ? v : v & 0xffff);
-    }
-  }
-  cpu.materialize();
-  cpu.eflags = ok ? cpu.eflags | ZF : cpu.eflags & ~ZF;
-};
-const hArpl: Handler = (cpu, i) => {
-  if (!isProtected(cpu)) ud(cpu);
-  const lin = i.mem ? i.ea(cpu, i) : 0;
-  const dst = i.mem ? cpu.rdw(1, lin) : cpu.r16[i.rmN << 1];
-  const src = cpu.r16[i.regN << 1];
-  cpu.materialize();
-  if ((dst & 3) < (src & 3)) {
-    const v = (dst & ~3) | (src & 3);
-    if (i.mem) cpu.wr16(lin, v);
-    else cpu.r16[i.rmN << 1] = v;
-    cpu.eflags |= ZF;
-  } else cpu.eflags &= ~ZF;
-};
-const hWait: Handler = (cpu) => fpuWait(cpu);
-const hEsc: Handler = (cpu, i) => fpuEscape(cpu, i);
-const hUd: Handler = (cpu) => ud(cpu);
-/** 0F AE: FXSAVE (/0), FXRSTOR (/1); the SSE-only forms are #UD (no SSE). */
-const hFxsave: Handler = (cpu, i) => {
-  if (!i.mem || (cpu.cr4 & CR4_OSFXSR) === 0) ud(cpu);
-  fxsave(cpu, i.ea(cpu, i), i.op === 1);
 };
 
 // ------------------------------------------------------------------ the table

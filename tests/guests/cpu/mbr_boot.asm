@@ -1,5 +1,5 @@
-; boot sector: print through the debug console, switch to protected mode with paging,
-; compute a checksum, print it, power off through ACPI PM1a_CNT (S5)
+; boot sector: print through the debug console, switch to protected mode, check a loop's sum,
+; print the verdict, power off through ACPI PM1a_CNT (S5) at the base the firmware programmed
 bits 16
 org 0x7c00
         cli
@@ -43,8 +43,15 @@ pm:     mov ax, 16
         mov dx, 0x402
         out dx, al
         jmp .p
-.off:   mov dx, 0xb004
-        mov ax, 0x2000
+.off:   ; PIIX4 PM base from PCI 00:01.3 config register 40h (PMBA), then PM1a_CNT = base + 4
+        mov eax, 0x80000b40
+        mov dx, 0xcf8
+        out dx, eax
+        mov dx, 0xcfc
+        in eax, dx
+        and eax, 0xffc0
+        lea edx, [eax + 4]
+        mov ax, 0x2000                  ; SLP_EN, SLP_TYP 0 (S5)
         out dx, ax
         hlt
 msg:    db "MBR: real mode ok", 10, 0
