@@ -84,7 +84,9 @@ export class VirtioSerial implements VirtioBackend {
       while (this.ports.has(nr)) nr++;
     }
     if (nr === 0 && !console) {
-      throw new Error("Port number 0 on virtio-serial devices reserved for virtconsole devices");
+      throw new Error(
+        "Port number 0 on virtio-serial devices reserved for virtconsole devices for backward compatibility.",
+      );
     }
     if (this.ports.has(nr)) {
       throw new Error(`virtio-serial-bus: A port already exists at id ${nr}`);
