@@ -38,8 +38,9 @@ export class RawFormat implements BlockDriver {
   truncate(length: number, opts?: TruncateOptions): Promise<void> {
     return this.file.truncate(length, opts);
   }
-  allocatedSize(): Promise<number> {
-    return this.file.allocatedSize?.() ?? Promise.resolve(0);
+  allocatedSize(): Promise<number | undefined> {
+    // Unknown for protocols that cannot tell (nbd://): qemu-img info then says "unavailable".
+    return this.file.allocatedSize?.() ?? Promise.resolve(undefined);
   }
   close(): Promise<void> {
     return this.file.close();

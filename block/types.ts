@@ -69,8 +69,8 @@ export interface BlockDriver {
   truncate(length: number, opts?: TruncateOptions): Promise<void>;
   /** Flushes and releases everything. The driver is unusable afterwards. */
   close(): Promise<void>;
-  /** Bytes the image occupies on the host (qemu-img info's "disk size"), when known. */
-  allocatedSize?(): Promise<number>;
+  /** Bytes the image occupies on the host (qemu-img info's "disk size"); undefined when unknown. */
+  allocatedSize?(): Promise<number | undefined>;
 }
 
 /** Error codes the block layer uses, named as errno so that NBD and qemu-io can map them. */

@@ -477,8 +477,8 @@ export class Qcow2Format implements BlockDriver {
     return Promise.resolve(this.#h.size);
   }
 
-  allocatedSize(): Promise<number> {
-    return this.file.allocatedSize?.() ?? Promise.resolve(this.#io.length);
+  allocatedSize(): Promise<number | undefined> {
+    return this.file.allocatedSize?.() ?? Promise.resolve(undefined);
   }
 
   // ---------------------------------------------------------------- lookup

@@ -121,8 +121,8 @@ export class QemuStatusView implements BlockDriver {
   close(): Promise<void> {
     return Promise.resolve();
   }
-  allocatedSize(): Promise<number> {
-    return this.inner.allocatedSize?.() ?? Promise.resolve(0);
+  allocatedSize(): Promise<number | undefined> {
+    return this.inner.allocatedSize?.() ?? Promise.resolve(undefined);
   }
 }
 
