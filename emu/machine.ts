@@ -12,7 +12,7 @@ import {
   RunExit,
 } from "./cpu/bus.ts";
 import { setImmediate } from "node:timers";
-import { MachineClock, type TimeSource } from "./hw/clock.ts";
+import { type InstructionTime, MachineClock, type TimeSource } from "./hw/clock.ts";
 import { IoBus } from "./hw/iobus.ts";
 import { PhysMemory } from "./hw/memory.ts";
 import { PicPair } from "./hw/pic.ts";
@@ -172,7 +172,12 @@ const SLICE = 20000;
  * Runs the machine on the interpreter: slices of instructions, the clock's timers between
  * them, waiting (not spinning) while the guest halts.
  */
-export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopReason> {
+export async function runInterpreter(
+  m: Machine,
+  cpu: CpuControl,
+  icount: InstructionTime | null = null,
+): Promise<StopReason> {
+  if (icount) icount.instructions = () => cpu.instructions;
   m.a20Listeners.push((on) => cpu.setA20(on));
   m.memory.listeners.push(() => cpu.memoryMapChanged());
   m.memory.writeListeners.push((a, n) => cpu.ramWritten(a, n));
@@ -195,6 +200,12 @@ export async function runInterpreter(m: Machine, cpu: CpuControl): Promise<StopR
         m.clock.runDue();
         if (m.pic.intr || m.stopReason || m.resetRequested || m.pending.size) break;
         const d = m.clock.nextDeadline();
+        if (icount && d >= 0) {
+          // Instruction-counted time does not pass while halted: jump to the next timer.
+          if (icount.sleep) await m.waitEvent(Math.max(0, (d - m.clock.now()) / 1e6));
+          icount.warpTo(d);
+          continue;
+        }
         await m.waitEvent(d < 0 ? -1 : Math.max(0, (d - m.clock.now()) / 1e6));
       }
       lastYield = performance.now();

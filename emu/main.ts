@@ -18,7 +18,7 @@ import { parseSocketSpec, SocketBackend } from "./chardev/socket.ts";
 import { TerminalDisplay, terminalKeys } from "./chardev/terminal_display.ts";
 import { loadBios, loadVgaRom } from "./firmware/bios.ts";
 import { LinuxBootError, parseBzImage } from "./firmware/linux.ts";
-import { hostTime } from "./hw/clock.ts";
+import { hostTime, InstructionTime } from "./hw/clock.ts";
 import { type DriveSpec, Pc, PC_MAX_RAM } from "./hw/pc.ts";
 import { SnapshotOverlay } from "./hw/snapshot.ts";
 import { runInterpreter, type StopReason } from "./machine.ts";
@@ -65,6 +65,8 @@ export interface Options {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** -icount: instruction-counted time, 2^shift ns per instruction. */
+  icount?: { shift: number; sleep: boolean };
 }
 
 /** Options that take an argument. */
@@ -102,6 +104,7 @@ const WITH_ARG = new Set([
   "parallel",
   "L",
   "usbdevice",
+  "icount",
   "kernel",
   "initrd",
   "append",
@@ -294,6 +297,16 @@ export function parseArgs(args: string[]): Options {
       case "kernel":
         o.kernel = value;
         break;
+      case "icount": {
+        const kv = parseKeyValues(value);
+        const shiftText = value.includes("=") ? kv.get("shift") : value.split(",")[0];
+        const shift = Number(shiftText);
+        if (shiftText === undefined || !/^\d+$/.test(shiftText) || shift > 10) {
+          throw new UsageError(`${origin}: icount: Invalid shift value`);
+        }
+        o.icount = { shift, sleep: onOff(kv.get("sleep") ?? "on", origin, "sleep") };
+        break;
+      }
       case "initrd":
         o.initrd = value;
         break;
@@ -397,6 +410,9 @@ export function parseArgs(args: string[]): Options {
         break;
     }
   }
+  if (o.icount && o.accel === "kvm") {
+    throw new UsageError("-icount is not allowed with hardware virtualization");
+  }
   if (o.initrd !== undefined && o.kernel === undefined) {
     throw new UsageError("-initrd only allowed with -kernel option");
   }
@@ -452,6 +468,8 @@ Other:
 -no-reboot          exit instead of rebooting
 -nic none, -net none  no network card (none is emulated yet)
 -d ITEMS            log int, cpu_reset, guest_errors, unimp; -D FILE logs to FILE
+-icount shift=N[,sleep=off]  instruction-counted time (2^N ns each; interpreter only):
+                    with sleep=off a run is deterministic and idle time costs nothing
 `;
 
 /** The strerror text of a Deno file error. */
@@ -530,7 +548,7 @@ async function kvmAccelerator(pc: Pc, vm: unknown): Promise<Accelerator> {
   return { run: () => a.run(), registers: () => a.vcpu.dump(), close: () => a.close() };
 }
 
-async function tcgAccelerator(pc: Pc): Promise<Accelerator> {
+async function tcgAccelerator(pc: Pc, icount: InstructionTime | null): Promise<Accelerator> {
   // The interpreter is loaded by name so that a CPU under construction never breaks -enable-kvm.
   const spec = "./cpu/cpu.ts";
   let mod: { Cpu?: new (bus: Pc["machine"]) => CpuControl };
@@ -546,7 +564,7 @@ async function tcgAccelerator(pc: Pc): Promise<Accelerator> {
   if (!mod.Cpu) fail("the interpreter (-accel tcg) is not available yet; use -enable-kvm");
   const cpu = new mod.Cpu(pc.machine);
   return {
-    run: () => runInterpreter(pc.machine, cpu),
+    run: () => runInterpreter(pc.machine, cpu, icount),
     registers: () => {
       const d = (cpu as unknown as { dump?: () => string }).dump;
       return d ? d.call(cpu) : "registers are not available from the interpreter";
@@ -712,6 +730,11 @@ async function start(o: Options): Promise<number> {
   }
   const ram = vm ? new Uint8Array(vm.ram.buffer) : new Uint8Array(o.memory);
 
+  let icount: InstructionTime | null = null;
+  if (o.icount) {
+    icount = new InstructionTime(o.icount.shift);
+    icount.sleep = o.icount.sleep;
+  }
   const pc = await Pc.create({
     ram,
     bios,
@@ -722,7 +745,7 @@ async function start(o: Options): Promise<number> {
     nographic: o.nographic,
     bootOrder: o.bootOrder,
     bootMenu: o.bootMenu,
-    timeSource: hostTime,
+    timeSource: icount ? icount.source : hostTime,
     linux,
   });
   const m = pc.machine;
@@ -746,7 +769,7 @@ async function start(o: Options): Promise<number> {
       );
   }
 
-  const accel = vm ? await kvmAccelerator(pc, vm) : await tcgAccelerator(pc);
+  const accel = vm ? await kvmAccelerator(pc, vm) : await tcgAccelerator(pc, icount);
 
   // Monitor and front ends.
   const quit = () => m.stop({ kind: "quit" });

@@ -361,3 +361,33 @@ for (const accel of ["tcg", "kvm"]) {
     },
   });
 }
+
+Deno.test({
+  name: "tcg: -icount makes guest-visible time a function of instructions (identical runs)",
+  ignore: !canBoot,
+  async fn() {
+    await using guest = await buildGuest("tick_count");
+    const args = ["-icount", "shift=2,sleep=off", ...HEADLESS, "-drive", `file=${guest.qcow2}`];
+    const a = await runDemu(args, { timeoutMs: 60000 });
+    const b = await runDemu(args, { timeoutMs: 60000 });
+    strictEqual(a.code, 0, a.stderr);
+    strictEqual(b.code, 0, b.stderr);
+    strictEqual(a.stdout, b.stdout);
+    // 10 ms between ticks at 4 ns per instruction is 2.5 M instructions, ~3 per loop turn.
+    const counts = plain(a.stdout).trim().split(" ").map((h) => parseInt(h, 16));
+    strictEqual(counts.length, 3);
+    for (const c of counts) ok(Math.abs(c - 2.5e6 / 3) < 2.5e6 / 3 * 0.05, `count ${c}`);
+  },
+});
+
+Deno.test("cli: -icount errors as QEMU's", async () => {
+  const d = await runDemu(["-icount", "foo", "-display", "none"], { timeoutMs: 20000 });
+  strictEqual(d.code, 1);
+  strictEqual(d.stderr.trim(), "qemu-system-x86_64: -icount foo: icount: Invalid shift value");
+  const k = await runDemu(["-enable-kvm", "-icount", "shift=1"], { timeoutMs: 20000 });
+  strictEqual(k.code, 1);
+  strictEqual(
+    k.stderr.trim(),
+    "qemu-system-x86_64: -icount is not allowed with hardware virtualization",
+  );
+});

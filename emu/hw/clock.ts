@@ -115,3 +115,30 @@ export class MachineClock {
     this.runDue();
   }
 }
+
+/**
+ * Virtual time counted in instructions (QEMU's -icount): each instruction is 2^shift ns, and
+ * while the CPU halts the clock warps straight to the next timer instead of following the
+ * host. The same guest then sees the same times on every run, however fast the host is.
+ */
+export class InstructionTime {
+  readonly nsPerInstruction: number;
+  /** sleep=on: idle time is also waited for in real time (QEMU's default). */
+  sleep = true;
+  /** Instructions retired so far (set once the CPU exists). */
+  instructions: () => number = () => 0;
+  #warp = 0;
+
+  constructor(shift: number) {
+    this.nsPerInstruction = 2 ** shift;
+  }
+
+  /** The time source for the machine clock. */
+  readonly source: TimeSource = () => this.instructions() * this.nsPerInstruction + this.#warp;
+
+  /** Moves virtual time forward to `to` (ns) while the CPU is idle. */
+  warpTo(to: number): void {
+    const now = this.source();
+    if (to > now) this.#warp += to - now;
+  }
+}

@@ -21,6 +21,7 @@ export const GUESTS = [
   "exec_mmio",
   "triple_fault",
   "acpi_off",
+  "tick_count",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {
