@@ -516,3 +516,54 @@ Deno.test("ide: ATAPI READ CAPACITY and READ(10) in byte-count-limited PIO piece
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("firmware: SMBIOS 2.8 anchor and tables (type 1 and 3 as QEMU's pc, end marker)", async () => {
+  const { buildSmbios } = await import("../emu/firmware/smbios.ts");
+  const { anchor, tables } = buildSmbios();
+  strictEqual(new TextDecoder().decode(anchor.subarray(0, 4)), "_SM_");
+  strictEqual(anchor.reduce((a, b) => (a + b) & 0xff, 0), 0, "entry point checksum");
+  strictEqual(anchor.subarray(0x10).reduce((a, b) => (a + b) & 0xff, 0), 0, "intermediate");
+  const v = new DataView(anchor.buffer);
+  strictEqual(v.getUint16(0x16, true), tables.length);
+  strictEqual(v.getUint16(0x1c, true), 3);
+  // Walk the structures.
+  const found: [number, string[]][] = [];
+  let p = 0;
+  while (p < tables.length) {
+    const type = tables[p], len = tables[p + 1];
+    let q = p + len;
+    while (!(tables[q] === 0 && tables[q + 1] === 0)) q++;
+    const strs = new TextDecoder().decode(tables.subarray(p + len, q)).split("\0").filter(Boolean);
+    found.push([type, strs]);
+    p = q + 2;
+  }
+  deepStrictEqual(found, [
+    [1, ["QEMU", "Standard PC (i440FX + PIIX, 1996)", "pc-i440fx-7.2"]],
+    [3, ["QEMU", "pc-i440fx-7.2"]],
+    [127, []],
+  ]);
+});
+
+Deno.test("firmware: ACPI tables for -kernel have valid checksums and point at each other", async () => {
+  const { buildAcpiTables } = await import("../emu/firmware/acpi.ts");
+  const base = 0xe0000;
+  const { bytes, rsdp } = buildAcpiTables({ base, pmBase: 0x600, gpe0: 0xafe0, sciIrq: 9 });
+  const v = new DataView(bytes.buffer);
+  const at = (addr: number) => addr - base;
+  const sum = (o: number, n: number) =>
+    bytes.subarray(o, o + n).reduce((a, b) => (a + b) & 0xff, 0);
+  const sig = (o: number) => new TextDecoder().decode(bytes.subarray(o, o + 4));
+  strictEqual(sum(at(rsdp), 20), 0);
+  const rsdt = at(v.getUint32(at(rsdp) + 16, true));
+  strictEqual(sig(rsdt), "RSDT");
+  strictEqual(sum(rsdt, v.getUint32(rsdt + 4, true)), 0);
+  const fadt = at(v.getUint32(rsdt + 36, true));
+  strictEqual(sig(fadt), "FACP");
+  strictEqual(sum(fadt, v.getUint32(fadt + 4, true)), 0);
+  strictEqual(v.getUint32(fadt + 64, true), 0x604, "PM1a_CNT");
+  const dsdt = at(v.getUint32(fadt + 40, true));
+  strictEqual(sig(dsdt), "DSDT");
+  strictEqual(sum(dsdt, v.getUint32(dsdt + 4, true)), 0);
+  ok(new TextDecoder().decode(bytes.subarray(dsdt, dsdt + 64)).includes("_S5_"));
+  strictEqual(sig(at(v.getUint32(fadt + 36, true))), "FACS");
+});

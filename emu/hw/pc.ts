@@ -15,6 +15,7 @@ import {
   TABLE_LOADER_FILE,
 } from "../firmware/acpi.ts";
 import { linuxResetRom, loadLinux } from "../firmware/linux.ts";
+import { buildSmbios, SMBIOS_ANCHOR_FILE, SMBIOS_TABLES_FILE } from "../firmware/smbios.ts";
 import { Machine } from "../machine.ts";
 import { PageKind } from "../cpu/bus.ts";
 import type { TimeSource } from "./clock.ts";
@@ -158,6 +159,9 @@ export class Pc {
     f.addFile(ACPI_TABLES_FILE, acpi.tables);
     f.addFile(ACPI_RSDP_FILE, acpi.rsdp);
     f.addFile(TABLE_LOADER_FILE, acpi.loader);
+    const smbios = buildSmbios();
+    f.addFile(SMBIOS_ANCHOR_FILE, smbios.anchor);
+    f.addFile(SMBIOS_TABLES_FILE, smbios.tables);
 
     this.#cmos(ramSize, opts.bootOrder ?? "cad");
     m.resettables.push(
