@@ -779,6 +779,17 @@ export class Qcow2Format implements BlockDriver {
           }
         }
       }
+      if (!done && inoff === 0 && !this.#extL2 && data.length - pos >= 2 * cs) {
+        // Whole unallocated clusters in a row (a copy into a new image): one run.
+        const k = await this.#writeNewRun(
+          gc,
+          data.subarray(pos, pos + Math.floor((data.length - pos) / cs) * cs),
+        );
+        if (k) {
+          pos += k * cs;
+          continue;
+        }
+      }
       if (!done) {
         await this.#beginMetadataChange();
         await this.#writeSlow(gc, inoff, chunk);
@@ -788,6 +799,38 @@ export class Qcow2Format implements BlockDriver {
     // The caller may reuse its buffer once we return.
     await this.#flushRun();
     if (fua) await this.#flush();
+  }
+
+  /**
+   * Writes whole clusters starting at guest cluster gc that hold nothing yet (unallocated or
+   * plain zero, within one L2 table) into one contiguous new host run. Returns how many
+   * clusters it wrote; 0 when fewer than two qualify.
+   */
+  async #writeNewRun(gc: number, data: Uint8Array): Promise<number> {
+    const cs = this.#cs;
+    const first = gc % this.#l2Entries;
+    const max = Math.min(data.length / cs, this.#l2Entries - first);
+    const t0 = await this.#l2For(gc);
+    const empty = (t: L2Table, i: number) => {
+      const e = (first + i) * 8;
+      return t.dv.getUint32(e) === 0 && (t.dv.getUint32(e + 4) & ~ZERO_LO) === 0;
+    };
+    let k = 0;
+    if (t0) { while (k < max && empty(t0, k)) k++; }
+    else k = max;
+    if (k < 2) return 0;
+    await this.#beginMetadataChange();
+    const t = await this.#l2ForWrite(gc);
+    const host = await this.#refs.alloc(k);
+    for (let i = 0; i < k; i++) {
+      const e = (first + i) * 8;
+      const h = host + i * cs;
+      t.dv.setUint32(e, Math.floor(h / TWO32) | COPIED_HI);
+      t.dv.setUint32(e + 4, h >>> 0);
+    }
+    t.dirty = true;
+    await this.#queueData(host, data.subarray(0, k * cs));
+    return k;
   }
 
   /**
