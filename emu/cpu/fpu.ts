@@ -5,11 +5,12 @@
  * its exact 80-bit image alongside (until an operation replaces it), so FLD m80 / FSTP m80 and
  * register moves (FLD ST(i), FXCH, FST ST(i)) round-trip all 64 mantissa bits. Arithmetic rounds
  * to double precision (53 bits), not to the 64 bits of extended precision: a known limitation.
- * Exceptions set their status-word flags; unmasked ones are not delivered (#MF/IRQ13).
+ * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
+ * instruction when CR0.NE is set (IRQ 13, the CR0.NE=0 route, is not modelled).
  * @module
  */
 
-import { CR0_EM, CR0_MP, CR0_TS, NM, UD } from "./consts.ts";
+import { CR0_EM, CR0_MP, CR0_NE, CR0_TS, MF, NM, UD } from "./consts.ts";
 import type { Cpu } from "./cpu.ts";
 import type { Instr } from "./instr.ts";
 
@@ -601,6 +602,25 @@ function frstor(fpu: Fpu, cpu: Cpu, lin: number, o32: boolean): void {
 /** WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set. */
 export function fpuWait(cpu: Cpu): void {
   if ((cpu.cr0 & (CR0_MP | CR0_TS)) === (CR0_MP | CR0_TS)) cpu.fault(NM);
+  const fpu = cpu.fpu as Fpu | null;
+  if (fpu !== null) pendingCheck(cpu, fpu);
+}
+
+/**
+ * An unmasked exception left pending by an earlier x87 instruction is reported when the next
+ * waiting x87 instruction (or WAIT) starts: #MF with CR0.NE set. With NE clear a PC would raise
+ * IRQ 13 through the interrupt controller, which the CPU's bus does not model: nothing happens.
+ */
+function pendingCheck(cpu: Cpu, fpu: Fpu): void {
+  if ((fpu.sw & 0x3f & ~fpu.cw) !== 0 && (cpu.cr0 & CR0_NE) !== 0) cpu.fault(MF);
+}
+
+/** The non-waiting control instructions, which never report pending exceptions. */
+function noWait(esc: number, reg: number, mem: boolean, rm: number): boolean {
+  if (mem) {
+    return (esc === 1 && (reg === 6 || reg === 7)) || (esc === 5 && (reg === 6 || reg === 7));
+  }
+  return (esc === 3 && reg === 4 && (rm === 2 || rm === 3)) || (esc === 7 && reg === 4 && rm === 0);
 }
 
 /** An ESC instruction (D8..DF): i.op is the low three opcode bits, ModRM decoded. */
@@ -609,6 +629,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
   const fpu = fpuOf(cpu);
   const esc = i.op;
   const reg = i.regN;
+  if (!noWait(esc, reg, i.mem, i.rmN)) pendingCheck(cpu, fpu);
   if (i.mem) {
     const lin = i.ea(cpu, i);
     const o32 = i.sz === 2;

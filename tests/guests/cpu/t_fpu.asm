@@ -122,7 +122,37 @@ main:
         fnstsw ax
         sahf
         FAILIF nz, 26
+        ; an unmasked zero divide is reported as #MF by the next x87 instruction (CR0.NE)
+        mov eax, mf_handler
+        mov ebx, 16
+        mov edx, 0x8e00
+        call set_gate
+        mov eax, cr0
+        or eax, 0x20
+        mov cr0, eax
+        fninit
+        mov word [cw], 0x37b            ; ZM clear
+        fldcw [cw]
+        fld1
+        fldz
+        fdivp st1, st0                  ; ZE now pending
+        CHECK 27, dword [mf_count], 0
+        fnstsw ax                       ; non-waiting: no #MF
+        CHECK 30, dword [mf_count], 0
+.mf_at: fld1                            ; #MF; the handler clears ZE and the FLD runs again
+        CHECK 28, dword [mf_count], 1
+        CHECK 29, dword [mf_eip], .mf_at
+        fninit
         jmp pass
+
+mf_handler:
+        inc dword [mf_count]
+        push eax
+        mov eax, [esp + 4]
+        mov [mf_eip], eax
+        pop eax
+        fnclex
+        iret
 
 nm_handler:
         inc dword [nm_count]
@@ -154,3 +184,5 @@ bcd:    times 10 db 0
 big:    dq 0x0123456789abcdef
 big_out: dq 0
 nm_count: dd 0
+mf_count: dd 0
+mf_eip: dd 0
