@@ -606,8 +606,17 @@ export async function main(args: string[]): Promise<number> {
 }
 
 async function start(o: Options): Promise<number> {
-  if (o.memory > PC_MAX_RAM) {
-    fail(`-m: demu's pc machine maps at most ${PC_MAX_RAM / 2 ** 20} MiB of RAM`);
+  // As QEMU's pc: from 3.5 GiB of RAM on, 3 GiB stay below 4 GiB and the rest goes above.
+  let lowRam = o.memory, highRam = 0;
+  if (o.memory >= PC_MAX_RAM) {
+    if (o.accel !== "kvm") {
+      fail(
+        `-m: the interpreter maps RAM below 4 GiB only (at most ${PC_MAX_RAM / 2 ** 20} MiB ` +
+          "without -enable-kvm)",
+      );
+    }
+    lowRam = 0xc0000000;
+    highRam = o.memory - lowRam;
   }
   if (o.memory < 2 ** 20) fail("-m: RAM size too small");
   let bios: Uint8Array;
@@ -717,7 +726,9 @@ async function start(o: Options): Promise<number> {
     const { KvmVm, KvmUnavailableError } = await import("./kvm/vm.ts");
     try {
       // DEMU_KVM_DEVICE points the accelerator at another device node (tests use it).
-      vm = KvmVm.create(o.memory, Deno.env.get("DEMU_KVM_DEVICE") ?? "/dev/kvm");
+      const kvm = KvmVm.create(lowRam, Deno.env.get("DEMU_KVM_DEVICE") ?? "/dev/kvm");
+      if (highRam) kvm.addHighRam(highRam);
+      vm = kvm;
     } catch (e) {
       if (e instanceof KvmUnavailableError) {
         console.error(e.message);
@@ -728,7 +739,7 @@ async function start(o: Options): Promise<number> {
       throw e;
     }
   }
-  const ram = vm ? new Uint8Array(vm.ram.buffer) : new Uint8Array(o.memory);
+  const ram = vm ? new Uint8Array(vm.ram.buffer) : new Uint8Array(lowRam);
 
   let icount: InstructionTime | null = null;
   if (o.icount) {
@@ -737,6 +748,7 @@ async function start(o: Options): Promise<number> {
   }
   const pc = await Pc.create({
     ram,
+    highRamSize: highRam,
     bios,
     vgaRom: loadVgaRom(),
     drives,

@@ -380,3 +380,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "kvm: -m 4G puts 1 GiB above 4 GiB (e820 as QEMU's) and the guest can use it",
+  ignore: !canBoot,
+  async fn() {
+    await using guest = await buildGuest("high_ram");
+    const dc = `${guest.dir}/debugcon.txt`;
+    const d = await bootBoth(guest.qcow2, "HIGH-RAM-OK", ["-m", "4G"]);
+    strictEqual(plain(d.stdout), "HIGH-RAM-OK\r\n");
+    const r = await runDemu([...HEADLESS, "-m", "4G", "-debugcon", `file:${dc}`, guest.qcow2], {
+      timeoutMs: 45000,
+    });
+    strictEqual(r.code, 0, r.stderr);
+    const log = await Deno.readTextFile(dc);
+    ok(log.includes("qemu/e820: addr 0x0000000000000000 len 0x00000000c0000000 [RAM]"), log);
+    ok(log.includes("qemu/e820: addr 0x0000000100000000 len 0x0000000040000000 [RAM]"), log);
+  },
+});

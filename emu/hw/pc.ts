@@ -55,8 +55,10 @@ export interface DriveSpec {
 }
 
 export interface PcOptions {
-  /** Guest RAM; its length is the RAM size (at most 3.5 GiB: all of it below 4 GiB). */
+  /** Guest RAM below 4 GiB (at most 3.5 GiB). */
   ram: Uint8Array;
+  /** Bytes of RAM above 4 GiB (KVM maps them; devices never reach them). */
+  highRamSize?: number;
   bios: Uint8Array;
   vgaRom: Uint8Array | null;
   drives: DriveSpec[];
@@ -146,13 +148,16 @@ export class Pc {
     this.fwcfg = new FwCfg(m);
     this.fwcfg.register();
     const f = this.fwcfg;
-    f.add(FW_CFG_RAM_SIZE, le64(ramSize));
+    const high = opts.highRamSize ?? 0;
+    f.add(FW_CFG_RAM_SIZE, le64(ramSize + high));
     f.add(FW_CFG_NB_CPUS, le16(1));
     f.add(FW_CFG_MAX_CPUS, le16(1));
     f.add(FW_CFG_NOGRAPHIC, le16(opts.nographic ? 1 : 0));
     f.add(FW_CFG_BOOT_MENU, le16(opts.bootMenu ? 1 : 0));
     f.add(FW_CFG_IRQ0_OVERRIDE, le32(1));
-    f.addFile("etc/e820", e820Bytes([{ addr: 0, len: ramSize, type: E820_RAM }]));
+    const e820 = [{ addr: 0, len: ramSize, type: E820_RAM }];
+    if (high) e820.push({ addr: 2 ** 32, len: high, type: E820_RAM });
+    f.addFile("etc/e820", e820Bytes(e820));
     f.addFile("etc/boot-fail-wait", le32(0xffffffff));
     // ACPI through the table loader (SeaBIOS places them and moves the PM base to match).
     const acpi = buildAcpiFwCfg({ pmBase: LINUX_PM_BASE, gpe0: 0xafe0, sciIrq: 9 });
@@ -163,7 +168,7 @@ export class Pc {
     f.addFile(SMBIOS_ANCHOR_FILE, smbios.anchor);
     f.addFile(SMBIOS_TABLES_FILE, smbios.tables);
 
-    this.#cmos(ramSize, opts.bootOrder ?? "cad");
+    this.#cmos(ramSize, opts.bootOrder ?? "cad", high);
     m.resettables.push(
       this.i440fx,
       this.piix3,
@@ -216,7 +221,7 @@ export class Pc {
   }
 
   /** CMOS contents as QEMU's pc_cmos_init writes them. */
-  #cmos(ramSize: number, boot: string): void {
+  #cmos(ramSize: number, boot: string, highRam: number): void {
     const c = this.rtc.cmos;
     c[0x10] = 0x40; // fd0: a 1.44 MB drive (empty), as QEMU's default floppy
     c[0x14] = 0x01 | 0x02 | 0x04; // equipment: one floppy drive, FPU, PS/2 mouse
@@ -230,6 +235,10 @@ export class Pc {
     high = Math.min(65535, high);
     c[0x34] = high & 0xff;
     c[0x35] = high >> 8;
+    const above = Math.floor(highRam / 65536); // RAM above 4 GiB in 64 KiB units
+    c[0x5b] = above & 0xff;
+    c[0x5c] = (above >> 8) & 0xff;
+    c[0x5d] = (above >> 16) & 0xff;
     c[0x5f] = 0; // CPUs - 1
     const code = (ch: string) => ({ a: 1, c: 2, d: 3, n: 4 } as Record<string, number>)[ch] ?? 0;
     const b = [...boot].map(code);

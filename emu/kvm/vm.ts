@@ -52,6 +52,8 @@ export class KvmVm {
   #freeIds: number[] = [];
   #nextId = 0;
   #romCopies = new Map<Uint8Array, Mapping>();
+  /** RAM above 4 GiB (guest RAM beyond the PC's 3 GiB low window), only the CPU reaches it. */
+  highRam: Mapping | null = null;
 
   private constructor(kvmFd: number, vmFd: number, ram: Mapping) {
     this.kvmFd = kvmFd;
@@ -94,6 +96,11 @@ export class KvmVm {
     ioctlInt(this.vmFd, KVM_SET_TSS_ADDR, TSS_ADDR, "KVM_SET_TSS_ADDR");
   }
 
+  /** Maps `size` bytes of RAM at guest physical 4 GiB. */
+  addHighRam(size: number): void {
+    this.highRam = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  }
+
   /** The host copy of a ROM region's bytes, mapped once. */
   #romCopy(bytes: Uint8Array): Mapping {
     let m = this.#romCopies.get(bytes);
@@ -125,6 +132,14 @@ export class KvmVm {
         });
       }
       start = p;
+    }
+    if (this.highRam) {
+      want.push({
+        gpa: 2 ** 32,
+        size: this.highRam.length,
+        flags: 0,
+        host: pointerValue(this.highRam.pointer),
+      });
     }
     if (this.readonlyMem) {
       for (const r of memory.regions) {
@@ -160,5 +175,6 @@ export class KvmVm {
     close(this.kvmFd);
     munmap(this.ram);
     for (const m of this.#romCopies.values()) munmap(m);
+    if (this.highRam) munmap(this.highRam);
   }
 }

@@ -22,6 +22,7 @@ export const GUESTS = [
   "triple_fault",
   "acpi_off",
   "tick_count",
+  "high_ram",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {
