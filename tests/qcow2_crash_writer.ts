@@ -17,9 +17,16 @@ export function patternByte(i: number, p: number): number {
 /** One logged request. */
 export interface CrashOp {
   i: number;
-  op: "write" | "zero" | "discard" | "flush" | "flushed" | "open";
+  op: "write" | "zero" | "discard" | "flush" | "flushed" | "open" | "snapshot";
   off?: number;
   len?: number;
+  /** A write that went through the compressed path (data as {@link compressedByte}). */
+  compressed?: boolean;
+}
+
+/** The byte a compressed write of request `i` puts at guest offset `p` (compressible). */
+export function compressedByte(i: number, p: number, clusterStart: number): number {
+  return patternByte(i, p) & ((p - clusterStart) & 64 ? 0x0f : 0xff);
 }
 
 if (import.meta.main) {
@@ -38,13 +45,43 @@ if (import.meta.main) {
   const say = (o: CrashOp) => log.writeSync(enc.encode(JSON.stringify(o) + "\n"));
   const img = await openImage(path, { format: "qcow2" });
   const size = await img.length();
+  // qcow2 extras beyond the BlockDriver interface: compressed writes and internal snapshots.
+  const q = img as unknown as {
+    clusterSize?: number;
+    writeCompressed?: (offset: number, data: Uint8Array) => Promise<void>;
+    createSnapshot?: (name: string) => Promise<unknown>;
+    deleteSnapshot?: (idOrName: string) => Promise<void>;
+  };
+  const snapshots: string[] = [];
   // Cluster-ish granularity for discards and zeroes so that they take effect whole.
   const unit = 65536;
   const first = Number(seedText) * 100000;
   say({ i: first, op: "open" });
   for (let i = first + 1;; i++) {
     const r = rand(100);
-    if (r < 55) {
+    if (r < 8 && q.writeCompressed && q.clusterSize) {
+      // A whole cluster, compressed; where the image cannot take it, written plainly.
+      const cs = q.clusterSize;
+      const off = rand(size / cs) * cs;
+      const data = new Uint8Array(cs);
+      for (let p = 0; p < cs; p++) data[p] = compressedByte(i, off + p, off);
+      say({ i, op: "write", off, len: cs, compressed: true });
+      try {
+        await q.writeCompressed(off, data);
+      } catch {
+        await img.write(off, data);
+      }
+    } else if (r < 11 && q.createSnapshot && q.deleteSnapshot) {
+      // Snapshots change no guest data: the log notes them, the model ignores them.
+      say({ i, op: "snapshot" });
+      try {
+        await q.createSnapshot(`s${i}`);
+        snapshots.push(`s${i}`);
+        if (snapshots.length > 2) await q.deleteSnapshot(snapshots.shift()!);
+      } catch {
+        // refcount_bits=1 images cannot share clusters: no snapshots there
+      }
+    } else if (r < 55) {
       const len = 1 + rand(3 * unit);
       const off = rand(4) === 0 ? Math.min(rand(size / unit) * unit, size - len) : rand(size - len);
       const data = new Uint8Array(len);
