@@ -111,6 +111,8 @@ export interface Qcow2Header {
   compressionType: number;
   /** Extensions in file order, unknown ones included. */
   extensions: Qcow2HeaderExtension[];
+  /** Header bytes past the fields this version knows (header_length > 112), kept as found. */
+  unknownHeaderFields?: Uint8Array;
   /** The backing file name, when backingFileOffset is set. */
   backingFile?: string;
 }
@@ -200,6 +202,9 @@ export function parseHeader(bytes: Uint8Array): Qcow2Header {
       }
       h.compressionType = bytes[104];
     }
+    if (h.headerLength > QCOW2_V3_HEADER_LENGTH) {
+      h.unknownHeaderFields = bytes.slice(QCOW2_V3_HEADER_LENGTH, h.headerLength);
+    }
   }
   // Header extensions: from the end of the header up to the end marker or the backing file name.
   let pos = h.headerLength;
@@ -255,6 +260,12 @@ export function serializeHeader(h: Qcow2Header): Uint8Array {
     dv.setUint32(96, h.refcountOrder);
     dv.setUint32(100, headerLength);
     if (headerLength > QCOW2_V3_MIN_HEADER_LENGTH) buf[104] = h.compressionType;
+    if (h.unknownHeaderFields && headerLength > QCOW2_V3_HEADER_LENGTH) {
+      buf.set(
+        h.unknownHeaderFields.subarray(0, headerLength - QCOW2_V3_HEADER_LENGTH),
+        QCOW2_V3_HEADER_LENGTH,
+      );
+    }
   }
   let pos = headerLength;
   const room = (n: number) => {

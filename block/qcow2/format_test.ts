@@ -199,3 +199,13 @@ Deno.test("format: snapshot table round trip (8-aligned entries, 24 bytes of ext
   deepStrictEqual(parseSnapshotTable(bytes, 2), snaps);
   throws(() => parseSnapshotTable(bytes.subarray(0, 50), 2), /truncated/);
 });
+
+Deno.test("format: header fields past 112 bytes (a newer version's) are kept", () => {
+  const h = header({
+    headerLength: 120,
+    unknownHeaderFields: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]),
+  });
+  const p = parseHeader(serializeHeader(h));
+  strictEqual(p.headerLength, 120);
+  deepStrictEqual([...p.unknownHeaderFields!], [1, 2, 3, 4, 5, 6, 7, 8]);
+});
