@@ -65,6 +65,12 @@ export interface Options {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** -vga std (true, the default) or none. */
+  vga?: boolean;
+  /** -S: wait for the monitor's "cont" before running. */
+  startPaused?: boolean;
+  /** -no-shutdown: on guest power-off stop the CPU but keep the emulator (and monitor) alive. */
+  noShutdown?: boolean;
   /** -icount: instruction-counted time, 2^shift ns per instruction. */
   icount?: { shift: number; sleep: boolean };
 }
@@ -398,8 +404,14 @@ export function parseArgs(args: string[]): Options {
         if (value !== "std" && value !== "none") {
           throw new UsageError(`${origin}: demu emulates only the standard VGA (-vga std)`);
         }
+        o.vga = value === "std";
         break;
       case "S":
+        o.startPaused = true;
+        break;
+      case "no-shutdown":
+        o.noShutdown = true;
+        break;
       case "s":
       case "device":
       case "chardev":
@@ -466,6 +478,9 @@ Display and character devices:
 
 Other:
 -no-reboot          exit instead of rebooting
+-no-shutdown        on guest power-off stop the CPU but keep the monitor (quit ends)
+-S                  do not start the CPU until the monitor's cont
+-vga std|none       the standard VGA (default) or no display adapter
 -nic none, -net none  no network card (none is emulated yet)
 -d ITEMS            log int, cpu_reset, guest_errors, unimp; -D FILE logs to FILE
 -icount shift=N[,sleep=off]  instruction-counted time (2^N ns each; interpreter only):
@@ -751,6 +766,7 @@ async function start(o: Options): Promise<number> {
     highRamSize: highRam,
     bios,
     vgaRom: loadVgaRom(),
+    vga: o.vga ?? true,
     drives,
     serial,
     debugcon,
@@ -784,9 +800,25 @@ async function start(o: Options): Promise<number> {
   const accel = vm ? await kvmAccelerator(pc, vm) : await tcgAccelerator(pc, icount);
 
   // Monitor and front ends.
-  const quit = () => m.stop({ kind: "quit" });
+  // Run state for the monitor: -S holds the start until "cont"; -no-shutdown keeps the
+  // emulator after a guest power-off until "quit".
+  let state = o.startPaused ? "paused (prelaunch)" : "running";
+  let start: (() => void) | null = null, quitted: (() => void) | null = null;
+  const started = new Promise<void>((r) => start = r);
+  const quitRequested = new Promise<void>((r) => quitted = r);
+  const quit = () => {
+    m.stop({ kind: "quit" });
+    start!();
+    quitted!();
+  };
   const monitorTarget = {
-    status: () => m.stopReason ? "paused" : "running",
+    status: () => state,
+    cont: () => {
+      if (state === "paused (prelaunch)") {
+        state = "running";
+        start!();
+      }
+    },
     registers: () => accel.registers(),
     reset: () => m.requestReset(),
     powerdown: () => pc.pm.powerButton(),
@@ -816,7 +848,7 @@ async function start(o: Options): Promise<number> {
     mux.monitorInput = (b) => inMonitor ? (mon.input(b), true) : false;
   }
   let display: TerminalDisplay | null = null;
-  if (!o.nographic && o.display === "curses") {
+  if (!o.nographic && o.display === "curses" && pc.vga) {
     display = new TerminalDisplay(pc.vga, (b) => Deno.stdout.writeSync(b));
     display.start();
     if (!stdio) {
@@ -836,7 +868,13 @@ async function start(o: Options): Promise<number> {
   Deno.addSignalListener("SIGTERM", onTerm);
   let reason: StopReason;
   try {
-    reason = await accel.run();
+    if (o.startPaused) await started;
+    reason = m.stopReason ?? await accel.run();
+    if (reason.kind === "poweroff" && o.noShutdown) {
+      state = "paused (shutdown)";
+      await quitRequested;
+      reason = { kind: "quit" };
+    }
   } finally {
     Deno.removeSignalListener("SIGINT", onInt);
     Deno.removeSignalListener("SIGTERM", onTerm);

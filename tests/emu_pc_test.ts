@@ -391,3 +391,70 @@ Deno.test("cli: -icount errors as QEMU's", async () => {
     "qemu-system-x86_64: -icount is not allowed with hardware virtualization",
   );
 });
+
+Deno.test({
+  name: "monitor: -S waits for cont; -no-shutdown keeps the emulator after power-off; -vga none",
+  ignore: !canBoot,
+  async fn() {
+    await using guest = await buildGuest("serial_poweroff");
+    const serial = `${guest.dir}/serial.txt`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../emu/main.ts", import.meta.url).pathname,
+        "-S",
+        "-no-shutdown",
+        "-vga",
+        "none",
+        "-display",
+        "none",
+        "-nic",
+        "none",
+        "-monitor",
+        "stdio",
+        "-serial",
+        `file:${serial}`,
+        guest.qcow2,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const killer = setTimeout(() => Deno.kill(child.pid, "SIGKILL"), 60000);
+    const w = child.stdin.getWriter();
+    const reader = child.stdout.getReader();
+    let out = "";
+    const waitFor = async (text: string) => {
+      while (!out.includes(text)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`no '${text}' in:\n${out}`);
+        out += new TextDecoder().decode(value);
+      }
+    };
+    const send = (s: string) => w.write(new TextEncoder().encode(s));
+    try {
+      await waitFor("(qemu) ");
+      await send("info status\n");
+      await waitFor("VM status: paused (prelaunch)");
+      strictEqual(await Deno.readTextFile(serial), "", "nothing ran before cont");
+      await send("cont\n");
+      // The guest powers off; the emulator stays, as QEMU's -no-shutdown.
+      for (let i = 0; i < 300 && !(await Deno.readTextFile(serial)).includes("OK"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      await send("info status\n");
+      await waitFor("VM status: paused (shutdown)");
+      strictEqual(await Deno.readTextFile(serial), "DEMU-BOOT-OK\r\n");
+      await send("quit\n");
+      strictEqual((await child.status).code, 0);
+    } finally {
+      clearTimeout(killer);
+      reader.releaseLock();
+      await w.close().catch(() => {});
+      await child.stdout.cancel().catch(() => {});
+      await child.stderr.cancel().catch(() => {});
+    }
+  },
+});

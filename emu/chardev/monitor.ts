@@ -10,6 +10,8 @@ export interface MonitorTarget {
   reset(): void;
   powerdown(): void;
   quit(): void;
+  /** Starts a machine held by -S. */
+  cont(): void;
 }
 
 export class Monitor {
@@ -49,6 +51,9 @@ export class Monitor {
         if (args[0] === "status") return out(`VM status: ${this.target.status()}`);
         if (args[0] === "registers") return out(this.target.registers());
         return out(`info: unsupported info command '${args[0] ?? ""}'`);
+      case "cont":
+      case "c":
+        return this.target.cont();
       case "system_reset":
         return this.target.reset();
       case "system_powerdown":
@@ -61,6 +66,7 @@ export class Monitor {
         return out(
           "info status -- show the VM status\ninfo registers -- show the cpu registers\n" +
             "system_reset -- reset the system\nsystem_powerdown -- send system power down event\n" +
+            "cont|c -- resume emulation\n" +
             "quit|q -- quit the emulator",
         );
       default:

@@ -61,6 +61,8 @@ export interface PcOptions {
   highRamSize?: number;
   bios: Uint8Array;
   vgaRom: Uint8Array | null;
+  /** false: no VGA at all (-vga none). */
+  vga?: boolean;
   drives: DriveSpec[];
   serial: CharBackend | null;
   debugcon?: CharBackend | null;
@@ -88,7 +90,8 @@ export class Pc {
   readonly piix3: Piix3;
   readonly ide: PiixIde;
   readonly pm: Piix4Pm;
-  readonly vga: Vga;
+  /** The std VGA (null with -vga none). */
+  readonly vga: Vga | null;
   readonly pit: Pit;
   readonly rtc: Rtc;
   readonly kbc: I8042;
@@ -115,12 +118,12 @@ export class Pc {
     this.piix3 = new Piix3(m);
     this.ide = new PiixIde(m);
     this.pm = new Piix4Pm(m);
-    this.vga = new Vga(m, opts.vgaRom);
+    this.vga = opts.vga === false ? null : new Vga(m, opts.vgaRom);
     this.pci.add(this.i440fx, 0);
     this.pci.add(this.piix3, 1, 0);
     this.pci.add(this.ide, 1, 1);
     this.pci.add(this.pm, 1, 3);
-    this.pci.add(this.vga, 2);
+    if (this.vga) this.pci.add(this.vga, 2);
     this.pci.register();
     this.pci.cf9 = (v) => this.piix3.writeRcr(v);
 
@@ -174,7 +177,6 @@ export class Pc {
       this.piix3,
       this.ide,
       this.pm,
-      this.vga,
       this.pit,
       this.rtc,
       this.kbc,
@@ -183,6 +185,7 @@ export class Pc {
       lpt,
       { reset: () => this.serial?.reset() },
       { reset: () => this.pci.reset() },
+      { reset: () => this.vga?.reset() },
     );
     m.memory.setKind(0xa0000, 0x20000, PageKind.Mmio);
   }
