@@ -1631,6 +1631,14 @@ class Qcow2Checker {
     // The table is read through a window: it may hold 65536 small entries.
     let winStart = -1;
     let win: Uint8Array = new Uint8Array(0);
+    const EMPTY = new Uint8Array(0);
+    // Synchronous when the window already holds the bytes (65536 entries make 260k reads).
+    const inWindow = (at: number, n: number): Uint8Array | undefined =>
+      n === 0
+        ? EMPTY
+        : at >= winStart && at + n <= winStart + win.length
+        ? win.subarray(at - winStart, at - winStart + n)
+        : undefined;
     const read = async (at: number, n: number): Promise<Uint8Array> => {
       if (at < winStart || at + n > winStart + win.length) {
         winStart = at;
@@ -1654,7 +1662,8 @@ class Qcow2Checker {
       const pre = pos;
       tableLength = Math.ceil(tableLength / 8) * 8;
       pos = Math.ceil(pos / 8) * 8;
-      const e = await read(offset + pos, SNAPSHOT_HEADER_SIZE);
+      const e = inWindow(offset + pos, SNAPSHOT_HEADER_SIZE) ??
+        await read(offset + pos, SNAPSHOT_HEADER_SIZE);
       pos += SNAPSHOT_HEADER_SIZE;
       const idLen = (e[12] << 8) | e[13];
       const nameLen = (e[14] << 8) | e[15];
@@ -1673,15 +1682,16 @@ class Qcow2Checker {
         dropped++;
         truncate = true;
       }
-      const known = await read(offset + pos, Math.min(24, extraSize));
+      const known = inWindow(offset + pos, Math.min(24, extraSize)) ??
+        await read(offset + pos, Math.min(24, extraSize));
       pos += Math.min(24, extraSize);
       const sn: SnapshotEntry = {
         l1TableOffset: be64(e, 0),
-        l1TableOffsetX: be64n(e, 0),
+        l1TableOffsetX: be32(e, 0) || be32(e, 4) ? be64n(e, 0) : 0n,
         rawHeader: e.slice(),
-        rawKnownExtra: known.slice(),
-        idBytes: new Uint8Array(0),
-        nameBytes: new Uint8Array(0),
+        rawKnownExtra: known.length ? known.slice() : EMPTY,
+        idBytes: EMPTY,
+        nameBytes: EMPTY,
         l1Size: be32(e, 8),
         id: "",
         name: "",
@@ -1704,12 +1714,15 @@ class Qcow2Checker {
         sn.extraDataSize = extraSize;
         pos = end;
       }
-      const names = await read(offset + pos, idLen + nameLen);
+      const names = inWindow(offset + pos, idLen + nameLen) ??
+        await read(offset + pos, idLen + nameLen);
       pos += idLen + nameLen;
-      sn.idBytes = names.slice(0, idLen);
-      sn.nameBytes = names.slice(idLen);
-      sn.id = dec.decode(sn.idBytes);
-      sn.name = dec.decode(sn.nameBytes);
+      if (idLen + nameLen) {
+        sn.idBytes = names.slice(0, idLen);
+        sn.nameBytes = names.slice(idLen);
+        sn.id = dec.decode(sn.idBytes);
+        sn.name = dec.decode(sn.nameBytes);
+      }
       tableLength += SNAPSHOT_HEADER_SIZE + extraSize + idLen + nameLen;
       if (tableLength > QCOW_MAX_SNAPSHOTS_SIZE || pos > 0x7fffffff) {
         if (!repair) {
