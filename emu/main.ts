@@ -14,6 +14,7 @@ import {
   StdioBackend,
 } from "./chardev/mod.ts";
 import { Monitor } from "./chardev/monitor.ts";
+import { setupVirtio, type VirtioDriveSpec } from "./hw/virtio/board.ts";
 import { parseSocketSpec, SocketBackend } from "./chardev/socket.ts";
 import { TerminalDisplay, terminalKeys } from "./chardev/terminal_display.ts";
 import { loadBios, loadVgaRom } from "./firmware/bios.ts";
@@ -73,6 +74,10 @@ export interface Options {
   noShutdown?: boolean;
   /** -icount: instruction-counted time, 2^shift ns per instruction. */
   icount?: { shift: number; sleep: boolean };
+  /** -chardev and -device values (virtio models), and -drive if=virtio disks. */
+  chardevs?: string[];
+  devices?: string[];
+  virtioDrives?: VirtioDriveSpec[];
 }
 
 /** Options that take an argument. */
@@ -246,6 +251,19 @@ export function parseArgs(args: string[]): Options {
       case "drive": {
         const kv = parseKeyValues(value);
         const iface = kv.get("if") ?? "ide";
+        if (iface === "virtio") {
+          if (!kv.get("file")) {
+            throw new UsageError(`${origin}: Device needs media, but drive is empty`);
+          }
+          (o.virtioDrives ??= []).push({
+            file: kv.get("file")!,
+            format: kv.get("format"),
+            readOnly: onOff(kv.get("readonly"), origin, "readonly"),
+            serial: kv.get("serial"),
+            origin,
+          });
+          break;
+        }
         if (iface !== "ide") {
           throw new UsageError(
             `${origin}: interface '${iface}' is not supported by demu (use if=ide)`,
@@ -412,9 +430,13 @@ export function parseArgs(args: string[]): Options {
       case "no-shutdown":
         o.noShutdown = true;
         break;
-      case "s":
       case "device":
+        (o.devices ??= []).push(value);
+        break;
       case "chardev":
+        (o.chardevs ??= []).push(value);
+        break;
+      case "s":
       case "global":
         throw new UsageError(`${a}: option not supported by demu yet`);
       default:
@@ -475,6 +497,12 @@ Display and character devices:
 -debugcon DEV       the 0x402 debug console (SeaBIOS's log), same backends
 -monitor stdio      the human monitor (info status, info registers, system_reset,
                     system_powerdown, quit)
+-chardev socket,id=ID,path=PATH|host=H,port=P[,server=on][,wait=off]
+-chardev stdio|null,id=ID | file,id=ID,path=PATH | pipe,id=ID,path=PATH
+-device virtio-serial-pci[,max_ports=N]  (or virtio-serial) the virtio console bus, with
+-device virtserialport|virtconsole[,chardev=ID][,name=NAME][,nr=N]  its ports, e.g. the guest
+                    agent's: virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
+-drive if=virtio,file=FILE[,format=raw|qcow2][,readonly=on][,serial=S]  a virtio-blk-pci disk
 
 Other:
 -no-reboot          exit instead of rebooting
@@ -777,6 +805,18 @@ async function start(o: Options): Promise<number> {
     linux,
   });
   const m = pc.machine;
+  const virtio = await setupVirtio(pc, {
+    chardevs: o.chardevs ?? [],
+    devices: o.devices ?? [],
+    drives: o.virtioDrives ?? [],
+    linuxBoot: linux !== undefined,
+    stdio: () => {
+      if (stdio) fail("-chardev stdio: cannot use stdio by multiple character devices");
+      return stdio = new StdioBackend(false);
+    },
+    info: (msg) => console.error(`${PROG}: -chardev: info: ${msg}`),
+  });
+  closers.push(() => virtio.close());
   m.noReboot = o.noReboot;
   m.log = log;
   if (logItems.has("guest_errors")) {
