@@ -21,17 +21,42 @@ async function have(cmd: string): Promise<boolean> {
   }
 }
 
-/** Runs a command, returns seconds taken; throws with its stderr when it fails. */
-async function timed(cmd: string, args: string[], okCodes = [0]): Promise<number> {
-  const t0 = performance.now();
-  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const t = (performance.now() - t0) / 1000;
-  if (!okCodes.includes(r.code)) {
-    throw new Error(
-      `${cmd} ${args.join(" ")} failed (${r.code}): ${new TextDecoder().decode(r.stderr)}`,
-    );
+/** Wall-clock and CPU (user + system) seconds of one run. */
+interface Timing {
+  wall: number;
+  cpu: number;
+}
+
+const TIME = "/usr/bin/time";
+const haveTime = (() => {
+  try {
+    return Deno.statSync(TIME).isFile;
+  } catch {
+    return false;
   }
-  return t;
+})();
+
+/**
+ * Runs a command, returns its times; throws with its stderr when it fails. CPU time comes from
+ * time(1) when installed (NaN otherwise): it shows what a run cost when the shared machine's
+ * disk or other processes stretch the wall clock.
+ */
+async function timed(cmd: string, args: string[], okCodes = [0]): Promise<Timing> {
+  const argv = haveTime ? [TIME, "-f", "TIMES %U %S", cmd, ...args] : [cmd, ...args];
+  const t0 = performance.now();
+  const r = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const wall = (performance.now() - t0) / 1000;
+  const err = new TextDecoder().decode(r.stderr);
+  if (!okCodes.includes(r.code)) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${err}`);
+  }
+  const m = /TIMES ([0-9.]+) ([0-9.]+)\s*$/.exec(err);
+  return { wall, cpu: m ? Number(m[1]) + Number(m[2]) : NaN };
 }
 
 /** The source image: 512 MiB of random data, then 512 MiB of written zeros. */
@@ -115,19 +140,31 @@ export async function bench(_filters: string[] = []): Promise<void> {
       },
     ];
     console.log(`best of ${ROUNDS} runs each, alternating`);
-    const rows: string[][] = [["case", "qemu-img s", "demu s", "ratio", "target", ""]];
+    const rows: string[][] = [[
+      "case",
+      "qemu-img s",
+      "demu s",
+      "ratio",
+      "target",
+      "",
+      "cpu qemu-img s",
+      "cpu demu s",
+    ]];
     for (const c of cases) {
-      let real = Infinity, demu = Infinity;
+      let real = Infinity, demu = Infinity, realCpu = Infinity, demuCpu = Infinity;
       const runReal = async () => {
         await c.prepare?.("real");
         await settle();
-        real = Math.min(real, await timed("qemu-img", c.args("real"), c.okCodes));
+        const t = await timed("qemu-img", c.args("real"), c.okCodes);
+        real = Math.min(real, t.wall);
+        realCpu = Math.min(realCpu, t.cpu);
       };
       const runDemu = async () => {
         await c.prepare?.("demu");
         await settle();
         const t = await timed(Deno.execPath(), [...DEMU, ...c.args("demu")], c.okCodes);
-        demu = Math.min(demu, t);
+        demu = Math.min(demu, t.wall);
+        demuCpu = Math.min(demuCpu, t.cpu);
       };
       for (let round = 0; round < ROUNDS; round++) {
         // Alternate who goes first, so neither always pays for the other's dirty page writeback.
@@ -147,6 +184,8 @@ export async function bench(_filters: string[] = []): Promise<void> {
         ratio.toFixed(2) + "x",
         `<= ${c.target}x`,
         ratio <= c.target ? "ok" : "SLOWER THAN TARGET",
+        realCpu.toFixed(2),
+        demuCpu.toFixed(2),
       ]);
       console.log(rows.at(-1)!.join("  "));
     }
