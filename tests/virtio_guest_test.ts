@@ -4,7 +4,9 @@
  * the console port, echoes what the host sends, and powers off. The host end is a unix socket
  * chardev (`-chardev socket,...,server=on,wait=on -device virtio-serial -device virtconsole`).
  * The same guest runs on the real QEMU (TCG), demu's interpreter and demu under KVM; all must
- * carry the same bytes.
+ * carry the same bytes. A second boot sector (virtio_blk.asm) writes, reads back and flushes a
+ * sector of a `-drive if=virtio` qcow2 disk; the real qemu-img then checks the image and reads the
+ * sector.
  */
 import { ok, strictEqual } from "node:assert/strict";
 import { haveCommand, haveKvm } from "./guests/pc/run.ts";
@@ -17,8 +19,8 @@ if (!NASM) console.warn("WARNING: nasm is not installed: virtio guest tests skip
 if (!QEMU) console.warn("WARNING: qemu-system-x86_64 is not installed: no QEMU run to compare");
 if (!KVM) console.warn("WARNING: /dev/kvm is not accessible: the KVM run is skipped");
 
-async function buildImage(dir: string): Promise<string> {
-  const bin = `${dir}/virtio_console.bin`, img = `${dir}/virtio_console.img`;
+async function buildImage(dir: string, name = "virtio_console"): Promise<string> {
+  const bin = `${dir}/${name}.bin`, img = `${dir}/${name}.img`;
   const r = await new Deno.Command("nasm", {
     args: [
       "-f",
@@ -27,7 +29,7 @@ async function buildImage(dir: string): Promise<string> {
       `${root}tests/guests/pc/`,
       "-o",
       bin,
-      `${root}tests/guests/agent/virtio_console.asm`,
+      `${root}tests/guests/agent/${name}.asm`,
     ],
   }).output();
   ok(r.success, new TextDecoder().decode(r.stderr));
@@ -132,4 +134,76 @@ Deno.test({
   ignore: !NASM || !KVM,
   sanitizeResources: false,
   fn: () => runGuest(DEMU[0], [...DEMU[1], "-accel", "kvm"]),
+});
+
+const QEMU_IMG = haveCommand("qemu-img") && haveCommand("qemu-io");
+if (!QEMU_IMG) console.warn("WARNING: qemu-img/qemu-io not installed: virtio-blk guest skipped");
+
+async function runBlkGuest(cmd: string, pre: string[]): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "demu-virtio-blk-guest-" });
+  try {
+    const img = await buildImage(dir, "virtio_blk");
+    const disk = `${dir}/data.qcow2`;
+    const mk = await new Deno.Command("qemu-img", {
+      args: ["create", "-q", "-f", "qcow2", disk, "4M"],
+    }).output();
+    ok(mk.success);
+    const child = new Deno.Command(cmd, {
+      args: [
+        ...pre,
+        ...["-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio"],
+        ...["-drive", `file=${img},format=raw`, "-drive", `if=virtio,file=${disk},format=qcow2`],
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, 60_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    const text = new TextDecoder().decode(out.stdout);
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    ok(text.includes("DEMU-VIRTIO-BLK-OK"), text.slice(-300));
+    const check = await new Deno.Command("qemu-img", { args: ["check", disk] }).output();
+    const ct = new TextDecoder().decode(check.stdout);
+    strictEqual(check.code, 0, ct);
+    ok(ct.includes("No errors were found on the image."), ct);
+    const io = await new Deno.Command("qemu-io", {
+      args: [
+        "-c",
+        "read -P 0x56 512 512",
+        "-c",
+        "read -P 0 0 512",
+        "-c",
+        "read -P 0 1024 4k",
+        disk,
+      ],
+    }).output();
+    const it = new TextDecoder().decode(io.stdout);
+    ok(io.success && !/Pattern verification failed/.test(it), it);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "virtio guest: the real QEMU (TCG) runs the boot-sector virtio-blk driver",
+  ignore: !NASM || !QEMU || !QEMU_IMG,
+  fn: () => runBlkGuest("qemu-system-x86_64", ["-accel", "tcg"]),
+});
+
+Deno.test({
+  name: "virtio guest: demu's interpreter writes a virtio-blk qcow2 disk qemu-img finds clean",
+  ignore: !NASM || !QEMU_IMG,
+  fn: () => runBlkGuest(DEMU[0], [...DEMU[1], "-accel", "tcg"]),
+});
+
+Deno.test({
+  name: "virtio guest: demu under KVM writes a virtio-blk qcow2 disk qemu-img finds clean",
+  ignore: !NASM || !QEMU_IMG || !KVM,
+  fn: () => runBlkGuest(DEMU[0], [...DEMU[1], "-accel", "kvm"]),
 });
