@@ -18,6 +18,8 @@ import {
   VirtioSerial,
 } from "../emu/hw/virtio/mod.ts";
 import { GuestDriver, TestBoard } from "../emu/hw/virtio/testing.ts";
+import { followConnection } from "../emu/hw/virtio/board.ts";
+import { parseSocketSpec, SocketBackend } from "../emu/chardev/socket.ts";
 
 class Sink implements CharBackend {
   readonly out: number[] = [];
@@ -220,4 +222,55 @@ Deno.test("virtio-serial: port numbering and naming errors use QEMU's wording", 
   // A virtconsole takes port 0 when free; a second one gets the next free number.
   strictEqual(s.addPort(new Sink(), { console: true }).id, 0);
   strictEqual(s.addPort(new Sink(), { console: true }).id, 2);
+});
+
+Deno.test("virtio-serial: a socket chardev's client connecting and leaving opens and closes the port", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "demu-vserial-" });
+  const path = `${dir}/port.sock`;
+  const sock = await SocketBackend.open(
+    parseSocketSpec(`unix:${path},server=on,wait=off`)!,
+    () => {},
+  );
+  try {
+    const serial = new VirtioSerial(2);
+    const port = serial.addPort(sock, { name: "org.qemu.guest_agent.0" });
+    followConnection(port, sock);
+    const d = new GuestDriver(new TestBoard(serial));
+    ok(d.init(FEATURES, 6));
+    const c = new Control(d);
+    c.post(16);
+    c.send(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    c.send(1, VIRTIO_CONSOLE_PORT_READY, 1);
+    // Nobody connected: the name, but no PORT_OPEN.
+    deepStrictEqual(c.take().map((m) => [m.id, m.event, m.value]), [
+      [1, VIRTIO_CONSOLE_DEVICE_ADD, 1],
+      [1, VIRTIO_CONSOLE_PORT_NAME, 1],
+    ]);
+    const client = await Deno.connect({ transport: "unix", path });
+    for (let i = 0; i < 100 && !port.hostOpen; i++) await new Promise((r) => setTimeout(r, 10));
+    deepStrictEqual(c.take().map((m) => [m.id, m.event, m.value]), [[
+      1,
+      VIRTIO_CONSOLE_PORT_OPEN,
+      1,
+    ]]);
+    // The guest opens the port; bytes flow from the client to the guest.
+    c.send(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    const rx = d.addChain(4, [], [64]);
+    d.kick(4);
+    await client.write(enc.encode("ping"));
+    for (let i = 0; i < 100 && d.r16(d.queues[4].used + 2) === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    deepStrictEqual(d.takeUsed(4), [{ id: rx.head, len: 4 }]);
+    client.close();
+    for (let i = 0; i < 100 && port.hostOpen; i++) await new Promise((r) => setTimeout(r, 10));
+    deepStrictEqual(c.take().map((m) => [m.id, m.event, m.value]), [[
+      1,
+      VIRTIO_CONSOLE_PORT_OPEN,
+      0,
+    ]]);
+  } finally {
+    await sock.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

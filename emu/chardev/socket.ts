@@ -59,6 +59,14 @@ export class SocketBackend implements CharBackend {
 
   private constructor(readonly spec: SocketSpec) {}
 
+  /** A client connected (true) or went away (false): virtio-serial tells the guest. */
+  onConnection: ((connected: boolean) => void) | null = null;
+
+  /** Whether a peer is connected now. */
+  get connected(): boolean {
+    return this.#conn !== null;
+  }
+
   /** The address in QEMU's "disconnected:tcp:host:port,server=on" form. */
   describe(): string {
     const s = this.spec;
@@ -114,6 +122,7 @@ export class SocketBackend implements CharBackend {
 
   #attach(c: Deno.Conn): void {
     this.#conn = c;
+    this.onConnection?.(true);
     (async () => {
       const buf = new Uint8Array(4096);
       for (;;) {
@@ -126,7 +135,10 @@ export class SocketBackend implements CharBackend {
         if (n === null) break;
         this.#receive?.(buf.slice(0, n));
       }
-      if (this.#conn === c) this.#conn = null;
+      if (this.#conn === c) {
+        this.#conn = null;
+        this.onConnection?.(false);
+      }
       try {
         c.close();
       } catch { /* closed */ }

@@ -13,7 +13,7 @@ import type { Pc } from "../pc.ts";
 import { PIIX_PIRQC } from "../piix3.ts";
 import { VirtioBlk } from "./blk.ts";
 import { VirtioPci } from "./pci.ts";
-import { DEFAULT_MAX_PORTS, VirtioSerial } from "./serial.ts";
+import { DEFAULT_MAX_PORTS, VirtioSerial, type VirtioSerialPort } from "./serial.ts";
 
 /** A -chardev: its id and how to open it. */
 export interface ChardevSpec {
@@ -210,6 +210,13 @@ export interface VirtioSetup {
   close(): Promise<void>;
 }
 
+/** A socket's peer coming and going is the port's host side opening and closing, as in QEMU. */
+export function followConnection(port: VirtioSerialPort, backend: CharBackend): void {
+  if (!(backend instanceof SocketBackend)) return;
+  port.hostOpen = backend.connected;
+  backend.onConnection = (up) => port.setHostOpen(up);
+}
+
 /** The first free PCI slot from 3 on (QEMU places -device models likewise). */
 function freeSlot(pc: Pc): number {
   for (let s = 3; s < 32; s++) if (!pc.pci.devices.has(s << 3)) return s;
@@ -312,11 +319,12 @@ export async function setupVirtio(pc: Pc, o: {
         }
         const nr = dev.opts.get("nr");
         try {
-          bus.addPort(backend, {
+          const port = bus.addPort(backend, {
             name: dev.opts.get("name") ?? null,
             console: dev.driver === "virtconsole",
             nr: nr === undefined ? null : Number(nr),
           });
+          followConnection(port, backend);
         } catch (e) {
           throw new Error(`${dev.origin}: ${(e as Error).message}`);
         }
