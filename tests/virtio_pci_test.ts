@@ -10,6 +10,7 @@ import {
   STATUS_DRIVER_OK,
   STATUS_FEATURES_OK,
   STATUS_NEEDS_RESET,
+  VIRTIO_F_NOTIFY_ON_EMPTY,
   VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_F_RING_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
@@ -249,4 +250,15 @@ Deno.test("virtio-pci: a descriptor loop or an address outside RAM sets NEEDS_RE
   view.setUint16(q2.avail + 2, 1, true);
   d.kick(1);
   ok(d.status() & STATUS_NEEDS_RESET);
+});
+
+Deno.test("virtio-pci: VIRTIO_F_NOTIFY_ON_EMPTY interrupts when the ring empties despite NO_INTERRUPT", () => {
+  const { board } = consoleBoard();
+  const d = new GuestDriver(board, true);
+  ok(d.deviceFeatures() & bit(VIRTIO_F_NOTIFY_ON_EMPTY));
+  ok(d.init(bit(VIRTIO_F_NOTIFY_ON_EMPTY), 2));
+  d.setAvailFlags(1, 1);
+  d.addChain(1, [new TextEncoder().encode("x")], []);
+  d.kick(1);
+  strictEqual(board.irq.filter((l) => l).length, 1);
 });

@@ -42,6 +42,7 @@ export class VirtioBlk implements VirtioBackend {
   #epoch = 0;
   #tail: Promise<void> = Promise.resolve();
   #sectors = 0;
+  #inFlight = 0;
 
   constructor(readonly drive: BlockDriver, readonly serial = "") {
     let f = (1n << BigInt(VIRTIO_BLK_F_SEG_MAX)) | (1n << BigInt(VIRTIO_BLK_F_BLK_SIZE)) |
@@ -77,6 +78,7 @@ export class VirtioBlk implements VirtioBackend {
 
   reset(): void {
     this.#epoch++;
+    this.#inFlight = 0;
   }
 
   notify(q: number): void {
@@ -85,14 +87,17 @@ export class VirtioBlk implements VirtioBackend {
     for (;;) {
       const chain = vq.pop();
       if (!chain) break;
+      this.#inFlight++;
       this.#tail = this.#tail.then(async () => {
         const { status, written } = await this.#handle(chain);
-        if (epoch !== this.#epoch || !vq.ready) return;
+        if (epoch !== this.#epoch) return;
+        this.#inFlight--;
+        if (!vq.ready) return;
         this.#t.guard(() => {
           if (chain.inLength) chain.writeIn(new Uint8Array([status]), chain.inLength - 1);
           vq.push(chain, written + 1);
         });
-        this.#t.notifyQueue(vq);
+        this.#t.notifyQueue(vq, this.#inFlight);
       });
     }
   }

@@ -154,11 +154,17 @@ export class VirtioPci extends PciDevice {
     return ((this.driverFeatures >> BigInt(bit)) & 1n) === 1n;
   }
 
-  /** Raises the used-buffer interrupt for queue q if the driver wants one. */
-  notifyQueue(q: Virtqueue): void {
+  /**
+   * Raises the used-buffer interrupt for queue q if the driver wants one. `inFlight`: chains the
+   * device still holds (with VIRTIO_F_NOTIFY_ON_EMPTY an emptied queue interrupts regardless).
+   */
+  notifyQueue(q: Virtqueue, inFlight = 0): void {
     let want: boolean;
     try {
       want = q.shouldInterrupt();
+      if (!want && this.has(VIRTIO_F_NOTIFY_ON_EMPTY) && !inFlight && q.pending() === 0) {
+        want = true;
+      }
     } catch (e) {
       return this.fail(e);
     }
