@@ -262,3 +262,30 @@ Deno.test("virtio-pci: VIRTIO_F_NOTIFY_ON_EMPTY interrupts when the ring empties
   d.kick(1);
   strictEqual(board.irq.filter((l) => l).length, 1);
 });
+
+Deno.test("virtio-pci: the PCI configuration access capability reaches the BARs", () => {
+  const { board, sink } = consoleBoard();
+  const d = new GuestDriver(board);
+  ok(d.init(VERSION_1, 2));
+  let cap = 0;
+  for (let p = board.cfgRead(0x34, 1); p; p = board.cfgRead(p + 1, 1)) {
+    if (board.cfgRead(p, 1) === 0x09 && board.cfgRead(p + 3, 1) === 5) cap = p;
+  }
+  ok(cap, "a VIRTIO_PCI_CAP_PCI_CFG capability");
+  strictEqual(board.cfgRead(cap + 2, 1), 20);
+  // num_queues (common config 0x12, 2 bytes) through the window.
+  board.cfgWrite(cap + 4, 1, 4);
+  board.cfgWrite(cap + 8, 4, 0x12);
+  board.cfgWrite(cap + 12, 4, 2);
+  strictEqual(board.cfgRead(cap + 16, 2), 4);
+  // A notify through the window: queue 1 at the notify structure.
+  d.addChain(1, [new TextEncoder().encode("via cfg")], []);
+  board.cfgWrite(cap + 8, 4, 0x3000 + 4);
+  board.cfgWrite(cap + 16, 2, 1);
+  strictEqual(sink.text(), "via cfg");
+  // The legacy BAR too: the device status at offset 18.
+  board.cfgWrite(cap + 4, 1, 0);
+  board.cfgWrite(cap + 8, 4, 18);
+  board.cfgWrite(cap + 12, 4, 1);
+  strictEqual(board.cfgRead(cap + 16, 1), d.status());
+});

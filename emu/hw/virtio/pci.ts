@@ -26,6 +26,7 @@ export const VIRTIO_PCI_CAP_COMMON_CFG = 1;
 export const VIRTIO_PCI_CAP_NOTIFY_CFG = 2;
 export const VIRTIO_PCI_CAP_ISR_CFG = 3;
 export const VIRTIO_PCI_CAP_DEVICE_CFG = 4;
+export const VIRTIO_PCI_CAP_PCI_CFG = 5;
 
 /** Where the modern structures sit in BAR 4 (QEMU's layout: one 4 KiB page each). */
 export const MODERN_COMMON = 0x0000;
@@ -126,6 +127,43 @@ export class VirtioPci extends PciDevice {
     return this.bars[MODERN_BAR]!.mapped;
   }
 
+  /** Offset of the VIRTIO_PCI_CAP_PCI_CFG capability in configuration space. */
+  #pciCfg = 0;
+
+  /** An access to pci_cfg_data: the BAR, offset and length the driver put in the capability. */
+  #windowAccess(write: boolean, value = 0): number {
+    const at = this.#pciCfg;
+    const bar = this.config[at + 4], off = this.get32(at + 8), len = this.get32(at + 12);
+    if (len !== 1 && len !== 2 && len !== 4) return 0;
+    const size = len as AccessSize;
+    if (bar === MODERN_BAR && off + len <= MODERN_BAR_SIZE) {
+      if (!write) return this.modernRead(off, size);
+      this.modernWrite(off, size, value);
+    } else if (bar === 0 && off + len <= this.bars[0]!.size) {
+      if (!write) return this.#legacyRead(off, size);
+      this.#legacyWrite(off, size, value);
+    }
+    return 0;
+  }
+
+  override readConfig(o: number, size: AccessSize): number {
+    const data = this.#pciCfg + 16;
+    if (this.#pciCfg && o >= data && o < data + 4) {
+      const v = this.#windowAccess(false);
+      return (v >>> (8 * (o - data))) & (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
+    }
+    return super.readConfig(o, size);
+  }
+
+  override writeConfig(o: number, size: AccessSize, value: number): void {
+    const data = this.#pciCfg + 16;
+    if (this.#pciCfg && o >= data && o < data + 4) {
+      this.#windowAccess(true, (value << (8 * (o - data))) >>> 0);
+      return;
+    }
+    super.writeConfig(o, size, value);
+  }
+
   #capabilities(): void {
     this.config[PCI_STATUS] |= 0x10; // capability list
     const caps: [number, number, number, number][] = [
@@ -133,6 +171,8 @@ export class VirtioPci extends PciDevice {
       [VIRTIO_PCI_CAP_ISR_CFG, MODERN_ISR, 1, 16],
       [VIRTIO_PCI_CAP_DEVICE_CFG, MODERN_DEVICE, Math.max(1, this.backend.config.length), 16],
       [VIRTIO_PCI_CAP_NOTIFY_CFG, MODERN_NOTIFY, NOTIFY_OFF_MULTIPLIER * this.queues.length, 20],
+      // The configuration-space window onto the BARs: bar, offset and length set by the driver.
+      [VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 20],
     ];
     let at = 0x40;
     this.config[0x34] = at;
@@ -142,10 +182,15 @@ export class VirtioPci extends PciDevice {
       this.config[at + 1] = next;
       this.config[at + 2] = capLen;
       this.config[at + 3] = type;
-      this.config[at + 4] = MODERN_BAR;
+      this.config[at + 4] = type === VIRTIO_PCI_CAP_PCI_CFG ? 0 : MODERN_BAR;
       this.set32(at + 8, off);
       this.set32(at + 12, len);
       if (type === VIRTIO_PCI_CAP_NOTIFY_CFG) this.set32(at + 16, NOTIFY_OFF_MULTIPLIER);
+      if (type === VIRTIO_PCI_CAP_PCI_CFG) {
+        this.#pciCfg = at;
+        this.wmask[at + 4] = 0xff;
+        for (let k = 8; k < 20; k++) this.wmask[at + k] = 0xff;
+      }
       at += capLen;
     });
   }
