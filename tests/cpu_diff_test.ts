@@ -659,29 +659,38 @@ Deno.test({
 
 /**
  * Buffer layout for x87 programs (offsets from EBX): 16 input doubles at -128, 8 int32 inputs
- * at 0, control words (RC nearest/down/up/chop, precision 53 bits) at 32..39, int32 outputs at
- * 40..63, double outputs at 64..127. Arithmetic runs with precision control = double on the
- * host, so that its results are exactly IEEE double results, as demu's are.
+ * at 0, control words (RC nearest/down/up/chop) at 32..39, int32 outputs at 40..63, outputs at
+ * 64..127 (eight doubles; with extended precision six 10-byte slots, each an m80 or an m64).
+ * The precision-control field is the same in all four control words: 53 bits (the IEEE double
+ * results), 64 bits (extended precision: every rounding of demu's integer soft-float) or 24.
  */
 const X_IN = -128, X_INT = 0, X_CW = 32, X_IOUT = 40, X_OUT = 64;
-const CWS = [0x27f, 0x67f, 0xa7f, 0xe7f];
 
-function x87Buf(rng: Rng): number[] {
+function x87Buf(rng: Rng, pc: number): number[] {
   const b = new DataView(new ArrayBuffer(256));
   const pick = () => {
     const k = rng.int(8);
     if (k === 0) return rng.int(21) - 10;
     if (k === 1) return 0;
     const mant = rng.next() / 2 ** 32 - 0.5;
+    // beyond double precision also huge, tiny and denormal doubles (the extended range holds
+    // their products; storing them back as m64/m32 over- and underflows)
+    if (pc !== 2 && k === 2) return mant * 10 ** (rng.int(640) - 320);
     return mant * 10 ** (rng.int(14) - 6);
   };
   for (let k = 0; k < 16; k++) b.setFloat64(128 + X_IN + k * 8, pick(), true);
   for (let k = 0; k < 8; k++) b.setInt32(128 + X_INT + k * 4, rng.int(2001) - 1000, true);
-  for (let k = 0; k < 4; k++) b.setUint16(128 + X_CW + k * 2, CWS[k], true);
+  for (let k = 0; k < 4; k++) b.setUint16(128 + X_CW + k * 2, 0x7f | (pc << 8) | (k << 10), true);
   return Array.from(new Uint8Array(b.buffer));
 }
 
-function x87Mem(demu: Uint8Array, host: Uint8Array): string | null {
+/** Whether the 10 bytes at o are an 80-bit NaN. */
+function nan80(v: DataView, o: number): boolean {
+  return (v.getUint16(o + 8, true) & 0x7fff) === 0x7fff &&
+    ((v.getUint32(o + 4, true) & 0x7fffffff) | v.getUint32(o, true)) !== 0;
+}
+
+function x87Mem(demu: Uint8Array, host: Uint8Array, ext = false): string | null {
   const d = new DataView(demu.buffer, demu.byteOffset, 256);
   const h = new DataView(host.buffer, host.byteOffset, 256);
   for (let k = 0; k < 6; k++) {
@@ -689,6 +698,23 @@ function x87Mem(demu: Uint8Array, host: Uint8Array): string | null {
     if (d.getInt32(o, true) !== h.getInt32(o, true)) {
       return `int[${k}]=${d.getInt32(o, true)} host ${h.getInt32(o, true)}`;
     }
+  }
+  if (ext) {
+    // six 10-byte slots: equal bytes, or both NaNs (as m80, or as m64 with equal last bytes)
+    for (let k = 0; k < 6; k++) {
+      const o = 128 + X_OUT + k * 10;
+      const a = demu.subarray(o, o + 10), b = host.subarray(o, o + 10);
+      if (a.every((x, j) => x === b[j])) continue;
+      if (nan80(d, o) && nan80(h, o)) continue;
+      if (
+        Number.isNaN(d.getFloat64(o, true)) && Number.isNaN(h.getFloat64(o, true)) &&
+        d.getUint16(o + 8, true) === h.getUint16(o + 8, true)
+      ) continue;
+      const hx = (u: Uint8Array) =>
+        [...u].reverse().map((x) => x.toString(16).padStart(2, "0")).join("");
+      return `out[${k}]=${hx(a)} host ${hx(b)}`;
+    }
+    return null;
   }
   for (let k = 0; k < 8; k++) {
     const o = 128 + X_OUT + k * 8;
@@ -700,7 +726,7 @@ function x87Mem(demu: Uint8Array, host: Uint8Array): string | null {
   return null;
 }
 
-function x87Program(rng: Rng, n: number): Program {
+function x87Program(rng: Rng, n: number, ext = false): Program {
   const m = (reg: number, off: number) => [0x43 | (reg << 3), off & 0xff];
   const bytes: number[] = [0xdb, 0xe3, 0xd9, ...m(5, X_CW)]; // fninit; fldcw [nearest, double]
   const text: string[] = [];
@@ -708,7 +734,7 @@ function x87Program(rng: Rng, n: number): Program {
   for (let c = 0; c < n; c++) {
     const k = rng.int(12);
     const i = depth > 0 ? rng.int(depth) : 0;
-    if (k <= 1 && depth < 7) { // loads
+    if (k <= 1 && depth < (ext ? 6 : 7)) { // loads
       const f = rng.int(4);
       if (f === 0) bytes.push(0xdd, ...m(0, X_IN + rng.int(16) * 8)), text.push("fld m64");
       else if (f === 1) bytes.push(0xdb, ...m(0, X_INT + rng.int(8) * 4)), text.push("fild m32");
@@ -729,9 +755,22 @@ function x87Program(rng: Rng, n: number): Program {
         depth--;
       } else continue;
     } else if (k === 5 && depth >= 1) { // unary
-      const o = rng.pick([0xfa, 0xe1, 0xe0]);
+      const o = ext && depth >= 2
+        ? rng.pick([0xfa, 0xe1, 0xe0, 0xf8, 0xf5, 0xfd])
+        : rng.pick([0xfa, 0xe1, 0xe0]);
       bytes.push(0xd9, o);
-      text.push(o === 0xfa ? "fsqrt" : o === 0xe1 ? "fabs" : "fchs");
+      text.push(
+        {
+          0xfa: "fsqrt",
+          0xe1: "fabs",
+          0xe0: "fchs",
+          0xf8: "fprem",
+          0xf5: "fprem1",
+          0xfd: "fscale",
+        }[
+          o
+        ] as string,
+      );
     } else if (k === 6 && depth >= 2) { // fxch
       const j = 1 + rng.int(depth - 1);
       bytes.push(0xd9, 0xc8 + j);
@@ -747,14 +786,23 @@ function x87Program(rng: Rng, n: number): Program {
     } else if (k === 8 && depth >= 1) { // FIST/FISTP/FRNDINT under a rounding mode
       const rc = rng.int(4);
       bytes.push(0xd9, ...m(5, X_CW + rc * 2));
-      const f = rng.int(3);
+      const f = rng.int(ext ? 4 : 3);
       if (f === 0) bytes.push(0xd9, 0xfc), text.push(`frndint rc${rc}`);
-      else {
+      else if (f === 3) { // FST m64 / m32 (extended mode): rounds a 64-bit value by RC
+        const single = rng.int(2) === 1;
+        bytes.push(single ? 0xd9 : 0xdd, ...m(2, X_OUT + rng.int(6) * 10));
+        text.push(`fst m${single ? 32 : 64} rc${rc}`);
+      } else {
         bytes.push(0xdb, ...m(f === 1 ? 2 : 3, X_IOUT + rng.int(6) * 4));
         text.push(`fist${f === 2 ? "p" : ""} rc${rc}`);
         if (f === 2) depth--;
       }
       bytes.push(0xd9, ...m(5, X_CW));
+    } else if (k === 9 && depth >= 1 && ext) { // stores: m80 or m64 into a 10-byte slot
+      const pop = rng.int(2) === 1, f80 = pop && rng.int(2) === 1;
+      bytes.push(f80 ? 0xdb : 0xdd, ...m(f80 ? 7 : pop ? 3 : 2, X_OUT + rng.int(6) * 10));
+      text.push(f80 ? "fstp m80" : pop ? "fstp m64" : "fst m64");
+      if (pop) depth--;
     } else if (k === 9 && depth >= 1) { // stores
       const pop = rng.int(2) === 1;
       bytes.push(0xdd, ...m(pop ? 3 : 2, X_OUT + rng.int(8) * 8));
@@ -764,7 +812,10 @@ function x87Program(rng: Rng, n: number): Program {
   }
   // status word (C0, C2, C3, TOP, IE, ZE; C1 is the host's round-up bit) into AX, then empty the stack into the outputs
   bytes.push(0xdf, 0xe0);
-  for (let k = 0; k < depth; k++) bytes.push(0xdd, ...m(3, X_OUT + k * 8));
+  for (let k = 0; k < depth; k++) {
+    if (ext) bytes.push(0xdb, ...m(7, X_OUT + k * 10));
+    else bytes.push(0xdd, ...m(3, X_OUT + k * 8));
+  }
   bytes.push(0xdb, 0xe3); // fninit: leave the host FPU as the ABI expects
   return { bytes, undef, text, eaxMask: 0x4500 | 0x3800 | 0x05 };
 }
@@ -774,12 +825,36 @@ Deno.test({
   ignore: !isX64,
   fn() {
     const SEQS = Number(Deno.env.get("CPU_DIFF_SEQS") ?? 3000);
-    const { report, mismatches } = differential(SEQS, (rng) => x87Program(rng, 14), x87Buf, x87Mem);
+    const { report, mismatches } = differential(
+      SEQS,
+      (rng) => x87Program(rng, 14),
+      (rng) => x87Buf(rng, 2),
+      (d, h) => x87Mem(d, h),
+    );
     console.log(`x87 differential: ${SEQS - mismatches}/${SEQS} programs agree`);
     for (const r of report) console.log(`  ${r}`);
     deepStrictEqual(report, []);
   },
 });
+
+for (const [pc, what] of [[3, "extended, 64-bit"], [0, "single, 24-bit"]] as const) {
+  Deno.test({
+    name: `cpu: x87 differential against the host FPU (${what} precision control)`,
+    ignore: !isX64,
+    fn() {
+      const SEQS = Number(Deno.env.get("CPU_DIFF_SEQS") ?? 3000);
+      const { report, mismatches } = differential(
+        SEQS,
+        (rng) => x87Program(rng, 14, true),
+        (rng) => x87Buf(rng, pc),
+        (d, h) => x87Mem(d, h, true),
+      );
+      console.log(`x87 differential (PC=${pc}): ${SEQS - mismatches}/${SEQS} programs agree`);
+      for (const r of report) console.log(`  ${r}`);
+      deepStrictEqual(report, []);
+    },
+  });
+}
 
 function hex(n: number): string {
   return (n >>> 0).toString(16);

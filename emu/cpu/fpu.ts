@@ -1,10 +1,12 @@
 /**
  * The x87 FPU: the D8..DF escape opcodes, WAIT, FXSAVE/FXRSTOR.
  *
- * Registers hold IEEE doubles for arithmetic. A value loaded from an 80-bit memory operand keeps
- * its exact 80-bit image alongside (until an operation replaces it), so FLD m80 / FSTP m80 and
- * register moves (FLD ST(i), FXCH, FST ST(i)) round-trip all 64 mantissa bits. Arithmetic rounds
- * to double precision (53 bits), not to the 64 bits of extended precision: a known limitation.
+ * Each register keeps its exact 80-bit image (rawValid) beside a double approximation. FADD/FSUB/
+ * FMUL/FDIV/FSQRT compute exactly in 64-bit mantissa with integer soft-float (f80.ts) and round
+ * by the precision-control (24/53/64 bits) and rounding-control fields; compares, FRNDINT,
+ * FSCALE, FPREM/FPREM1, FIST, FST m32/m64 (rounded by RC into the format's range), FBLD and FILD
+ * work on the exact image too. The transcendental instructions (FSIN, FCOS, FPTAN, FPATAN,
+ * F2XM1, FYL2X, FYL2XP1), FXTRACT and FBSTP still compute with doubles (53 bits).
  * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
  * instruction when CR0.NE is set (IRQ 13, the CR0.NE=0 route, is not modelled).
  * @module
@@ -13,6 +15,40 @@
 import { CR0_EM, CR0_MP, CR0_NE, CR0_TS, MF, NM, UD } from "./consts.ts";
 import type { Cpu } from "./cpu.ts";
 import type { Instr } from "./instr.ts";
+import {
+  addX,
+  clearFlags,
+  cmpX,
+  divX,
+  fromInt,
+  intBig,
+  intHi,
+  intLo,
+  K_BAD,
+  K_FIN,
+  K_INF,
+  K_NAN,
+  K_ZERO,
+  mulX,
+  remPartial,
+  remQ,
+  remX,
+  resultNumber,
+  rFlags,
+  rHi,
+  rLo,
+  roundInt,
+  roundSlot0,
+  rSe,
+  scaleX,
+  sqrtX,
+  uE,
+  uH,
+  uK,
+  uL,
+  unpack,
+  uS,
+} from "./f80.ts";
 
 // status word bits
 const IE = 0x1, ZE = 0x4, PE = 0x20, SF_ = 0x40, ES = 0x80;
@@ -68,12 +104,17 @@ export class Fpu {
     this.tag = (this.tag & ~(3 << (phys * 2))) | (t << (phys * 2));
   }
 
-  /** Writes ST(i) (not from an 80-bit image). */
+  /** Writes ST(i) (not from an 80-bit image); a NaN is the negative "real indefinite". */
   set(i: number, v: number): void {
     const p = (this.top + i) & 7;
     this.val[p] = v;
-    this.rawValid[p] = 0;
     this.setTag(p, v);
+    if (v !== v) {
+      this.rawValid[p] = 1;
+      this.rawSe[p] = 0xffff;
+      this.rawHi[p] = 0xc0000000 | 0;
+      this.rawLo[p] = 0;
+    } else this.rawValid[p] = 0;
   }
 
   /** Copies ST(src) into ST(dst), exact image included. */
@@ -156,6 +197,11 @@ const scratch = new DataView(new ArrayBuffer(8));
 
 /** x * 2^e without intermediate overflow/underflow. */
 function ldexp(x: number, e: number): number {
+  if (!Number.isFinite(e)) {
+    // scaling by an infinity (FSCALE): 0 * 2^inf and inf * 2^-inf are invalid
+    if (e !== e) return NaN;
+    return e > 0 ? (x === 0 ? NaN : x * Infinity) : Number.isFinite(x) ? x * 0 : NaN;
+  }
   while (e > 1000) {
     x *= 2 ** 1000;
     e -= 1000;
@@ -282,63 +328,74 @@ function ld64i(fpu: Fpu, cpu: Cpu, lin: number): void {
 }
 
 /**
- * FISTP m64 of a register holding an exact 80-bit image with |value| >= 2^53 (beyond a double's
- * integers): converts from the image. Returns false when not applicable.
+ * FIST/FISTP of ST(0) to a 2-, 4- or 8-byte integer, rounded from the exact 80-bit value by RC;
+ * out of range (or NaN, infinity): IE and the "integer indefinite".
  */
-function st64iExact(fpu: Fpu, cpu: Cpu, lin: number): boolean {
-  const p = fpu.top & 7;
-  if (!fpu.rawValid[p] || Math.abs(fpu.val[p]) < 2 ** 53) return false;
-  const e = (fpu.rawSe[p] & 0x7fff) - 16383;
-  if (e < 53 || e > 62) return false; // out of range: the double path reports it
-  let hi = fpu.rawHi[p] >>> 0, lo = fpu.rawLo[p] >>> 0;
-  const sh = 63 - e; // 1..10 fraction bits
-  const frac = lo & ((1 << sh) - 1);
-  lo = ((lo >>> sh) | (hi << (32 - sh))) >>> 0;
-  hi = hi >>> sh;
-  const neg = (fpu.rawSe[p] & 0x8000) !== 0;
-  if (frac !== 0) {
-    fpu.sw |= PE;
-    const half = 1 << (sh - 1);
-    const rc = (fpu.cw >> 10) & 3;
-    const up = rc === 0
-      ? frac > half || (frac === half && (lo & 1) !== 0)
-      : rc === 1
-      ? neg
-      : rc === 2
-      ? !neg
-      : false;
-    if (up) {
-      lo = (lo + 1) >>> 0;
-      if (lo === 0) hi = (hi + 1) >>> 0;
+function fistX(fpu: Fpu, cpu: Cpu, lin: number, bytes: number): void {
+  clearFlags();
+  ldReg(fpu, 0, 0);
+  const k = uK[0], neg = uS[0] === 1;
+  let hi = 0, lo = 0, bad = k !== K_ZERO && k !== K_FIN;
+  if (k === K_FIN) {
+    roundInt((fpu.cw >> 10) & 3);
+    hi = intHi >>> 0;
+    lo = intLo >>> 0;
+    if (intBig) bad = true;
+    else if (bytes === 8) bad = hi > 0x80000000 || (hi === 0x80000000 && (lo !== 0 || !neg));
+    else {
+      const lim = bytes === 4 ? 2147483648 : 32768;
+      bad = hi !== 0 || lo > lim || (lo === lim && !neg);
     }
   }
-  if (neg) {
-    lo = (~lo + 1) >>> 0;
-    hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
-  }
-  cpu.probeWrite(lin, 8);
-  cpu.wr32(lin, lo | 0);
-  cpu.wr32((lin + 4) | 0, hi | 0);
-  return true;
-}
-
-/** Integer store with the x87's overflow rule (out of range: the "integer indefinite"). */
-function stInt(fpu: Fpu, cpu: Cpu, lin: number, v: number, bytes: number): void {
-  let r = roundRc(fpu, v);
-  const lim = bytes === 2 ? 32768 : bytes === 4 ? 2147483648 : 9223372036854775808;
-  if (!(r >= -lim && r < lim)) {
+  if (bad) {
     fpu.sw |= IE;
-    r = -lim;
-  } else if (r !== v) fpu.sw |= PE;
-  if (bytes === 2) cpu.wr16(lin, r & 0xffff);
-  else if (bytes === 4) cpu.wr32(lin, r | 0);
+    fpu.sw &= ~C1;
+    hi = bytes === 8 ? 0x80000000 : 0;
+    lo = bytes === 8 ? 0 : bytes === 4 ? 0x80000000 : 0x8000;
+  } else {
+    fpu.sw = (fpu.sw & ~C1) | (rFlags & (PE | C1));
+    if (neg) {
+      lo = (~lo + 1) >>> 0;
+      hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
+    }
+  }
+  if (bytes === 2) cpu.wr16(lin, lo & 0xffff);
+  else if (bytes === 4) cpu.wr32(lin, lo | 0);
   else {
     cpu.probeWrite(lin, 8);
-    const hi = Math.floor(r / 4294967296);
-    const lo = r - hi * 4294967296;
     cpu.wr32(lin, lo | 0);
     cpu.wr32((lin + 4) | 0, hi | 0);
   }
+}
+
+/** FST/FSTP m32 or m64: ST(0) rounded from its exact value by RC into the format's range. */
+function fstX(fpu: Fpu, cpu: Cpu, lin: number, single: boolean): void {
+  clearFlags();
+  ldReg(fpu, 0, 0);
+  let v = uV[0];
+  if (uK[0] === K_FIN) {
+    const rc = (fpu.cw >> 10) & 3;
+    if (single) roundSlot0(24, rc, -126, 127);
+    else roundSlot0(53, rc, -1022, 1023);
+    v = resultNumber();
+    applyFlags(fpu);
+  } else if (uK[0] === K_BAD) {
+    fpu.sw |= IE;
+    v = NaN;
+  } else if (uK[0] === K_NAN) {
+    if ((uH[0] & 0x40000000) === 0) fpu.sw |= IE; // signalling NaN
+    // the NaN's sign and top payload bits, made quiet
+    const sg = uS[0] << 31, h = uH[0], l = uL[0];
+    if (single) cpu.wr32(lin, sg | 0x7fc00000 | ((h >>> 8) & 0x3fffff));
+    else {
+      cpu.probeWrite(lin, 8);
+      cpu.wr32(lin, (h << 21) | (l >>> 11));
+      cpu.wr32((lin + 4) | 0, sg | 0x7ff80000 | ((h >>> 11) & 0x7ffff));
+    }
+    return;
+  }
+  if (single) st32f(cpu, lin, v);
+  else st64f(cpu, lin, v);
 }
 
 function ld80(fpu: Fpu, cpu: Cpu, lin: number): void {
@@ -364,13 +421,35 @@ function st80(fpu: Fpu, cpu: Cpu, lin: number, i: number): void {
   cpu.wr16((lin + 8) | 0, f80Se);
 }
 
-function ldBcd(cpu: Cpu, lin: number): number {
-  let v = 0;
+/** FBLD: pushes the 18-digit packed BCD integer, exact (it needs up to 60 mantissa bits). */
+function ldBcd(fpu: Fpu, cpu: Cpu, lin: number): void {
+  let h = 0, l = 0;
   for (let k = 8; k >= 0; k--) {
     const b = cpu.rd8((lin + k) | 0);
-    v = v * 100 + (b >> 4) * 10 + (b & 15);
+    const d = (b >> 4) * 10 + (b & 15);
+    if (k >= 5) h = h * 100 + d; // digits 17..10
+    else l = l * 100 + d; // digits 9..0
   }
-  return (cpu.rd8((lin + 9) | 0) & 0x80) !== 0 ? -v : v;
+  const neg = (cpu.rd8((lin + 9) | 0) & 0x80) !== 0;
+  if (!fpu.isEmpty(7)) {
+    fpu.push(NaN); // stack overflow
+    return;
+  }
+  fpu.push(neg ? -(h * 1e10 + l) : h * 1e10 + l);
+  // exact 64-bit magnitude: h * 10^10 + l with h < 10^8, split so every product is exact
+  const hL = h % 65536, hH = Math.floor(h / 65536);
+  const t0 = hL * 1e10 + l; // < 2^50
+  const p1 = hH * 1e10; // < 2^48
+  const p1lo = p1 % 65536, p1hi = Math.floor(p1 / 65536);
+  let lo = t0 % 4294967296 + p1lo * 65536;
+  let hi = Math.floor(t0 / 4294967296) + p1hi;
+  if (lo >= 4294967296) {
+    lo -= 4294967296;
+    hi++;
+  }
+  clearFlags();
+  fromInt(neg ? 1 : 0, hi, lo);
+  setResult(fpu, 0);
 }
 
 function stBcd(fpu: Fpu, cpu: Cpu, lin: number, v: number): void {
@@ -394,52 +473,197 @@ function stBcd(fpu: Fpu, cpu: Cpu, lin: number, v: number): void {
 
 // ------------------------------------------------------------------ arithmetic
 
+/** The double value of slot s (for the special operands: zeros, infinities, NaNs). */
+const uV = new Float64Array(2);
+
+/** Loads ST(i) into slot s; an empty register flags a stack underflow and reads as a NaN. */
+function ldReg(fpu: Fpu, s: number, i: number): void {
+  const p = (fpu.top + i) & 7;
+  if (((fpu.tag >> (p * 2)) & 3) === 3) {
+    fpu.sw |= IE | SF_;
+    fpu.sw &= ~C1;
+    uV[s] = NaN;
+    unpack(s, 0xffff, 0xc0000000 | 0, 0);
+    return;
+  }
+  uV[s] = fpu.val[p];
+  if (fpu.rawValid[p]) unpack(s, fpu.rawSe[p], fpu.rawHi[p], fpu.rawLo[p]);
+  else {
+    numberToF80(fpu.val[p]);
+    unpack(s, f80Se, f80Hi, f80Lo);
+  }
+}
+
+/** Loads a number (a memory operand: exact in extended precision) into slot s. */
+function ldNum(s: number, v: number): void {
+  uV[s] = v;
+  numberToF80(v);
+  unpack(s, f80Se, f80Hi, f80Lo);
+}
+
+/** Writes the packed result (rSe/rHi/rLo) to ST(i). */
+function setResult(fpu: Fpu, i: number): void {
+  const p = (fpu.top + i) & 7;
+  fpu.val[p] = f80ToNumber(rSe, rHi, rLo);
+  fpu.rawValid[p] = 1;
+  fpu.rawSe[p] = rSe;
+  fpu.rawHi[p] = rHi;
+  fpu.rawLo[p] = rLo;
+  const e = rSe & 0x7fff;
+  const t = e === 0x7fff ? 2 : e !== 0 ? 0 : (rHi | rLo) === 0 ? 1 : 2;
+  fpu.tag = (fpu.tag & ~(3 << (p * 2))) | (t << (p * 2));
+}
+
+/** Mantissa bits for the precision-control field (01, reserved, acts as 53). */
+function precision(fpu: Fpu): number {
+  const pc = (fpu.cw >> 8) & 3;
+  return pc === 0 ? 24 : pc === 3 ? 64 : 53;
+}
+
+/** Applies the flags of an exact operation: C1 is the round-up bit. */
+function applyFlags(fpu: Fpu): void {
+  fpu.sw = (fpu.sw & ~C1) | rFlags;
+}
+
+function swapSlots(): void {
+  let t = uS[0];
+  uS[0] = uS[1];
+  uS[1] = t;
+  t = uE[0];
+  uE[0] = uE[1];
+  uE[1] = t;
+  t = uK[0];
+  uK[0] = uK[1];
+  uK[1] = t;
+  t = uH[0];
+  uH[0] = uH[1];
+  uH[1] = t;
+  t = uL[0];
+  uL[0] = uL[1];
+  uL[1] = t;
+  t = uV[0];
+  uV[0] = uV[1];
+  uV[1] = t;
+}
+
+/**
+ * ST(dst) = slot0 op slot1 (op: 0 add, 1 mul, 4 sub, 5 subr, 6 div, 7 divr), exact in 64-bit
+ * mantissa and rounded by the precision and rounding control fields.
+ */
+function arithX(fpu: Fpu, op: number, dst: number): void {
+  if (op === 5 || op === 7) {
+    swapSlots();
+    op--;
+  }
+  const ka = uK[0], kb = uK[1];
+  if (ka === K_BAD || kb === K_BAD) {
+    fpu.sw |= IE;
+    fpu.set(dst, NaN);
+    return;
+  }
+  if (ka === K_NAN || kb === K_NAN) {
+    // NaN operands: the one with the larger significand (or the only one), made quiet
+    let s = ka === K_NAN ? 0 : 1;
+    if (
+      ka === K_NAN && kb === K_NAN &&
+      ((uH[1] & 0x3fffffff) > (uH[0] & 0x3fffffff) ||
+        ((uH[1] & 0x3fffffff) === (uH[0] & 0x3fffffff) && uL[1] > uL[0]))
+    ) s = 1;
+    if (
+      ((uH[0] & 0x40000000) === 0 && ka === K_NAN) || ((uH[1] & 0x40000000) === 0 && kb === K_NAN)
+    ) {
+      fpu.sw |= IE;
+    }
+    setNaN(fpu, dst, s);
+    return;
+  }
+  if (ka > K_FIN || kb > K_FIN || (op === 6 && kb === K_ZERO)) {
+    // with an infinity or a zero divisor only a finite operand's sign matters (its double value
+    // may be out of double range)
+    fpu.set(dst, arith(fpu, op, repr(0), repr(1)));
+    return;
+  }
+  const prec = precision(fpu), rc = (fpu.cw >> 10) & 3;
+  if (op === 0 || op === 4) addX(op === 4, prec, rc);
+  else if (op === 1) mulX(prec, rc);
+  else divX(prec, rc);
+  applyFlags(fpu);
+  setResult(fpu, dst);
+}
+
+/** Slot s as a double for the special cases: a finite value as +-1. */
+function repr(s: number): number {
+  return uK[s] === K_FIN ? (uS[s] ? -1 : 1) : uV[s];
+}
+
+/** Writes slot s's NaN, made quiet, to ST(i). */
+function setNaN(fpu: Fpu, i: number, s: number): void {
+  const p = (fpu.top + i) & 7;
+  fpu.val[p] = NaN;
+  fpu.rawValid[p] = 1;
+  fpu.rawSe[p] = (uS[s] << 15) | 0x7fff;
+  fpu.rawHi[p] = uH[s] | 0x40000000 | 0x80000000;
+  fpu.rawLo[p] = uL[s];
+  fpu.tag = (fpu.tag & ~(3 << (p * 2))) | (2 << (p * 2));
+}
+
+/** Double arithmetic for the special operands (infinities, NaNs, division by zero). */
 function arith(fpu: Fpu, op: number, a: number, b: number): number {
-  const r = arith0(fpu, op, a, b);
+  let r: number;
+  switch (op) {
+    case 0:
+      r = a + b;
+      break;
+    case 1:
+      r = a * b;
+      break;
+    case 4:
+      r = a - b;
+      break;
+    default:
+      if (b === 0 && a !== 0 && Number.isFinite(a)) fpu.sw |= ZE; // not for inf / 0
+      r = a / b;
+  }
   // an invalid operation (inf - inf, 0 * inf, ...) made a NaN out of numbers
   if (Number.isNaN(r) && !Number.isNaN(a) && !Number.isNaN(b)) fpu.sw |= IE;
   return r;
 }
 
-function arith0(fpu: Fpu, op: number, a: number, b: number): number {
-  switch (op) {
-    case 0:
-      return a + b;
-    case 1:
-      return a * b;
-    case 4:
-      return a - b;
-    case 5:
-      return b - a;
-    case 6:
-      if (b === 0 && a !== 0 && !Number.isNaN(a)) fpu.sw |= ZE;
-      return a / b;
-    default:
-      if (a === 0 && b !== 0 && !Number.isNaN(b)) fpu.sw |= ZE;
-      return b / a;
+/** Compares slot0 with slot1: 0 greater, 1 less, 2 equal, 3 unordered. */
+function compareX(fpu: Fpu, unordered: boolean): number {
+  const ka = uK[0], kb = uK[1];
+  if (ka >= K_NAN || kb >= K_NAN) {
+    const snan = (ka === K_NAN && (uH[0] & 0x40000000) === 0) ||
+      (kb === K_NAN && (uH[1] & 0x40000000) === 0);
+    if (!unordered || snan || ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
+    return 3;
   }
+  const c = cmpX();
+  return c > 0 ? 0 : c < 0 ? 1 : 2;
 }
 
-/** FCOM-style compare into C0/C2/C3. */
-function compare(fpu: Fpu, a: number, b: number, unordered: boolean): void {
+/** FCOM-style compare of slot0 with slot1 into C0/C2/C3. */
+function compare(fpu: Fpu, unordered: boolean): void {
+  const c = compareX(fpu, unordered);
   fpu.sw &= ~(C0 | C1 | C2 | C3);
-  if (Number.isNaN(a) || Number.isNaN(b)) {
-    if (!unordered) fpu.sw |= IE;
-    fpu.sw |= C0 | C2 | C3;
-  } else if (a < b) fpu.sw |= C0;
-  else if (a === b) fpu.sw |= C3;
+  fpu.sw |= c === 3 ? C0 | C2 | C3 : c === 1 ? C0 : c === 2 ? C3 : 0;
 }
 
-/** FCOMI-style compare into EFLAGS ZF/PF/CF. */
-function compareFlags(cpu: Cpu, fpu: Fpu, a: number, b: number, unordered: boolean): void {
+/** FCOMI-style compare of slot0 with slot1 into EFLAGS ZF/PF/CF. */
+function compareFlags(cpu: Cpu, fpu: Fpu, unordered: boolean): void {
+  const c = compareX(fpu, unordered);
   cpu.materialize();
   let f = cpu.eflags & ~(0x1 | 0x4 | 0x40 | 0x10 | 0x80 | 0x800);
-  if (Number.isNaN(a) || Number.isNaN(b)) {
-    if (!unordered) fpu.sw |= IE;
-    f |= 0x1 | 0x4 | 0x40;
-  } else if (a < b) f |= 0x1;
-  else if (a === b) f |= 0x40;
+  f |= c === 3 ? 0x1 | 0x4 | 0x40 : c === 1 ? 0x1 : c === 2 ? 0x40 : 0;
   cpu.eflags = f;
+  fpu.sw &= ~C1;
+}
+
+/** Loads ST(0) and ST(i) and compares them (FCOM family). */
+function compareRegs(fpu: Fpu, i: number, unordered: boolean): void {
+  ldReg(fpu, 0, 0);
+  ldReg(fpu, 1, i);
+  compare(fpu, unordered);
 }
 
 function fxam(fpu: Fpu): void {
@@ -460,25 +684,40 @@ function fxam(fpu: Fpu): void {
 
 const CONSTS = [1, Math.log2(10), Math.LOG2E, Math.PI, Math.LOG10E / Math.LOG2E, Math.LN2, 0];
 
-/** Partial remainder (FPREM: truncating; FPREM1: IEEE round-to-nearest). */
+/** Partial remainder (FPREM: truncating; FPREM1: IEEE round-to-nearest), exact. */
 function prem(fpu: Fpu, ieee: boolean): void {
-  const a = fpu.get(0), b = fpu.get(1);
-  fpu.sw &= ~(C0 | C1 | C2 | C3);
-  if (b === 0 || !Number.isFinite(a) || Number.isNaN(b)) {
+  clearFlags();
+  ldReg(fpu, 0, 0);
+  ldReg(fpu, 1, 1);
+  const ka = uK[0], kb = uK[1];
+  // invalid operands: reduction complete (C2 clear), the other codes as they were
+  if (ka >= K_NAN || kb >= K_NAN || kb === K_ZERO || ka === K_INF) fpu.sw &= ~C2;
+  if (ka >= K_NAN || kb >= K_NAN) {
+    if (ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
+    if (ka === K_NAN || kb === K_NAN) {
+      if (
+        (ka === K_NAN && (uH[0] & 0x40000000) === 0) || (kb === K_NAN && (uH[1] & 0x40000000) === 0)
+      ) fpu.sw |= IE;
+      setNaN(fpu, 0, ka === K_NAN ? 0 : 1);
+    } else fpu.set(0, NaN);
+    return;
+  }
+  if (kb === K_ZERO || ka === K_INF) {
     fpu.sw |= IE;
     fpu.set(0, NaN);
     return;
   }
-  const qf = a / b;
-  const q = ieee
-    ? Math.round(qf) - (Math.abs(qf % 1) === 0.5 && Math.round(qf) % 2 ? 1 : 0)
-    : Math.trunc(qf);
-  const r = a - q * b;
-  const qa = Math.abs(q);
-  if (qa & 1) fpu.sw |= C1;
-  if (qa & 2) fpu.sw |= C3;
-  if (qa & 4) fpu.sw |= C0;
-  fpu.set(0, Number.isFinite(r) ? r : a % b);
+  fpu.sw &= ~(C0 | C1 | C2 | C3);
+  if (kb === K_INF || ka === K_ZERO) return; // ST(0) unchanged
+  remX(ieee);
+  fpu.sw |= rFlags & 0x12; // DE, UE
+  if (remPartial) fpu.sw |= C2;
+  else {
+    if (remQ & 1) fpu.sw |= C1;
+    if (remQ & 2) fpu.sw |= C3;
+    if (remQ & 4) fpu.sw |= C0;
+  }
+  setResult(fpu, 0);
 }
 
 // ------------------------------------------------------------------ environment
@@ -672,13 +911,15 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           : esc === 4
           ? ld64f(cpu, lin)
           : (cpu.rd16(lin) << 16) >> 16;
-        const a = fpu.get(0);
+        clearFlags();
+        ldReg(fpu, 0, 0);
+        ldNum(1, m);
         if (reg === 2 || reg === 3) {
-          compare(fpu, a, m, false);
+          compare(fpu, false);
           if (reg === 3) fpu.pop();
           return;
         }
-        fpu.set(0, arith(fpu, reg, a, m));
+        arithX(fpu, reg, 0);
         return;
       }
       case 1:
@@ -687,10 +928,10 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             fpu.push(ld32f(cpu, lin));
             return;
           case 2:
-            st32f(cpu, lin, fpu.get(0));
+            fstX(fpu, cpu, lin, true);
             return;
           case 3:
-            st32f(cpu, lin, fpu.get(0));
+            fstX(fpu, cpu, lin, true);
             fpu.pop();
             return;
         }
@@ -703,10 +944,10 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           case 1: // FISTTP m32 (SSE3): not advertised
             break;
           case 2:
-            stInt(fpu, cpu, lin, fpu.get(0), 4);
+            fistX(fpu, cpu, lin, 4);
             return;
           case 3:
-            stInt(fpu, cpu, lin, fpu.get(0), 4);
+            fistX(fpu, cpu, lin, 4);
             fpu.pop();
             return;
           case 5:
@@ -724,10 +965,10 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             fpu.push(ld64f(cpu, lin));
             return;
           case 2:
-            st64f(cpu, lin, fpu.get(0));
+            fstX(fpu, cpu, lin, false);
             return;
           case 3:
-            st64f(cpu, lin, fpu.get(0));
+            fstX(fpu, cpu, lin, false);
             fpu.pop();
             return;
         }
@@ -738,14 +979,14 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             fpu.push((cpu.rd16(lin) << 16) >> 16);
             return;
           case 2:
-            stInt(fpu, cpu, lin, fpu.get(0), 2);
+            fistX(fpu, cpu, lin, 2);
             return;
           case 3:
-            stInt(fpu, cpu, lin, fpu.get(0), 2);
+            fistX(fpu, cpu, lin, 2);
             fpu.pop();
             return;
           case 4:
-            fpu.push(ldBcd(cpu, lin));
+            ldBcd(fpu, cpu, lin);
             return;
           case 5:
             ld64i(fpu, cpu, lin);
@@ -755,7 +996,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             fpu.pop();
             return;
           case 7:
-            if (!st64iExact(fpu, cpu, lin)) stInt(fpu, cpu, lin, fpu.get(0), 8);
+            fistX(fpu, cpu, lin, 8);
             fpu.pop();
             return;
         }
@@ -766,32 +1007,35 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
   const r = i.rmN;
   switch (esc) {
     case 0: { // D8: ST(0) = ST(0) op ST(i)
-      const a = fpu.get(0), b = fpu.get(r);
+      clearFlags();
+      ldReg(fpu, 0, 0);
+      ldReg(fpu, 1, r);
       if (reg === 2 || reg === 3) {
-        compare(fpu, a, b, false);
+        compare(fpu, false);
         if (reg === 3) fpu.pop();
         return;
       }
-      fpu.set(0, arith(fpu, reg, a, b));
+      arithX(fpu, reg, 0);
       return;
     }
     case 4: // DC: ST(i) = ST(i) op ST(0) (with SUB/SUBR and DIV/DIVR swapped)
     case 6: { // DE: the same, then pop
       if (esc === 6 && reg === 3) {
         if (r !== 1) cpu.fault(UD);
-        compare(fpu, fpu.get(0), fpu.get(1), false); // FCOMPP
+        compareRegs(fpu, 1, false); // FCOMPP
         fpu.pop();
         fpu.pop();
         return;
       }
       if (reg === 2 || reg === 3) { // DC D0+i / D8+i aliases of FCOM/FCOMP
-        compare(fpu, fpu.get(0), fpu.get(r), false);
+        compareRegs(fpu, r, false);
         if (reg === 3 || esc === 6) fpu.pop();
         return;
       }
-      const a = fpu.get(r), b = fpu.get(0);
-      const op = reg >= 4 ? reg ^ 1 : reg;
-      fpu.set(r, arith(fpu, op, a, b));
+      clearFlags();
+      ldReg(fpu, 0, r);
+      ldReg(fpu, 1, 0);
+      arithX(fpu, reg >= 4 ? reg ^ 1 : reg, r);
       if (esc === 6) fpu.pop();
       return;
     }
@@ -817,14 +1061,19 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           break;
         case 4:
           switch (r) {
-            case 0:
-              fpu.set(0, -fpu.get(0));
+            case 0: // FCHS
+            case 1: { // FABS
+              fpu.get(0);
+              const p = fpu.top;
+              fpu.val[p] = r === 0 ? -fpu.val[p] : Math.abs(fpu.val[p]);
+              fpu.rawSe[p] = r === 0 ? fpu.rawSe[p] ^ 0x8000 : fpu.rawSe[p] & 0x7fff;
+              fpu.sw &= ~C1;
               return;
-            case 1:
-              fpu.set(0, Math.abs(fpu.get(0)));
-              return;
-            case 4:
-              compare(fpu, fpu.get(0), 0, false);
+            }
+            case 4: // FTST
+              ldReg(fpu, 0, 0);
+              ldNum(1, 0);
+              compare(fpu, false);
               return;
             case 5:
               fxam(fpu);
@@ -856,7 +1105,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
         return;
       }
       if (reg === 5 && r === 1) { // FUCOMPP
-        compare(fpu, fpu.get(0), fpu.get(1), true);
+        compareRegs(fpu, 1, true);
         fpu.pop();
         fpu.pop();
         return;
@@ -886,7 +1135,9 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
         if (r === 0 || r === 1 || r === 4) return; // FENI/FDISI/FSETPM: no-ops since the 287
       }
       if (reg === 5 || reg === 6) {
-        compareFlags(cpu, fpu, fpu.get(0), fpu.get(r), reg === 5);
+        ldReg(fpu, 0, 0);
+        ldReg(fpu, 1, r);
+        compareFlags(cpu, fpu, reg === 5);
         return;
       }
       break;
@@ -908,7 +1159,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           return;
         case 4:
         case 5:
-          compare(fpu, fpu.get(0), fpu.get(r), true);
+          compareRegs(fpu, r, true);
           if (reg === 5) fpu.pop();
           return;
       }
@@ -919,7 +1170,9 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
         return;
       }
       if (reg === 5 || reg === 6) { // FUCOMIP / FCOMIP
-        compareFlags(cpu, fpu, fpu.get(0), fpu.get(r), reg === 5);
+        ldReg(fpu, 0, 0);
+        ldReg(fpu, 1, r);
+        compareFlags(cpu, fpu, reg === 5);
         fpu.pop();
         return;
       }
@@ -1007,9 +1260,18 @@ function transcendental(fpu: Fpu, k: number): void {
       return;
     }
     case 10: { // FSQRT
-      const v = fpu.get(0);
-      if (v < 0) fpu.sw |= IE;
-      fpu.set(0, Math.sqrt(v));
+      clearFlags();
+      ldReg(fpu, 0, 0);
+      const k = uK[0];
+      if (k === K_FIN && uS[0] === 0) {
+        sqrtX(precision(fpu), (fpu.cw >> 10) & 3);
+        applyFlags(fpu);
+        setResult(fpu, 0);
+        return;
+      }
+      if (k === K_ZERO || k === K_NAN || (k === K_INF && uS[0] === 0)) return; // unchanged
+      fpu.sw |= IE; // negative, -inf, unnormal
+      fpu.set(0, NaN);
       return;
     }
     case 11: { // FSINCOS
@@ -1020,11 +1282,46 @@ function transcendental(fpu: Fpu, k: number): void {
       return;
     }
     case 12: // FRNDINT
-      fpu.set(0, roundRc(fpu, fpu.get(0)));
+      clearFlags();
+      ldReg(fpu, 0, 0);
+      if (uK[0] === K_FIN) {
+        roundInt((fpu.cw >> 10) & 3);
+        applyFlags(fpu);
+        setResult(fpu, 0);
+      } else if (uK[0] === K_BAD) {
+        fpu.sw |= IE;
+        fpu.set(0, NaN);
+      }
       return;
     case 13: { // FSCALE
-      const s = Math.trunc(fpu.get(1));
-      fpu.set(0, ldexp(fpu.get(0), Number.isFinite(s) ? Math.max(-20000, Math.min(20000, s)) : s));
+      clearFlags();
+      ldReg(fpu, 0, 0);
+      ldReg(fpu, 1, 1);
+      if (uK[0] === K_FIN && (uK[1] === K_FIN || uK[1] === K_ZERO)) {
+        // the scale: ST(1) truncated toward zero (clamped far beyond the exponent range)
+        const e = uE[1];
+        let n = uK[1] === K_ZERO || e < 0 ? 0 : e >= 20 ? 1 << 20 : uH[1] >>> (31 - e);
+        if (uS[1] === 1) n = -n;
+        scaleX(n, (fpu.cw >> 10) & 3);
+        applyFlags(fpu);
+        setResult(fpu, 0);
+        return;
+      }
+      if (uK[0] === K_BAD || uK[1] === K_BAD) {
+        fpu.sw |= IE;
+        fpu.set(0, NaN);
+        return;
+      }
+      if (uK[0] === K_NAN || uK[1] === K_NAN) {
+        setNaN(fpu, 0, uK[0] === K_NAN ? 0 : 1);
+        return;
+      }
+      // a zero or an infinity scaled, or a scale of +-inf (0 * 2^inf, inf * 2^-inf invalid)
+      const sc = uK[1] === K_INF ? repr(1) : 0;
+      if (sc === 0 && uK[0] !== K_FIN) return; // ST(0) unchanged
+      const v = ldexp(repr(0), sc);
+      if (v !== v) fpu.sw |= IE;
+      fpu.set(0, v);
       return;
     }
     case 14:
