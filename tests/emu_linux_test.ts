@@ -11,6 +11,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { buildLinuxGuest, DISK_TEXT, MARKER, missingInputs } from "./guests/linux/build.ts";
 import { haveCommand, runDemu, type RunResult } from "./guests/pc/run.ts";
+import { buildAcpiFwCfg, buildAcpiTables } from "../emu/firmware/acpi.ts";
 
 const WHY = missingInputs();
 if (WHY) {
@@ -108,4 +109,110 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+/** The named objects of a DSDT's AML (NameOp, ScopeOp, DeviceOp only) by path, with values. */
+function amlNames(aml: Uint8Array): Map<string, number | string> {
+  const out = new Map<string, number | string>();
+  const name = (at: number) => new TextDecoder().decode(aml.subarray(at, at + 4));
+  const pkgLen = (at: number): [number, number] => {
+    const b = aml[at];
+    const n = b >> 6;
+    if (n === 0) return [b & 0x3f, 1];
+    let len = b & 0x0f;
+    for (let i = 0; i < n; i++) len |= aml[at + 1 + i] << (4 + 8 * i);
+    return [len, n + 1];
+  };
+  const walk = (at: number, end: number, scope: string) => {
+    while (at < end) {
+      const op = aml[at];
+      if (op === 0x08) { // Name
+        const n = name(at + 1);
+        const t = aml[at + 5];
+        at += 6;
+        if (t === 0x00 || t === 0x01) out.set(`${scope}.${n}`, t);
+        else if (t === 0x0a) out.set(`${scope}.${n}`, aml[at++]);
+        else if (t === 0x0c) {
+          out.set(
+            `${scope}.${n}`,
+            new DataView(aml.buffer, aml.byteOffset + at).getUint32(0, true),
+          );
+          at += 4;
+        } else if (t === 0x12) {
+          out.set(`${scope}.${n}`, "package");
+          at += pkgLen(at)[0];
+        } else if (t === 0x11) { // Buffer: PkgLength, BufferSize (ByteConst here), bytes
+          const [len, lenBytes] = pkgLen(at);
+          strictEqual(aml[at + lenBytes], 0x0a, "AML: BufferSize as a ByteConst");
+          const size = aml[at + lenBytes + 1];
+          strictEqual(lenBytes + 2 + size, len, `AML: ${n}'s buffer length`);
+          out.set(`${scope}.${n}`, `buffer:${at + lenBytes + 2}:${size}`);
+          at += len;
+        } else throw new Error(`AML: data type ${t.toString(16)} in ${n}`);
+      } else if (op === 0x10 || (op === 0x5b && aml[at + 1] === 0x82)) { // Scope, Device
+        const o = op === 0x10 ? at + 1 : at + 2;
+        const [len, lenBytes] = pkgLen(o);
+        let p = o + lenBytes;
+        let n: string;
+        if (aml[p] === 0x5c) {
+          n = "\\" + name(p + 1);
+          p += 5;
+        } else {
+          n = `${scope}.${name(p)}`;
+          p += 4;
+        }
+        out.set(n, op === 0x10 ? "scope" : "device");
+        ok(o + len <= end, `AML: ${n} runs past its parent`);
+        walk(p, o + len, n);
+        at = o + len;
+      } else throw new Error(`AML: opcode ${op.toString(16)} at ${at}`);
+    }
+    strictEqual(at, end, "AML: a term runs past its parent");
+  };
+  walk(0, aml.length, "");
+  return out;
+}
+
+Deno.test("linux: the DSDT declares the PCI host bridge (PNP0A03) Linux enumerates PCI through", () => {
+  // Without \\_SB.PCI0 an ACPI Linux sees no PCI device: no ata_piix, no disk, no CD.
+  const fw = buildAcpiFwCfg({ pmBase: 0x600, gpe0: 0xafe0, sciIrq: 9 });
+  const tv = new DataView(fw.tables.buffer, fw.tables.byteOffset);
+  const dsdtAt = 64; // buildAcpiFwCfg's layout: FACS, then the DSDT
+  strictEqual(new TextDecoder().decode(fw.tables.subarray(dsdtAt, dsdtAt + 4)), "DSDT");
+  const len = tv.getUint32(dsdtAt + 4, true);
+  const names = amlNames(fw.tables.subarray(dsdtAt + 36, dsdtAt + len));
+  strictEqual(names.get("._S5_"), "package");
+  strictEqual(names.get("\\_SB_.PCI0"), "device");
+  strictEqual(names.get("\\_SB_.PCI0._HID"), 0x030ad041, "EisaId PNP0A03");
+  strictEqual(names.get("\\_SB_.PCI0._ADR"), 0);
+  // _CRS: the windows Linux lets PCI BARs live in (else it refuses to enable the devices).
+  const crs = /^buffer:(\d+):(\d+)$/.exec(String(names.get("\\_SB_.PCI0._CRS")));
+  ok(crs, "no _CRS buffer");
+  const aml = fw.tables.subarray(dsdtAt + 36);
+  const r = new DataView(aml.buffer, aml.byteOffset + Number(crs[1]), Number(crs[2]));
+  const windows: [number, number, number][] = []; // [type, min, max]
+  for (let p = 0; p < r.byteLength;) {
+    const tag = r.getUint8(p);
+    if (tag === 0x79) break; // end tag
+    ok(tag & 0x80, `small resource ${tag.toString(16)} in _CRS`);
+    const len = r.getUint16(p + 1, true);
+    if (tag === 0x88) {
+      windows.push([r.getUint8(p + 3), r.getUint16(p + 8, true), r.getUint16(p + 10, true)]);
+    }
+    if (tag === 0x87) {
+      windows.push([r.getUint8(p + 3), r.getUint32(p + 10, true), r.getUint32(p + 14, true)]);
+    }
+    p += 3 + len;
+  }
+  const covers = (type: number, a: number, b: number) =>
+    windows.some(([t, min, max]) => t === type && min <= a && b <= max);
+  ok(covers(2, 0, 0xff), "bus numbers 0-255");
+  ok(covers(1, 0x1f0, 0x1f7) && covers(1, 0x170, 0x177) && covers(1, 0xc000, 0xc00f), "IDE I/O");
+  ok(covers(0, 0xa0000, 0xbffff), "legacy VGA memory");
+  ok(covers(0, 0xfd000000, 0xfdffffff) && covers(0, 0xfebf0000, 0xfebf0fff), "SeaBIOS's BARs");
+  ok(!covers(1, 0xcf8, 0xcff), "the PCI config ports are not a window");
+  // The -kernel tables carry the same DSDT.
+  const k = buildAcpiTables({ base: 0xe0000, pmBase: 0x600, gpe0: 0xafe0, sciIrq: 9 });
+  const text = new TextDecoder("latin1").decode(k.bytes);
+  ok(text.includes("DSDT") && text.includes("PCI0\x08_HID"), "no PCI0 in the -kernel DSDT");
 });

@@ -29,8 +29,64 @@ function table(sig: string, revision: number, body: Uint8Array): Uint8Array {
   return t;
 }
 
-/** AML: Name (_S5, Package (4) { 0, 0, 0, 0 }) — SLP_TYP 0 is S5 on QEMU's PIIX4. */
-const DSDT_AML = new Uint8Array([0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x06, 0x04, 0, 0, 0, 0]);
+/** An AML PkgLength for `n` bytes that follow it (the encoding's own bytes included). */
+function pkgLength(n: number): number[] {
+  if (n + 1 < 0x40) return [n + 1];
+  const t = n + 2; // two bytes cover up to 4095
+  return [0x40 | (t & 0x0f), t >> 4];
+}
+
+/** A resource template for the host bridge's _CRS: what QEMU's pc DSDT declares for PCI0. */
+function pciCrs(): number[] {
+  const b: number[] = [];
+  const w = (v: number) => b.push(v & 0xff, (v >> 8) & 0xff);
+  const d = (v: number) => b.push(v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, v >>> 24);
+  // Word address space: bus numbers (type 2) and I/O (type 1, ISA and non-ISA ranges).
+  const word = (type: number, flags: number, min: number, max: number) => {
+    b.push(0x88, 0x0d, 0x00, type, 0x0c, flags);
+    [0, min, max, 0, max - min + 1].forEach(w);
+  };
+  // DWord memory (producer, MinFixed, MaxFixed), flags: 1 read-write, 2 cacheable.
+  const mem = (flags: number, min: number, max: number) => {
+    b.push(0x87, 0x17, 0x00, 0x00, 0x0c, flags);
+    [0, min, max, 0, max - min + 1].forEach(d);
+  };
+  word(2, 0, 0x00, 0xff);
+  word(1, 3, 0x0000, 0x0cf7);
+  word(1, 3, 0x0d00, 0xffff);
+  mem(3, 0x000a0000, 0x000bffff);
+  // SeaBIOS places BARs at 0xE0000000 and up (below the I/O APIC's 0xFEC00000).
+  mem(1, 0xe0000000, 0xfebfffff);
+  b.push(0x79, 0x00); // end tag
+  return b;
+}
+
+const nameSeg = (s: string) => [...enc.encode(s)];
+
+/**
+ * AML: Name (_S5, Package (4) { 0, 0, 0, 0 }) — SLP_TYP 0 is S5 on QEMU's PIIX4 — and
+ * Scope (\_SB) { Device (PCI0) { _HID EisaId ("PNP0A03"), _ADR 0, _UID 0, _CRS } }: with
+ * ACPI on, Linux finds PCI host bridges only through PNP0A03 devices (it does not probe bus 0
+ * by itself), so without PCI0 it sees no PCI device at all (no IDE, no virtio); and it claims
+ * BARs only inside the windows _CRS declares.
+ */
+const DSDT_AML = (() => {
+  const crs = pciCrs();
+  const buffer = [0x0a, crs.length, ...crs]; // BufferSize as a ByteConst
+  const dev = [
+    ...nameSeg("PCI0"),
+    ...[0x08, ...nameSeg("_HID"), 0x0c, 0x41, 0xd0, 0x0a, 0x03], // EisaId ("PNP0A03")
+    ...[0x08, ...nameSeg("_ADR"), 0x00],
+    ...[0x08, ...nameSeg("_UID"), 0x00],
+    ...[0x08, ...nameSeg("_CRS"), 0x11, ...pkgLength(buffer.length), ...buffer],
+  ];
+  const device = [0x5b, 0x82, ...pkgLength(dev.length), ...dev];
+  const scope = [0x5c, ...nameSeg("_SB_"), ...device];
+  return new Uint8Array([
+    ...[0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x06, 0x04, 0, 0, 0, 0],
+    ...[0x10, ...pkgLength(scope.length), ...scope],
+  ]);
+})();
 
 export interface AcpiLayout {
   /** Guest physical address where the tables go (16-byte aligned, in 0xE0000-0xFFFFF). */
