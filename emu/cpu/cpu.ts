@@ -6,7 +6,7 @@
  */
 
 import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
-import { AC, DF, IF, LazyFlags, NT, TF, VM } from "./flags.ts";
+import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
 import type { Block } from "./instr.ts";
 import { decodeBlock, decodeOne } from "./decode.ts";
 import { deliverInterrupt } from "./system.ts";
@@ -89,6 +89,14 @@ export class Cpu extends LazyFlags implements CpuControl {
   cr3 = 0;
   cr4 = 0;
   dr = new Int32Array(8);
+  /** DR7 enables a breakpoint: every instruction runs through stepTrap (checked per block). */
+  dbgOn = false;
+  /** Bits 0-3: enabled data breakpoints (their pages never enter the TLB). */
+  dbgData = 0;
+  /** Data breakpoints hit by the running instruction (B0-B3). */
+  dbgHit = 0;
+  /** Size of the access being translated (for data breakpoint overlap). */
+  accSize = 1;
   efer = 0;
   cpl = 0;
   /** 1 when CS is a 32-bit segment. */
@@ -177,6 +185,11 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.efer = 0;
     this.cpl = 0;
     this.tlbUser = 0;
+    this.dr.fill(0);
+    this.dr[6] = 0xffff0ff0 | 0;
+    this.dr[7] = 0x400;
+    this.dbgOn = false;
+    this.dbgData = 0;
     for (let s = 0; s < 6; s++) {
       this.segSel[s] = 0;
       this.segBase[s] = 0;
@@ -285,7 +298,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       for (;;) {
         this.curBlock = block;
         this.blockExit = false;
-        if ((this.eflags & TF) !== 0) {
+        if ((this.eflags & TF) !== 0 || this.dbgOn) {
           this.instructions++;
           return n + this.stepTrap();
         }
@@ -375,17 +388,79 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.eip = (start + i.len) & (this.code32 ? -1 : 0xffff);
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
+    const rfBefore = (this.eflags & RF) !== 0;
+    this.dbgHit = 0;
     try {
+      // an instruction breakpoint is a fault before the instruction (not with RF set)
+      if (this.dbgOn && !rfBefore) {
+        const hit = this.codeBreakpoints((this.segBase[CS] + start) | 0);
+        if (hit !== 0) {
+          this.dr[6] = (this.dr[6] & ~0xf) | hit;
+          this.fault(DB);
+        }
+      }
       i.fn(this, i);
     } catch (e) {
       this.eip = start;
       throw e;
     }
-    if (tfBefore && !this.halted) {
-      this.dr[6] |= 0x4000;
+    if (rfBefore) this.eflags &= ~RF; // RF lasts one instruction
+    const hits = this.dbgHit;
+    if ((tfBefore || hits !== 0) && !this.halted) {
+      // single step (BS) and data breakpoints (B0-B3): one trap after the instruction
+      this.dr[6] = (hits !== 0 ? (this.dr[6] & ~0xf) | hits : this.dr[6]) |
+        (tfBefore ? 0x4000 : 0);
       this.guardedInterrupt(DB, -1, 0);
     }
     return 1;
+  }
+
+  /** Enabled execution breakpoints (R/W 00) at linear address `lin`: B0-B3 bits. */
+  private codeBreakpoints(lin: number): number {
+    const d7 = this.dr[7];
+    let hit = 0;
+    for (let k = 0; k < 4; k++) {
+      if (((d7 >> (k * 2)) & 3) !== 0 && ((d7 >>> (16 + k * 4)) & 3) === 0 && this.dr[k] === lin) {
+        hit |= 1 << k;
+      }
+    }
+    return hit;
+  }
+
+  /**
+   * A data access at [lin, lin + accSize) (access 0 read, 1 write) against the enabled data
+   * breakpoints: records hits in dbgHit; true when lin's page holds a watched address (so that
+   * the TLB is not filled for it and every access there comes back here).
+   */
+  private dataBreakpoints(lin: number, access: number): boolean {
+    const d7 = this.dr[7];
+    let watched = false;
+    for (let k = 0; k < 4; k++) {
+      if ((this.dbgData & (1 << k)) === 0) continue;
+      const rw = (d7 >>> (16 + k * 4)) & 3;
+      const lenCode = (d7 >>> (18 + k * 4)) & 3;
+      const len = lenCode === 0 ? 1 : lenCode === 1 ? 2 : lenCode === 3 ? 4 : 8;
+      const a = (this.dr[k] & ~(len - 1)) >>> 0;
+      if (a >>> 12 === lin >>> 12 || ((a + len - 1) >>> 12) === lin >>> 12) watched = true;
+      if (rw === 1 && access !== 1) continue;
+      const l = lin >>> 0;
+      if (l < a + len && a < l + this.accSize) this.dbgHit |= 1 << k;
+    }
+    return watched;
+  }
+
+  /** After a write to DR0-DR3 or DR7: which breakpoints are live (the TLB forgets their pages). */
+  debugRegsChanged(): void {
+    const d7 = this.dr[7];
+    let data = 0;
+    for (let k = 0; k < 4; k++) {
+      const rw = (d7 >>> (16 + k * 4)) & 3;
+      if (((d7 >> (k * 2)) & 3) !== 0 && (rw === 1 || rw === 3)) data |= 1 << k;
+    }
+    this.dbgOn = (d7 & 0xff) !== 0;
+    this.dbgData = data;
+    this.flushTlb();
+    this.blockExit = true;
   }
 
   /**
@@ -634,6 +709,9 @@ export class Cpu extends LazyFlags implements CpuControl {
       phys = this.walk32(lin, access, user);
       writable = this.walkWritable;
     }
+    if (this.dbgData !== 0 && access !== 2 && !sys && this.dataBreakpoints(lin, access)) {
+      return phys; // a watched page: no TLB entry
+    }
     // fill the TLB for RAM/ROM pages
     const pp = Math.floor(phys / 4096);
     if (pp < this.ramPages && !sys) {
@@ -818,7 +896,9 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   private rdSlow(lin: number, size: 2 | 4): number {
     if (((lin & 0xfff) + size) <= 0x1000) {
+      this.accSize = size;
       const a = this.translate(lin, 0);
+      this.accSize = 1;
       const p = Math.floor(a / 4096);
       if (p < this.ramPages && this.pageKinds[p] !== PageKind.Mmio) {
         const r = this.ram;
@@ -878,7 +958,9 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   private wrSlow(lin: number, size: 2 | 4, v: number): void {
     if (((lin & 0xfff) + size) <= 0x1000) {
+      this.accSize = size;
       const a = this.translate(lin, 1);
+      this.accSize = 1;
       const p = Math.floor(a / 4096);
       if (p < this.ramPages && this.pageKinds[p] === PageKind.Ram) {
         if (this.codePage[p] !== 0) this.codeWritten(a, size);

@@ -16,6 +16,7 @@ import {
   CR4_PSE,
   CR4_TSD,
   CS,
+  DB,
   GP,
   LDTR,
   SS,
@@ -227,15 +228,26 @@ export const hMovToCr: Handler = (cpu, i) => {
       ud(cpu);
   }
 };
+/** DR7.GD: a MOV to or from a debug register is a #DB fault (DR6.BD), GD cleared. */
+function generalDetect(cpu: Cpu): void {
+  if ((cpu.dr[7] & 0x2000) !== 0) {
+    cpu.dr[7] &= ~0x2000;
+    cpu.dr[6] |= 0x2000;
+    cpu.fault(DB);
+  }
+}
 export const hMovFromDr: Handler = (cpu, i) => {
   needCpl0(cpu);
+  generalDetect(cpu);
   const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
   cpu.r32[i.rmN] = n === 6 ? cpu.dr[6] | 0xffff0ff0 : n === 7 ? cpu.dr[7] | 0x400 : cpu.dr[n];
 };
 export const hMovToDr: Handler = (cpu, i) => {
   needCpl0(cpu);
+  generalDetect(cpu);
   const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
   cpu.dr[n] = cpu.r32[i.rmN];
+  if (n < 4 || n === 7) cpu.debugRegsChanged();
 };
 export const hClts: Handler = (cpu) => {
   needCpl0(cpu);

@@ -598,7 +598,7 @@ export function iret(cpu: Cpu, sz: number): void {
   if ((access & 0x18) !== 0x18 || rpl < cpu.cpl) cpu.fault(GP, sel & 0xfffc);
   if ((access & 0x04) !== 0 ? dpl > rpl : dpl !== rpl) cpu.fault(GP, sel & 0xfffc);
   if ((access & 0x80) === 0) cpu.fault(NP, sel & 0xfffc);
-  const mask = cpu.popfMask(sz);
+  const mask = cpu.popfMask(sz) | (sz === 2 ? RF : 0); // a 32-bit IRET restores RF
   if (rpl > cpu.cpl) {
     const esp = cpu.peek(sz, 3 * w);
     const ss = cpu.peek(sz, 4 * w) & 0xffff;
