@@ -13,6 +13,8 @@ import { deliverInterrupt } from "./system.ts";
 
 export * from "./consts.ts";
 import {
+  ACF,
+  CR0_AM,
   CR0_CD,
   CR0_ET,
   CR0_NW,
@@ -688,6 +690,22 @@ export class Cpu extends LazyFlags implements CpuControl {
   setCpl(cpl: number): void {
     this.cpl = cpl;
     this.tlbUser = cpl === 3 ? TLB_PAGES : 0;
+    this.updateAc();
+  }
+
+  /**
+   * Alignment checking (CR0.AM, EFLAGS.AC, CPL 3): while on, user pages stay out of the TLB so
+   * that every access takes the slow path, which checks alignment (#AC(0)).
+   */
+  acActive = false;
+  updateAc(): void {
+    const on = this.cpl === 3 && (this.cr0 & CR0_AM) !== 0 && (this.eflags & AC) !== 0;
+    if (on === this.acActive) return;
+    this.acActive = on;
+    if (on) {
+      this.flushTlb();
+      this.blockExit = true;
+    }
   }
 
   /**
@@ -712,6 +730,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (this.dbgData !== 0 && access !== 2 && !sys && this.dataBreakpoints(lin, access)) {
       return phys; // a watched page: no TLB entry
     }
+    if (this.acActive && user) return phys; // alignment checks: user accesses stay slow
     // fill the TLB for RAM/ROM pages
     const pp = Math.floor(phys / 4096);
     if (pp < this.ramPages && !sys) {
@@ -895,6 +914,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   private rdSlow(lin: number, size: 2 | 4): number {
+    if (this.acActive && this.cpl === 3 && (lin & (size - 1)) !== 0) this.fault(ACF, 0);
     if (((lin & 0xfff) + size) <= 0x1000) {
       this.accSize = size;
       const a = this.translate(lin, 0);
@@ -957,6 +977,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   private wrSlow(lin: number, size: 2 | 4, v: number): void {
+    if (this.acActive && this.cpl === 3 && (lin & (size - 1)) !== 0) this.fault(ACF, 0);
     if (((lin & 0xfff) + size) <= 0x1000) {
       this.accSize = size;
       const a = this.translate(lin, 1);
@@ -1161,6 +1182,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.eflags = ((old & ~changeable) | (v & changeable) | 2) & ~0x8028;
     this.lop = 0;
     if (((old ^ this.eflags) & (IF | TF | VM)) !== 0) this.blockExit = true;
+    if (((old ^ this.eflags) & AC) !== 0) this.updateAc();
   }
 
   /** The mask of EFLAGS bits POPF/IRET may change at the current privilege. */
