@@ -51,6 +51,7 @@ const EXCLUSIONS = {
   str: "string instruction overrunning offset FFFFh: the 286 has already stepped SI/DI at the #GP",
   fsgs: "MOV to/from FS/GS: the 286 has no FS/GS (#UD), 386+ does",
   long: "instruction over 10 bytes: the 286 raises #GP, P6 allows 15",
+  lock: "LOCK on an instruction that cannot take it: the 286 ignores it, 386+ raises #UD",
 };
 type Exclusion = keyof typeof EXCLUSIONS;
 const STRING_FORMS = [
@@ -159,6 +160,10 @@ function runVector(cpu: Cpu, v: Vector, flagsMask: number, form: string): string
   let steps = 0;
   while (!cpu.halted && steps++ < 100) cpu.run(1);
   if (v.exception?.number === 13 && firstExc === 12) return "excluded:ss";
+  const opAt = v.bytes.findIndex((b) => !PREFIXES.includes(b));
+  if (firstExc === 6 && v.exception?.number !== 6 && v.bytes.slice(0, opAt).includes(0xf0)) {
+    return "excluded:lock";
+  }
   if (v.exception?.number === 13 && firstExc === 13 && STRING_FORMS.includes(form)) {
     return "excluded:str";
   }

@@ -6,7 +6,7 @@
  */
 
 import { type Cpu, CpuFault } from "./cpu.ts";
-import { CS, DS, GP, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS } from "./consts.ts";
+import { CS, DS, GP, I_B, I_BS, I_J8, I_JV, I_O, I_P, I_V, I_W, I_WB, SS, UD } from "./consts.ts";
 import { Block, type EaFn, type Handler, Instr, ZERO16, ZERO32 } from "./instr.ts";
 import { fuse, specialize } from "./fast.ts";
 import { OPCODES, type OpEntry, UD_ENTRY, writesMemory } from "./ops.ts";
@@ -97,6 +97,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   let asz = code32;
   let seg = -1;
   let rep = 0;
+  let lock = false;
   let b: number;
   for (let n = 0;; n++) {
     b = fb(cpu);
@@ -107,7 +108,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
     else if (b === 0x64 || b === 0x65) seg = b - 0x60;
     else if (b === 0xf3) rep = 1;
     else if (b === 0xf2) rep = 2;
-    else if (b === 0xf0) continue;
+    else if (b === 0xf0) lock = true;
     else break;
   }
   let opc = b;
@@ -224,7 +225,31 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   }
   // REP string instructions may restart themselves, which needs EIP: they end blocks too
   lastEnds = e.end || (rep !== 0 && ((opc >= 0xa4 && opc <= 0xaf) || (opc >= 0x6c && opc <= 0x6f)));
+  if (lock && !lockable(opc, i.regN, i.mem)) {
+    i.fn = lockUd;
+    lastEnds = true;
+  }
   return i;
+}
+
+/** A LOCK prefix on an instruction that cannot take it: #UD (decided once, at decode). */
+const lockUd: Handler = (cpu) => cpu.fault(UD);
+
+/**
+ * Whether LOCK is allowed: the read-modify-write instructions (ADD, ADC, AND, BTC, BTR, BTS,
+ * CMPXCHG, CMPXCHG8B, DEC, INC, NEG, NOT, OR, SBB, SUB, XOR, XADD, XCHG) with a memory destination.
+ */
+function lockable(opc: number, reg: number, mem: boolean): boolean {
+  if (!mem) return false;
+  if (opc < 0x38) return (opc & 7) <= 1; // ALU r/m, r (not CMP 38/39, not the reg/imm forms)
+  if (opc >= 0x80 && opc <= 0x83) return reg !== 7; // group 1 but CMP
+  if (opc === 0x86 || opc === 0x87) return true; // XCHG
+  if (opc === 0xf6 || opc === 0xf7) return reg === 2 || reg === 3; // NOT, NEG
+  if (opc === 0xfe || opc === 0xff) return reg <= 1; // INC, DEC
+  if (opc === 0x1ab || opc === 0x1b3 || opc === 0x1bb) return true; // BTS, BTR, BTC
+  if (opc === 0x1ba) return reg >= 5; // BTS/BTR/BTC imm8
+  if (opc === 0x1b0 || opc === 0x1b1 || opc === 0x1c0 || opc === 0x1c1) return true;
+  return opc === 0x1c7 && reg === 1; // CMPXCHG8B
 }
 
 /** Decodes the block starting at linear `lin` (physical `phys`). */
@@ -245,7 +270,7 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
     i.end = (p - lin + i.len) | 0;
     p = (p + i.len) | 0;
     const prev = b.ins.length > 0 ? b.ins[b.ins.length - 1] : null;
-    if (prev === null || !fuse(prev, i)) b.ins.push(i);
+    if (prev === null || i.fn === lockUd || !fuse(prev, i)) b.ins.push(i);
     if (crosses) {
       b.cacheable = false;
       break;
