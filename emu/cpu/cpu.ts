@@ -514,20 +514,19 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.segBase[seg] = base;
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
-    // expand-down data segments: offsets above the limit are the valid ones (not checked here)
     this.segCheck(seg);
   }
 
   /**
    * Derives the limit checks of segment `seg` from its cache: reads and writes up to the limit
-   * (expand-down: unchecked), and in protected mode the type rules: a null selector faults on
+   * (expand-down: every access goes to limitFault, which checks it), and in protected mode the type rules: a null selector faults on
    * any access, code is never writable and execute-only code is not readable, read-only data is
    * not writable. Real and virtual-8086 mode check limits only.
    */
   segCheck(seg: number): void {
     const attr = this.segAttr[seg];
     const limit = this.segLimit[seg];
-    const chk = (attr & 0x1c) === 0x14 ? 0xffffffff : limit;
+    const chk = (attr & 0x1c) === 0x14 ? -1 : limit; // expand-down: checked in limitFault
     if ((this.cr0 & 1) === 0 || (this.eflags & 0x20000) !== 0) {
       this.segChk[seg] = this.segChkW[seg] = chk;
       return;
@@ -541,9 +540,23 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.segChkW[seg] = code || (attr & 2) === 0 ? -1 : chk;
   }
 
-  /** A memory operand at offset off (+n more bytes) in segment seg is outside the limit. */
-  limitFault(seg: number): never {
-    return this.fault(seg === 2 ? 12 : 13, 0);
+  /**
+   * A memory operand at offset off (+n more bytes) in segment seg failed the quick limit check:
+   * #SS(0) or #GP(0). Expand-down data segments always come here (their quick check fails every
+   * access): for them the valid offsets are limit+1 up to 0xFFFF (B clear) or 0xFFFFFFFF, and an
+   * access inside returns normally.
+   */
+  limitFault(seg: number, off: number, n: number, write: boolean): void {
+    const attr = this.segAttr[seg];
+    if ((attr & 0x1c) === 0x14) {
+      const pm = (this.cr0 & 1) !== 0 && (this.eflags & 0x20000) === 0;
+      if (!pm || ((attr & 0x80) !== 0 && (!write || (attr & 2) !== 0))) {
+        const upper = (attr & 0x4000) !== 0 ? 0xffffffff : 0xffff;
+        const o = off >>> 0;
+        if (o > this.segLimit[seg] && o + n <= upper) return;
+      }
+    }
+    this.fault(seg === 2 ? 12 : 13, 0);
   }
 
   // ------------------------------------------------------------------ blocks
@@ -1124,7 +1137,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   push16(v: number): void {
     const sp = (this.r32[4] - 2) & this.spMask;
-    if (sp + 1 > this.segChk[SS]) this.limitFault(SS);
+    if (sp + 1 > this.segChk[SS]) this.limitFault(SS, sp, 1, true);
     this.wr16((this.segBase[SS] + sp) | 0, v);
     if (this.spMask === 0xffff) this.r16[8] = sp;
     else this.r32[4] = sp;
@@ -1132,7 +1145,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   push32(v: number): void {
     const sp = (this.r32[4] - 4) & this.spMask;
-    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS);
+    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS, sp >>> 0, 3, true);
     this.wr32((this.segBase[SS] + sp) | 0, v);
     if (this.spMask === 0xffff) this.r16[8] = sp;
     else this.r32[4] = sp;
@@ -1145,7 +1158,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   pop16(): number {
     const sp = this.r32[4] & this.spMask;
-    if ((sp >>> 0) + 1 > this.segChk[SS]) this.limitFault(SS);
+    if ((sp >>> 0) + 1 > this.segChk[SS]) this.limitFault(SS, sp >>> 0, 1, false);
     const v = this.rd16((this.segBase[SS] + sp) | 0);
     if (this.spMask === 0xffff) this.r16[8] = sp + 2;
     else this.r32[4] = sp + 4 - 2;
@@ -1154,7 +1167,7 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   pop32(): number {
     const sp = this.r32[4] & this.spMask;
-    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS);
+    if ((sp >>> 0) + 3 > this.segChk[SS]) this.limitFault(SS, sp >>> 0, 3, false);
     const v = this.rd32((this.segBase[SS] + sp) | 0);
     if (this.spMask === 0xffff) this.r16[8] = sp + 4;
     else this.r32[4] = sp + 4;
@@ -1168,7 +1181,9 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Reads the stack at ESP+off without popping. */
   peek(sz: number, off: number): number {
     const o = (this.r32[4] + off) & this.spMask;
-    if ((o >>> 0) + (sz === 2 ? 3 : 1) > this.segChk[SS]) this.limitFault(SS);
+    if ((o >>> 0) + (sz === 2 ? 3 : 1) > this.segChk[SS]) {
+      this.limitFault(SS, o >>> 0, sz === 2 ? 3 : 1, false);
+    }
     const lin = (this.segBase[SS] + o) | 0;
     return sz === 2 ? this.rd32(lin) : this.rd16(lin);
   }

@@ -24,33 +24,33 @@ export function regIndex(sz: number, n: number): number {
 // Each address function also checks the segment limit for the operand's size.
 const ea16: EaFn = (cpu, i) => {
   const off = (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;
-  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg, off, i.accN, false);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const ea32: EaFn = (cpu, i) => {
   const off = (cpu.r32[i.base] + (cpu.r32[i.index] << i.scale) + i.disp) >>> 0;
-  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg, off, i.accN, false);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const ea32Base: EaFn = (cpu, i) => {
   const off = (cpu.r32[i.base] + i.disp) >>> 0;
-  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg, off, i.accN, false);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 // The same for operands the instruction writes: they also need a writable segment.
 const ea16w: EaFn = (cpu, i) => {
   const off = (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;
-  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg, off, i.accN, true);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const ea32w: EaFn = (cpu, i) => {
   const off = (cpu.r32[i.base] + (cpu.r32[i.index] << i.scale) + i.disp) >>> 0;
-  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg, off, i.accN, true);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const ea32Basew: EaFn = (cpu, i) => {
   const off = (cpu.r32[i.base] + i.disp) >>> 0;
-  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChkW[i.seg]) cpu.limitFault(i.seg, off, i.accN, true);
   return (cpu.segBase[i.seg] + off) | 0;
 };
 const eaNone: EaFn = () => 0;

@@ -516,7 +516,9 @@ const hEnter: Handler = (cpu, i) => {
 };
 const hLeave: Handler = (cpu, i) => {
   const bp = cpu.r32[5] & cpu.spMask;
-  if ((bp >>> 0) + (i.sz === 2 ? 3 : 1) > cpu.segChk[SS]) cpu.limitFault(SS);
+  if ((bp >>> 0) + (i.sz === 2 ? 3 : 1) > cpu.segChk[SS]) {
+    cpu.limitFault(SS, bp >>> 0, i.sz === 2 ? 3 : 1, false);
+  }
   const v = i.sz === 2
     ? cpu.rd32((cpu.segBase[SS] + bp) | 0)
     : cpu.rd16((cpu.segBase[SS] + bp) | 0);

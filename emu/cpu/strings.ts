@@ -23,12 +23,12 @@ export function diAdvance(cpu: Cpu, i: Instr, d: number): void {
 }
 export function srcLin(cpu: Cpu, i: Instr): number {
   const off = i.asz ? cpu.r32[6] >>> 0 : cpu.r16[12];
-  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg);
+  if (off + i.accN > cpu.segChk[i.seg]) cpu.limitFault(i.seg, off, i.accN, false);
   return (cpu.segBase[i.seg] + off) | 0;
 }
 export function dstLin(cpu: Cpu, i: Instr): number {
   const off = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];
-  if (off + i.accN > cpu.segChkW[ES]) cpu.limitFault(ES);
+  if (off + i.accN > cpu.segChkW[ES]) cpu.limitFault(ES, off, i.accN, true);
   return (cpu.segBase[ES] + off) | 0;
 }
 export function count(cpu: Cpu, i: Instr): number {
