@@ -226,14 +226,20 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
     const oldCpl = cpu.cpl;
     const oEs = cpu.segSel[ES], oDs = cpu.segSel[DS], oFs = cpu.segSel[FS], oGs = cpu.segSel[GS];
     cpu.setCpl(dpl);
+    // leaving v86 mode first: the ring-0 stack's size comes from its own B bit (a 32-bit ESP0
+    // above 64 KiB must not be cut to SP)
+    if (vm) cpu.eflags &= ~VM;
     try {
       switchStack(cpu, tssSs, tssEsp, dpl);
     } catch (e) {
       cpu.setCpl(oldCpl);
+      if (vm) {
+        cpu.eflags |= VM;
+        cpu.modeChanged();
+      }
       throw e;
     }
     if (vm) {
-      cpu.eflags &= ~VM;
       pushTo(cpu, gate32, oGs);
       pushTo(cpu, gate32, oFs);
       pushTo(cpu, gate32, oDs);
