@@ -756,8 +756,12 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
       } else continue;
     } else if (k === 5 && depth >= 1) { // unary
       const o = ext && depth >= 2
-        ? rng.pick([0xfa, 0xe1, 0xe0, 0xf8, 0xf5, 0xfd])
+        ? rng.pick([0xfa, 0xe1, 0xe0, 0xf8, 0xf5, 0xfd, 0xe5, 0xf4])
+        : ext
+        ? rng.pick([0xfa, 0xe1, 0xe0, 0xe5])
         : rng.pick([0xfa, 0xe1, 0xe0]);
+      if (o === 0xf4 && depth >= 6) continue;
+      if (o === 0xf4) depth++;
       bytes.push(0xd9, o);
       text.push(
         {
@@ -786,8 +790,14 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
     } else if (k === 8 && depth >= 1) { // FIST/FISTP/FRNDINT under a rounding mode
       const rc = rng.int(4);
       bytes.push(0xd9, ...m(5, X_CW + rc * 2));
-      const f = rng.int(ext ? 4 : 3);
+      const f = rng.int(ext ? 5 : 3);
       if (f === 0) bytes.push(0xd9, 0xfc), text.push(`frndint rc${rc}`);
+      else if (f === 4 && depth < 6) { // FLDL2T/L2E/PI/LG2/LN2: rounded by RC
+        const c = 0xe9 + rng.int(5);
+        bytes.push(0xd9, c);
+        text.push(`fldconst${c - 0xe8} rc${rc}`);
+        depth++;
+      } else if (f === 4) continue;
       else if (f === 3) { // FST m64 / m32 (extended mode): rounds a 64-bit value by RC
         const single = rng.int(2) === 1;
         bytes.push(single ? 0xd9 : 0xdd, ...m(2, X_OUT + rng.int(6) * 10));

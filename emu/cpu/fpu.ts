@@ -669,20 +669,53 @@ function compareRegs(fpu: Fpu, i: number, unordered: boolean): void {
 function fxam(fpu: Fpu): void {
   fpu.sw &= ~(C0 | C1 | C2 | C3);
   const p = fpu.top & 7;
-  const v = fpu.val[p];
-  if (
-    Object.is(v, -0) || v < 0 || (Number.isNaN(v) && fpu.rawValid[p] && (fpu.rawSe[p] & 0x8000))
-  ) {
-    fpu.sw |= C1;
+  let se: number, hi: number, lo: number;
+  if (fpu.rawValid[p]) {
+    se = fpu.rawSe[p];
+    hi = fpu.rawHi[p];
+    lo = fpu.rawLo[p];
+  } else {
+    numberToF80(fpu.val[p]);
+    se = f80Se;
+    hi = f80Hi;
+    lo = f80Lo;
   }
+  if ((se & 0x8000) !== 0) fpu.sw |= C1;
+  const e = se & 0x7fff, mant = (hi | lo) !== 0, j = (hi & 0x80000000) !== 0;
   if (fpu.isEmpty(0)) fpu.sw |= C0 | C3;
-  else if (Number.isNaN(v)) fpu.sw |= C0;
-  else if (!Number.isFinite(v)) fpu.sw |= C0 | C2;
-  else if (v === 0) fpu.sw |= C3;
-  else fpu.sw |= C2;
+  else if (e === 0x7fff) fpu.sw |= !j ? 0 : ((hi & 0x7fffffff) | lo) === 0 ? C0 | C2 : C0;
+  else if (e === 0) fpu.sw |= mant ? C2 | C3 : C3; // denormal / zero
+  else if (j) fpu.sw |= C2; // normal (an unnormal is "unsupported": 0)
 }
 
 const CONSTS = [1, Math.log2(10), Math.LOG2E, Math.PI, Math.LOG10E / Math.LOG2E, Math.LN2, 0];
+/**
+ * FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2 as 80-bit images truncated to 64 mantissa bits (sign/
+ * exponent, high, low) and whether the exact value lies above the truncation by at least half
+ * an ulp (round to nearest goes up). RC up rounds every one of them up (they are inexact).
+ */
+const CONST80: readonly (readonly [number, number, number, boolean])[] = [
+  [0x4000, 0xd49a784b, 0xcd1b8afe, false], // log2(10) = ...8AFE 49..
+  [0x3fff, 0xb8aa3b29, 0x5c17f0bb, true], // log2(e)  = ...F0BB BE..
+  [0x4000, 0xc90fdaa2, 0x2168c234, true], // pi       = ...C234 C4..
+  [0x3ffd, 0x9a209a84, 0xfbcff798, true], // log10(2) = ...F798 8F..
+  [0x3ffe, 0xb17217f7, 0xd1cf79ab, true], // ln(2)    = ...79AB C9..
+];
+
+/** FLD constant k (1..5) rounded by RC (positive constants: down and chop truncate). */
+function ldConst(fpu: Fpu, k: number): void {
+  const [se, hi, lo, halfUp] = CONST80[k - 1];
+  const overflow = !fpu.isEmpty(7);
+  fpu.push(CONSTS[k]);
+  if (overflow) return; // the indefinite
+  const rc = (fpu.cw >> 10) & 3;
+  const up = rc === 0 ? halfUp : rc === 2;
+  const p = fpu.top;
+  fpu.rawValid[p] = 1;
+  fpu.rawSe[p] = se;
+  fpu.rawHi[p] = hi | 0;
+  fpu.rawLo[p] = up ? (lo + 1) | 0 : lo | 0; // no carry out of the low half for these five
+}
 
 /** Partial remainder (FPREM: truncating; FPREM1: IEEE round-to-nearest), exact. */
 function prem(fpu: Fpu, ieee: boolean): void {
@@ -1082,7 +1115,8 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           break;
         case 5:
           if (r < 7) {
-            fpu.push(CONSTS[r]);
+            if (r >= 1 && r <= 5) ldConst(fpu, r);
+            else fpu.push(CONSTS[r]);
             return;
           }
           break;
@@ -1213,6 +1247,27 @@ function transcendental(fpu: Fpu, k: number): void {
       return;
     }
     case 4: { // FXTRACT
+      clearFlags();
+      ldReg(fpu, 0, 0);
+      if (uK[0] === K_FIN && !fpu.isEmpty(7)) {
+        fpu.push(NaN); // stack overflow
+        return;
+      }
+      if (uK[0] === K_FIN) {
+        // exact: the exponent (a small integer) replaces ST(0), the significand is pushed
+        const sign = uS[0], e = uE[0], h = uH[0], l = uL[0];
+        fpu.sw |= rFlags & 0x2; // DE
+        fpu.set(0, e);
+        fpu.push(0);
+        const p = fpu.top;
+        fpu.val[p] = f80ToNumber((sign << 15) | 0x3fff, h, l);
+        fpu.rawValid[p] = 1;
+        fpu.rawSe[p] = (sign << 15) | 0x3fff;
+        fpu.rawHi[p] = h | 0;
+        fpu.rawLo[p] = l | 0;
+        fpu.tag &= ~(3 << (p * 2));
+        return;
+      }
       const v = fpu.get(0);
       if (v === 0) {
         fpu.sw |= ZE;
