@@ -12,6 +12,9 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { buildLinuxGuest, DISK_TEXT, MARKER, missingInputs } from "./guests/linux/build.ts";
 import { haveCommand, runDemu, type RunResult } from "./guests/pc/run.ts";
 import { buildAcpiFwCfg, buildAcpiTables } from "../emu/firmware/acpi.ts";
+import { Machine } from "../emu/machine.ts";
+import { IdeDrive, PiixIde } from "../emu/hw/ide.ts";
+import { openImage } from "@demu/block";
 
 const WHY = missingInputs();
 if (WHY) {
@@ -215,4 +218,39 @@ Deno.test("linux: the DSDT declares the PCI host bridge (PNP0A03) Linux enumerat
   const k = buildAcpiTables({ base: 0xe0000, pmBase: 0x600, gpe0: 0xafe0, sciIrq: 9 });
   const text = new TextDecoder("latin1").decode(k.bytes);
   ok(text.includes("DSDT") && text.includes("PCI0\x08_HID"), "no PCI0 in the -kernel DSDT");
+});
+
+Deno.test("linux: after an ATA soft reset, device 0's signature is in the task file (libata probe)", async () => {
+  // libata resets each channel (SRST through the control port) and classifies device 0 from
+  // the signature left in the task file: nsect=lbal=1, error=1, lbam/lbah 0/0 for a disk and
+  // 0x14/0xEB for ATAPI. An absent device 1 must not overwrite it.
+  const dir = await Deno.makeTempDir({ prefix: "demu-linux-ide-" });
+  try {
+    const m = new Machine(new Uint8Array(2 << 20), null);
+    const ide = new PiixIde(m);
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(64 * 512));
+    const disk = new IdeDrive("disk", await openImage(`${dir}/d.img`, { format: "raw" }), "QM1");
+    await disk.open();
+    ide.attach(0, 0, disk);
+    const cd = new IdeDrive("cdrom", null, "QM3");
+    await cd.open();
+    ide.attach(1, 0, cd);
+    try {
+      for (const [cmd, ctl, lbam, lbah] of [[0x1f0, 0x3f6, 0, 0], [0x170, 0x376, 0x14, 0xeb]]) {
+        m.io.write(cmd + 6, 1, 0xa0);
+        m.io.write(cmd + 2, 1, 0x55); // leftovers of the presence check
+        m.io.write(cmd + 3, 1, 0xaa);
+        m.io.write(ctl, 1, 0x06); // SRST | nIEN
+        m.io.write(ctl, 1, 0x02);
+        m.io.write(cmd + 6, 1, 0xa0);
+        const regs = [1, 2, 3, 4, 5].map((r) => m.io.read(cmd + r, 1));
+        deepStrictEqual(regs, [1, 1, 1, lbam, lbah], `signature at ${cmd.toString(16)}`);
+        strictEqual(m.io.read(cmd + 7, 1) & 0x80, 0, "not busy after the reset");
+      }
+    } finally {
+      await disk.driver!.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -175,7 +175,10 @@ export class IdeChannel {
     if (!(this.control & SRST) && (v & SRST)) {
       this.status = 0x80; // BSY while reset is asserted
     } else if ((this.control & SRST) && !(v & SRST)) {
-      for (const u of [0, 1]) {
+      // The channel keeps one task file for both drives: drive 0's signature must be the one
+      // left in it (Linux's libata classifies device 0 from it right after the reset; with
+      // drive 1's "no device" 0xFF/0xFF there it found no disk and no CD-ROM).
+      for (const u of [1, 0]) {
         this.unit = u;
         this.#signature();
       }
