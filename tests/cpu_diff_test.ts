@@ -771,6 +771,8 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
           0xf8: "fprem",
           0xf5: "fprem1",
           0xfd: "fscale",
+          0xe5: "fxam",
+          0xf4: "fxtract",
         }[
           o
         ] as string,
@@ -820,14 +822,15 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
       if (pop) depth--;
     } else continue;
   }
-  // status word (C0, C2, C3, TOP, IE, ZE; C1 is the host's round-up bit) into AX, then empty the stack into the outputs
+  // status word (C0-C3 with C1 the round-up bit, TOP, every exception flag) into AX, then empty
+  // the stack into the outputs
   bytes.push(0xdf, 0xe0);
   for (let k = 0; k < depth; k++) {
     if (ext) bytes.push(0xdb, ...m(7, X_OUT + k * 10));
     else bytes.push(0xdd, ...m(3, X_OUT + k * 8));
   }
   bytes.push(0xdb, 0xe3); // fninit: leave the host FPU as the ABI expects
-  return { bytes, undef, text, eaxMask: 0x4500 | 0x3800 | 0x05 };
+  return { bytes, undef, text, eaxMask: 0x4700 | 0x3800 | 0x3f };
 }
 
 Deno.test({

@@ -284,14 +284,23 @@ function roundRc(fpu: Fpu, v: number): number {
 
 // ------------------------------------------------------------------ memory operands
 
+/**
+ * The last m32/m64 operand was a denormal in its own format: DE for FLD, and for arithmetic and
+ * compares when the operation really uses its value (not with a NaN, not x/0).
+ */
+let memDenormal = false;
 function ld32f(cpu: Cpu, lin: number): number {
   scratch.setInt32(0, cpu.rd32(lin), true);
-  return scratch.getFloat32(0, true);
+  const v = scratch.getFloat32(0, true);
+  memDenormal = v !== 0 && Math.abs(v) < 2 ** -126;
+  return v;
 }
 function ld64f(cpu: Cpu, lin: number): number {
   scratch.setInt32(0, cpu.rd32(lin), true);
   scratch.setInt32(4, cpu.rd32((lin + 4) | 0), true);
-  return scratch.getFloat64(0, true);
+  const v = scratch.getFloat64(0, true);
+  memDenormal = v !== 0 && Math.abs(v) < 2 ** -1022;
+  return v;
 }
 function st32f(cpu: Cpu, lin: number, v: number): void {
   scratch.setFloat32(0, v, true);
@@ -371,6 +380,7 @@ function fistX(fpu: Fpu, cpu: Cpu, lin: number, bytes: number): void {
 /** FST/FSTP m32 or m64: ST(0) rounded from its exact value by RC into the format's range. */
 function fstX(fpu: Fpu, cpu: Cpu, lin: number, single: boolean): void {
   clearFlags();
+  fpu.sw &= ~C1;
   ldReg(fpu, 0, 0);
   let v = uV[0];
   if (uK[0] === K_FIN) {
@@ -497,9 +507,13 @@ function ldReg(fpu: Fpu, s: number, i: number): void {
 /** Loads a number (a memory operand: exact in extended precision) into slot s. */
 function ldNum(s: number, v: number): void {
   uV[s] = v;
+  if (memDenormal) rFlags0 |= 0x2; // DE, applied with the result
   numberToF80(v);
   unpack(s, f80Se, f80Hi, f80Lo);
 }
+
+/** DE of a memory operand (ldNum), raised only where the operation uses the value. */
+let rFlags0 = 0;
 
 /** Writes the packed result (rSe/rHi/rLo) to ST(i). */
 function setResult(fpu: Fpu, i: number): void {
@@ -556,6 +570,7 @@ function arithX(fpu: Fpu, op: number, dst: number): void {
     op--;
   }
   const ka = uK[0], kb = uK[1];
+  fpu.sw &= ~C1;
   if (ka === K_BAD || kb === K_BAD) {
     fpu.sw |= IE;
     fpu.set(dst, NaN);
@@ -588,6 +603,7 @@ function arithX(fpu: Fpu, op: number, dst: number): void {
   else if (op === 1) mulX(prec, rc);
   else divX(prec, rc);
   applyFlags(fpu);
+  fpu.sw |= rFlags0;
   setResult(fpu, dst);
 }
 
@@ -638,6 +654,7 @@ function compareX(fpu: Fpu, unordered: boolean): number {
     if (!unordered || snan || ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
     return 3;
   }
+  fpu.sw |= rFlags0;
   const c = cmpX();
   return c > 0 ? 0 : c < 0 ? 1 : 2;
 }
@@ -656,7 +673,6 @@ function compareFlags(cpu: Cpu, fpu: Fpu, unordered: boolean): void {
   let f = cpu.eflags & ~(0x1 | 0x4 | 0x40 | 0x10 | 0x80 | 0x800);
   f |= c === 3 ? 0x1 | 0x4 | 0x40 : c === 1 ? 0x1 : c === 2 ? 0x40 : 0;
   cpu.eflags = f;
-  fpu.sw &= ~C1;
 }
 
 /** Loads ST(0) and ST(i) and compares them (FCOM family). */
@@ -723,8 +739,8 @@ function prem(fpu: Fpu, ieee: boolean): void {
   ldReg(fpu, 0, 0);
   ldReg(fpu, 1, 1);
   const ka = uK[0], kb = uK[1];
-  // invalid operands: reduction complete (C2 clear), the other codes as they were
-  if (ka >= K_NAN || kb >= K_NAN || kb === K_ZERO || ka === K_INF) fpu.sw &= ~C2;
+  // invalid operands: reduction complete (C1, C2 clear), C0 and C3 as they were
+  if (ka >= K_NAN || kb >= K_NAN || kb === K_ZERO || ka === K_INF) fpu.sw &= ~(C1 | C2);
   if (ka >= K_NAN || kb >= K_NAN) {
     if (ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
     if (ka === K_NAN || kb === K_NAN) {
@@ -899,6 +915,8 @@ function noWait(esc: number, reg: number, mem: boolean, rm: number): boolean {
 export function fpuEscape(cpu: Cpu, i: Instr): void {
   if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.fault(NM);
   const fpu = fpuOf(cpu);
+  memDenormal = false;
+  rFlags0 = 0;
   const esc = i.op;
   const reg = i.regN;
   if (!noWait(esc, reg, i.mem, i.rmN)) pendingCheck(cpu, fpu);
@@ -959,6 +977,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
         switch (reg) {
           case 0:
             fpu.push(ld32f(cpu, lin));
+            if (memDenormal) fpu.sw |= 0x2; // DE
             return;
           case 2:
             fstX(fpu, cpu, lin, true);
@@ -987,7 +1006,9 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             ld80(fpu, cpu, lin);
             return;
           case 7:
+            fpu.get(0); // an empty ST(0): stack underflow
             st80(fpu, cpu, lin, 0);
+            fpu.sw &= ~C1;
             fpu.pop();
             return;
         }
@@ -996,6 +1017,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
         switch (reg) {
           case 0:
             fpu.push(ld64f(cpu, lin));
+            if (memDenormal) fpu.sw |= 0x2; // DE
             return;
           case 2:
             fstX(fpu, cpu, lin, false);
@@ -1088,6 +1110,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           fpu.get(0);
           fpu.get(r);
           fpu.swap(0, r);
+          fpu.sw &= ~C1;
           return;
         case 2: // FNOP
           if (r === 0) return;
@@ -1315,6 +1338,7 @@ function transcendental(fpu: Fpu, k: number): void {
       return;
     }
     case 10: { // FSQRT
+      fpu.sw &= ~C1;
       clearFlags();
       ldReg(fpu, 0, 0);
       const k = uK[0];
@@ -1337,6 +1361,7 @@ function transcendental(fpu: Fpu, k: number): void {
       return;
     }
     case 12: // FRNDINT
+      fpu.sw &= ~C1;
       clearFlags();
       ldReg(fpu, 0, 0);
       if (uK[0] === K_FIN) {
