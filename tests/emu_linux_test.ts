@@ -254,3 +254,12 @@ Deno.test("linux: after an ATA soft reset, device 0's signature is in the task f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("linux: the PIIX IDE timing registers keep SeaBIOS's decode-enable bits (ata_piix)", () => {
+  // SeaBIOS writes 0x8000 to IDETIM (0x40, 0x42); ata_piix skips a channel whose bit 15 is clear.
+  const ide = new PiixIde(new Machine(new Uint8Array(2 << 20), null));
+  ide.writeConfig(0x40, 2, 0x8000);
+  ide.writeConfig(0x42, 2, 0x8000);
+  strictEqual(ide.readConfig(0x41, 1) & 0x80, 0x80, "primary channel enabled");
+  strictEqual(ide.readConfig(0x43, 1) & 0x80, 0x80, "secondary channel enabled");
+});

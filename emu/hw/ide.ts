@@ -919,6 +919,10 @@ export class PiixIde extends PciDevice {
   constructor(machine: Machine) {
     super(0x8086, 0x7010, 0x010180, 0x00);
     this.machine = machine;
+    // The timing registers (IDETIM at 0x40/0x42, SIDETIM, UDMA) are read-write as in QEMU:
+    // SeaBIOS sets their decode-enable bits (0x41/0x43 bit 7) and Linux's ata_piix ignores a
+    // channel whose bit is clear.
+    this.wmask.fill(0xff, 0x40, 0x100);
     this.channels = [new IdeChannel(machine, 14, 0), new IdeChannel(machine, 15, 1)];
     this.channels[0].register(0x1f0, 0x3f6);
     this.channels[1].register(0x170, 0x376);
