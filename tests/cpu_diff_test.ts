@@ -741,12 +741,27 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
       else if (f === 2) bytes.push(0xd9, rng.pick([0xe8, 0xee])), text.push("fld1/z");
       else if (depth > 0) bytes.push(0xd9, 0xc0 + i), text.push(`fld st${i}`);
       else continue;
+      if (ext && f === 0 && rng.int(3) === 0) { // replace: FLD m32 or FILD m64/m16 instead
+        bytes.length -= 3;
+        text.pop();
+        const g = rng.int(3);
+        if (g === 0) bytes.push(0xd9, ...m(0, X_IN + rng.int(32) * 4)), text.push("fld m32");
+        else if (g === 1) bytes.push(0xdf, ...m(5, X_IN + rng.int(16) * 8)), text.push("fild m64");
+        else bytes.push(0xdf, ...m(0, X_INT + rng.int(16) * 2)), text.push("fild m16");
+      }
       depth++;
     } else if (k <= 4 && depth >= 1) { // arithmetic with memory or registers
       const op = rng.pick([0, 1, 4, 5, 6, 7]);
-      const f = rng.int(4);
+      const f = rng.int(ext ? 7 : 4);
       if (f === 0) bytes.push(0xdc, ...m(op, X_IN + rng.int(16) * 8)), text.push(`farith${op} m64`);
-      else if (f === 1) bytes.push(0xd8, 0xc0 + op * 8 + i), text.push(`farith${op} st0,st${i}`);
+      // extended mode also: m32 floats (any 4 input bytes: NaNs, denormals), m32 and m16 integers
+      else if (f === 4) {
+        bytes.push(0xd8, ...m(op, X_IN + rng.int(32) * 4)), text.push(`farith${op} m32`);
+      } else if (f === 5) {
+        bytes.push(0xda, ...m(op, X_INT + rng.int(8) * 4)), text.push(`fiarith${op} m32`);
+      } else if (f === 6) {
+        bytes.push(0xde, ...m(op, X_INT + rng.int(16) * 2)), text.push(`fiarith${op} m16`);
+      } else if (f === 1) bytes.push(0xd8, 0xc0 + op * 8 + i), text.push(`farith${op} st0,st${i}`);
       else if (f === 2) bytes.push(0xdc, 0xc0 + op * 8 + i), text.push(`farith${op} st${i},st0`);
       else if (depth >= 2) {
         const j = 1 + rng.int(depth - 1);
@@ -804,6 +819,14 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
         const single = rng.int(2) === 1;
         bytes.push(single ? 0xd9 : 0xdd, ...m(2, X_OUT + rng.int(6) * 10));
         text.push(`fst m${single ? 32 : 64} rc${rc}`);
+      } else if (ext && rng.int(3) === 0) { // FIST m16 or FISTP m64 (into an output slot)
+        if (f === 1) {
+          bytes.push(0xdf, ...m(2, X_IOUT + rng.int(12) * 2)), text.push(`fist m16 rc${rc}`);
+        } else {
+          bytes.push(0xdf, ...m(7, X_OUT + rng.int(6) * 10));
+          text.push(`fistp m64 rc${rc}`);
+          depth--;
+        }
       } else {
         bytes.push(0xdb, ...m(f === 1 ? 2 : 3, X_IOUT + rng.int(6) * 4));
         text.push(`fist${f === 2 ? "p" : ""} rc${rc}`);

@@ -289,17 +289,23 @@ function roundRc(fpu: Fpu, v: number): number {
  * compares when the operation really uses its value (not with a NaN, not x/0).
  */
 let memDenormal = false;
+/** The last m32/m64 operand was a signalling NaN (IE when used; loaded as a quiet NaN). */
+let memSnan = false;
 function ld32f(cpu: Cpu, lin: number): number {
-  scratch.setInt32(0, cpu.rd32(lin), true);
+  const bits = cpu.rd32(lin);
+  scratch.setInt32(0, bits, true);
   const v = scratch.getFloat32(0, true);
   memDenormal = v !== 0 && Math.abs(v) < 2 ** -126;
+  memSnan = (bits & 0x7fc00000) === 0x7f800000 && (bits & 0x3fffff) !== 0;
   return v;
 }
 function ld64f(cpu: Cpu, lin: number): number {
-  scratch.setInt32(0, cpu.rd32(lin), true);
-  scratch.setInt32(4, cpu.rd32((lin + 4) | 0), true);
+  const lo = cpu.rd32(lin), hi = cpu.rd32((lin + 4) | 0);
+  scratch.setInt32(0, lo, true);
+  scratch.setInt32(4, hi, true);
   const v = scratch.getFloat64(0, true);
   memDenormal = v !== 0 && Math.abs(v) < 2 ** -1022;
+  memSnan = (hi & 0x7ff80000) === 0x7ff00000 && ((hi & 0x7ffff) | lo) !== 0;
   return v;
 }
 function st32f(cpu: Cpu, lin: number, v: number): void {
@@ -510,6 +516,7 @@ function ldNum(s: number, v: number): void {
   if (memDenormal) rFlags0 |= 0x2; // DE, applied with the result
   numberToF80(v);
   unpack(s, f80Se, f80Hi, f80Lo);
+  if (memSnan) uH[s] &= ~0x40000000; // still signalling: IE where it is used
 }
 
 /** DE of a memory operand (ldNum), raised only where the operation uses the value. */
@@ -915,7 +922,7 @@ function noWait(esc: number, reg: number, mem: boolean, rm: number): boolean {
 export function fpuEscape(cpu: Cpu, i: Instr): void {
   if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.fault(NM);
   const fpu = fpuOf(cpu);
-  memDenormal = false;
+  memDenormal = memSnan = false;
   rFlags0 = 0;
   const esc = i.op;
   const reg = i.regN;
@@ -978,6 +985,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           case 0:
             fpu.push(ld32f(cpu, lin));
             if (memDenormal) fpu.sw |= 0x2; // DE
+            if (memSnan) fpu.sw |= IE; // made quiet
             return;
           case 2:
             fstX(fpu, cpu, lin, true);
@@ -1018,6 +1026,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
           case 0:
             fpu.push(ld64f(cpu, lin));
             if (memDenormal) fpu.sw |= 0x2; // DE
+            if (memSnan) fpu.sw |= IE; // made quiet
             return;
           case 2:
             fstX(fpu, cpu, lin, false);
@@ -1374,6 +1383,7 @@ function transcendental(fpu: Fpu, k: number): void {
       }
       return;
     case 13: { // FSCALE
+      fpu.sw &= ~C1;
       clearFlags();
       ldReg(fpu, 0, 0);
       ldReg(fpu, 1, 1);
