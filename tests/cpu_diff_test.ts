@@ -819,9 +819,13 @@ function x87Program(rng: Rng, n: number, ext = false): Program {
         const single = rng.int(2) === 1;
         bytes.push(single ? 0xd9 : 0xdd, ...m(2, X_OUT + rng.int(6) * 10));
         text.push(`fst m${single ? 32 : 64} rc${rc}`);
-      } else if (ext && rng.int(3) === 0) { // FIST m16 or FISTP m64 (into an output slot)
+      } else if (ext && rng.int(3) === 0) { // FIST m16, FISTP m64 or FBSTP (into an output slot)
         if (f === 1) {
           bytes.push(0xdf, ...m(2, X_IOUT + rng.int(12) * 2)), text.push(`fist m16 rc${rc}`);
+        } else if (rng.int(2) === 0) {
+          bytes.push(0xdf, ...m(6, X_OUT + rng.int(6) * 10));
+          text.push(`fbstp rc${rc}`);
+          depth--;
         } else {
           bytes.push(0xdf, ...m(7, X_OUT + rng.int(6) * 10));
           text.push(`fistp m64 rc${rc}`);

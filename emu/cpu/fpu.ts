@@ -266,22 +266,6 @@ export function numberToF80(v: number): void {
   f80Lo = mlo;
 }
 
-/** Rounds by the control word's RC field. */
-function roundRc(fpu: Fpu, v: number): number {
-  switch ((fpu.cw >> 10) & 3) {
-    case 0: { // nearest even
-      const r = Math.round(v);
-      return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-    }
-    case 1:
-      return Math.floor(v);
-    case 2:
-      return Math.ceil(v);
-    default:
-      return Math.trunc(v);
-  }
-}
-
 // ------------------------------------------------------------------ memory operands
 
 /**
@@ -468,23 +452,47 @@ function ldBcd(fpu: Fpu, cpu: Cpu, lin: number): void {
   setResult(fpu, 0);
 }
 
-function stBcd(fpu: Fpu, cpu: Cpu, lin: number, v: number): void {
+/** FBSTP: ST(0) rounded by RC from its exact value to an 18-digit packed BCD integer. */
+function stBcd(fpu: Fpu, cpu: Cpu, lin: number): void {
   cpu.probeWrite(lin, 10);
-  let r = Math.abs(roundRc(fpu, v));
-  if (!(r < 1e18)) {
+  clearFlags();
+  fpu.sw &= ~C1;
+  ldReg(fpu, 0, 0);
+  const k = uK[0];
+  let hi = 0, lo = 0, bad = k !== K_ZERO && k !== K_FIN;
+  if (k === K_FIN) {
+    roundInt((fpu.cw >> 10) & 3);
+    hi = intHi >>> 0;
+    lo = intLo >>> 0;
+    // at most 18 digits: below 10^18 = 0x0DE0B6B3_A7640000
+    bad = intBig || hi > 0x0de0b6b3 || (hi === 0x0de0b6b3 && lo >= 0xa7640000);
+  }
+  if (bad) {
     fpu.sw |= IE;
-    for (let k = 0; k < 7; k++) cpu.wr8((lin + k) | 0, 0);
+    for (let b = 0; b < 7; b++) cpu.wr8((lin + b) | 0, 0);
     cpu.wr8((lin + 7) | 0, 0xc0);
     cpu.wr8((lin + 8) | 0, 0xff);
     cpu.wr8((lin + 9) | 0, 0xff);
     return;
   }
-  for (let k = 0; k < 9; k++) {
-    const d = r % 100;
-    r = Math.floor(r / 100);
-    cpu.wr8((lin + k) | 0, ((Math.floor(d / 10)) << 4) | (d % 10));
+  fpu.sw |= rFlags & (PE | C1);
+  // split the 60-bit magnitude into two 9-digit halves: long division by 10^9 in 16-bit limbs
+  const limbs = [hi >>> 16, hi & 0xffff, lo >>> 16, lo & 0xffff];
+  let rem = 0;
+  const q: number[] = [];
+  for (const l of limbs) {
+    const cur = rem * 65536 + l;
+    q.push(Math.floor(cur / 1e9));
+    rem = cur % 1e9;
   }
-  cpu.wr8((lin + 9) | 0, v < 0 || Object.is(v, -0) ? 0x80 : 0);
+  let high = ((q[0] * 65536 + q[1]) * 65536 + q[2]) * 65536 + q[3]; // < 10^9: exact
+  let low = rem;
+  // 18 digits, least significant first: nine from each half; byte b holds digits 2b and 2b+1
+  const digits: number[] = [];
+  for (let d = 0; d < 9; d++, low = Math.floor(low / 10)) digits.push(low % 10);
+  for (let d = 0; d < 9; d++, high = Math.floor(high / 10)) digits.push(high % 10);
+  for (let b = 0; b < 9; b++) cpu.wr8((lin + b) | 0, (digits[2 * b + 1] << 4) | digits[2 * b]);
+  cpu.wr8((lin + 9) | 0, uS[0] ? 0x80 : 0);
 }
 
 // ------------------------------------------------------------------ arithmetic
@@ -1056,7 +1064,7 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
             ld64i(fpu, cpu, lin);
             return;
           case 6:
-            stBcd(fpu, cpu, lin, fpu.get(0));
+            stBcd(fpu, cpu, lin);
             fpu.pop();
             return;
           case 7:
