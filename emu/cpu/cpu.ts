@@ -77,7 +77,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   segLimit = new Uint32Array(8);
   /** Descriptor attributes: access byte in bits 0..7, flags nibble (AVL,L,D/B,G) in bits 12..15. */
   segAttr = new Uint16Array(8);
-  /** Highest offset + 1 the EA check allows below: the limit, all ones for expand-down. */
+  /** The highest offset the quick EA check allows: the limit; -1 (all fail) for expand-down. */
   segChk = new Float64Array(8);
   /** The same for writes: -1 where the segment is not writable (protected mode). */
   segChkW = new Float64Array(8);
@@ -519,7 +519,8 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /**
    * Derives the limit checks of segment `seg` from its cache: reads and writes up to the limit
-   * (expand-down: every access goes to limitFault, which checks it), and in protected mode the type rules: a null selector faults on
+   * (expand-down: every access goes to limitFault, which checks it), and in protected mode the
+   * type rules: a null selector faults on
    * any access, code is never writable and execute-only code is not readable, read-only data is
    * not writable. Real and virtual-8086 mode check limits only.
    */

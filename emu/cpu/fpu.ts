@@ -1,12 +1,14 @@
 /**
  * The x87 FPU: the D8..DF escape opcodes, WAIT, FXSAVE/FXRSTOR.
  *
- * Each register keeps its exact 80-bit image (rawValid) beside a double approximation. FADD/FSUB/
- * FMUL/FDIV/FSQRT compute exactly in 64-bit mantissa with integer soft-float (f80.ts) and round
+ * Each register holds a double and, unless that double is the exact value, the 80-bit image
+ * (rawValid); the image is what the arithmetic reads. FADD/FSUB/FMUL/FDIV/FSQRT compute exactly in 64-bit mantissa with integer soft-float (f80.ts) and round
  * by the precision-control (24/53/64 bits) and rounding-control fields; compares, FRNDINT,
- * FSCALE, FPREM/FPREM1, FIST, FST m32/m64 (rounded by RC into the format's range), FBLD and FILD
- * work on the exact image too. The transcendental instructions (FSIN, FCOS, FPTAN, FPATAN,
- * F2XM1, FYL2X, FYL2XP1), FXTRACT and FBSTP still compute with doubles (53 bits).
+ * FSCALE, FPREM/FPREM1, FXTRACT, FXAM, FIST, FBSTP, FST m32/m64 (rounded by RC into the format's
+ * range), FILD, FBLD and the constants (rounded by RC) work on the exact image too, with the
+ * status word (C1 as the round-up bit, IE/DE/ZE/OE/UE/PE) as a P6 sets it. The transcendental
+ * instructions (FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1) still compute with
+ * doubles (53 bits).
  * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
  * instruction when CR0.NE is set (IRQ 13, the CR0.NE=0 route, is not modelled).
  * @module
