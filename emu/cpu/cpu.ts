@@ -97,6 +97,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   dbgData = 0;
   /** Data breakpoints hit by the running instruction (B0-B3). */
   dbgHit = 0;
+  /** A task switch loaded a 32-bit TSS with its T bit set: #DB before its first instruction. */
+  tssTrap = false;
   /** Size of the access being translated (for data breakpoint overlap). */
   accSize = 1;
   efer = 0;
@@ -192,6 +194,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.dr[7] = 0x400;
     this.dbgOn = false;
     this.dbgData = 0;
+    this.tssTrap = false;
     for (let s = 0; s < 6; s++) {
       this.segSel[s] = 0;
       this.segBase[s] = 0;
@@ -265,6 +268,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     while (done < budget) {
       if (this.shutdownRequested || this.stopRequested) {
         return this.shutdownRequested ? RunExit.Shutdown : RunExit.Stopped;
+      }
+      if (this.tssTrap) {
+        // a task switch into a TSS with its T bit: #DB (BT) before the new task's first instruction
+        this.tssTrap = false;
+        this.guardedInterrupt(DB, -1, 0);
+        continue;
       }
       if (this.shadow) {
         this.shadow = false;
@@ -385,22 +394,23 @@ export class Cpu extends LazyFlags implements CpuControl {
     // decoded afresh: a cached block may hold fused pairs, single-stepping needs one instruction
     this.curBlock = null; // a fault restores EIP from `start` below, not from a block offset
     const start = this.eip;
+    const rfBefore = (this.eflags & RF) !== 0;
+    // an instruction breakpoint is a fault before the instruction (not with RF set), ahead of
+    // the faults of fetching and decoding it
+    if (this.dbgOn && !rfBefore) {
+      const hit = this.codeBreakpoints((this.segBase[CS] + start) | 0);
+      if (hit !== 0) {
+        this.dr[6] = (this.dr[6] & ~0xf) | hit;
+        this.fault(DB);
+      }
+    }
     const i = decodeOne(this, (this.segBase[CS] + start) | 0);
     this.blockEip = start;
     this.eip = (start + i.len) & (this.code32 ? -1 : 0xffff);
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
-    const rfBefore = (this.eflags & RF) !== 0;
     this.dbgHit = 0;
     try {
-      // an instruction breakpoint is a fault before the instruction (not with RF set)
-      if (this.dbgOn && !rfBefore) {
-        const hit = this.codeBreakpoints((this.segBase[CS] + start) | 0);
-        if (hit !== 0) {
-          this.dr[6] = (this.dr[6] & ~0xf) | hit;
-          this.fault(DB);
-        }
-      }
       i.fn(this, i);
     } catch (e) {
       this.eip = start;

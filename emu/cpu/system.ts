@@ -496,6 +496,12 @@ function taskSwitch(cpu: Cpu, sel: number, lo: number, hi: number, source: numbe
   cpu.modeChanged();
   cpu.flushCodeLinks();
   if (code >= 0) pushTo(cpu, is32, code);
+  // the debug trap bit (T) of a 32-bit TSS: #DB with DR6.BT once the switch is complete
+  if (is32 && (rd16(0x64) & 1) !== 0) {
+    cpu.dr[6] |= 0x8000;
+    cpu.tssTrap = true;
+    cpu.blockExit = true;
+  }
 }
 
 /** RETF [n] with operand size sz. */

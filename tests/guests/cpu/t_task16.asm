@@ -2,13 +2,16 @@
 ; CALL to a 16-bit TSS (its 16-bit register image loaded, back link, NT, busy bits) and IRET
 ; back (the outgoing 16-bit state saved in 16-bit fields); CALL to a 32-bit TSS whose EFLAGS
 ; has VM set (the task starts in v86 mode with real-mode segments), INT n from it to a ring-0
-; handler on the TSS's ring-0 stack (the v86 frame), and a task return (IRET with NT) from there.
+; handler on the TSS's ring-0 stack (the v86 frame), and a task return (IRET with NT) from there;
+; a 32-bit TSS with its debug trap bit (T): #DB (DR6.BT) before the new task's first instruction.
 %include "boot.inc"
 TSS_A   equ 0x30000
 TSS_B   equ 0x31000                     ; 16-bit
 TSS_C   equ 0x32000                     ; v86
 SEL_B   equ 0x48
 SEL_C   equ 0x50
+TSS_D   equ 0x33000                     ; T bit
+SEL_D   equ 0x58
 
 main:
         ; task A: the current 32-bit task
@@ -108,7 +111,55 @@ main:
         CHECK 31, al, 0x89
         mov al, [tss_desc + 5]
         CHECK 32, al, 0x8b
+
+        ; --- a TSS with the T bit: #DB trap at the new task's first instruction
+        mov edi, TSS_D
+        xor eax, eax
+        mov ecx, 0x68 / 4
+        rep stosd
+        mov dword [TSS_D + 0x20], task_d
+        mov dword [TSS_D + 0x24], 2
+        mov dword [TSS_D + 0x38], 0x6a000
+        mov dword [TSS_D + 0x48], DATA32
+        mov dword [TSS_D + 0x4c], CODE32
+        mov dword [TSS_D + 0x50], DATA32
+        mov dword [TSS_D + 0x54], DATA32
+        mov dword [TSS_D + 0x58], DATA32
+        mov dword [TSS_D + 0x5c], DATA32
+        mov word [TSS_D + 0x64], 1              ; T
+        mov word [TSS_D + 0x66], 0x68
+        mov dword [gdt + SEL_D], ((TSS_D & 0xffff) << 16) | 0x67
+        mov dword [gdt + SEL_D + 4], ((TSS_D >> 16) & 0xff) | 0x8900
+        mov eax, db_handler
+        mov ebx, 1
+        mov edx, 0x8e00
+        call set_gate
+        xor eax, eax
+        mov dr6, eax
+        call SEL_D:0
+        CHECK 40, dword [db_count], 1
+        CHECK 41, dword [db_eip], task_d        ; before its first instruction
+        mov eax, [db_dr6]
+        and eax, 0x8000
+        CHECK 42, eax, 0x8000                   ; BT
+        CHECK 43, dword [d_ran], 1
         jmp pass
+
+task_d:
+        mov dword [d_ran], 1
+        iret
+
+db_handler:
+        push eax
+        inc dword [db_count]
+        mov eax, [esp + 4]
+        mov [db_eip], eax
+        mov eax, dr6
+        mov [db_dr6], eax
+        xor eax, eax
+        mov dr6, eax
+        pop eax
+        iret
 
 task_b:
         mov [b_ax], eax
@@ -180,3 +231,7 @@ v86_es: dd 0
 v86_ds: dd 0
 v86_gs: dd 0
 v86_handler_esp: dd 0
+db_count: dd 0
+db_eip: dd 0
+db_dr6: dd 0
+d_ran:  dd 0
