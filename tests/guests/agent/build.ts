@@ -159,7 +159,7 @@ exit 0
 `;
 
 /** A cpio "newc" archive writer (the format the kernel unpacks into its initial rootfs). */
-class Cpio {
+export class Cpio {
   #parts: Uint8Array[] = [];
   #ino = 1;
   #enc = new TextEncoder();
