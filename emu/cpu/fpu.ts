@@ -611,7 +611,8 @@ function arithX(fpu: Fpu, op: number, dst: number): void {
   }
   if (ka > K_FIN || kb > K_FIN || (op === 6 && kb === K_ZERO)) {
     // with an infinity or a zero divisor only a finite operand's sign matters (its double value
-    // may be out of double range)
+    // may be out of double range); a denormal operand is reported beside an infinity, not for x/0
+    if (!(op === 6 && kb === K_ZERO)) fpu.sw |= rFlags0 | (rFlags & 0x2);
     fpu.set(dst, arith(fpu, op, repr(0), repr(1)));
     return;
   }
