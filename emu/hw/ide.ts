@@ -924,6 +924,9 @@ export class PiixIde extends PciDevice {
     // channel whose bit is clear.
     this.wmask.fill(0xff, 0x40, 0x100);
     this.channels = [new IdeChannel(machine, 14, 0), new IdeChannel(machine, 15, 1)];
+    // IDETIM (0x40/0x42, bit 15: the channel's decode enable, which SeaBIOS sets and Linux's
+    // ata_piix checks before probing), SIDETIM (0x44) and the UDMA/IDE config registers.
+    for (let o = 0x40; o < 0x58; o++) this.wmask[o] = 0xff;
     this.channels[0].register(0x1f0, 0x3f6);
     this.channels[1].register(0x170, 0x376);
     this.ioBar(4, 16, {
