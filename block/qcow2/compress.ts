@@ -2,7 +2,22 @@
  * Cluster compression as QEMU's qcow2 does it: raw deflate with a 4 KiB window (zlib, the
  * default) or one zstd frame. Pure functions, usable inside a Worker.
  */
-import * as zlib from "node:zlib";
+type Zlib = typeof import("node:zlib");
+let zlib: Zlib | undefined;
+
+/**
+ * Loads the codecs. node:zlib costs about 50 ms of start-up, so it is imported only by programs
+ * that meet compressed clusters (the driver awaits this before its first compressed read or
+ * write; Workers and tests call it once).
+ */
+export async function loadCompression(): Promise<void> {
+  zlib ??= await import("node:zlib");
+}
+
+function codecs(): Zlib {
+  if (!zlib) throw new Error("qcow2 compression used before loadCompression()");
+  return zlib;
+}
 
 /** The compression types qcow2 knows. */
 export type Qcow2CompressionType = "zlib" | "zstd";
@@ -20,6 +35,7 @@ export function compressCluster(
   type: Qcow2CompressionType,
   clusterSize: number,
 ): Uint8Array | undefined {
+  const zlib = codecs();
   let out: Uint8Array;
   if (type === "zstd") {
     out = zlib.zstdCompressSync(data);
@@ -39,6 +55,7 @@ export function decompressCluster(
   type: Qcow2CompressionType,
   clusterSize: number,
 ): Uint8Array {
+  const zlib = codecs();
   let out: Uint8Array;
   if (type === "zstd") {
     out = zlib.zstdDecompressSync(stored.subarray(0, zstdFrameLength(stored)));

@@ -1,5 +1,12 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { compressCluster, decompressCluster, zstdFrameLength } from "./compress.ts";
+import {
+  compressCluster,
+  decompressCluster,
+  loadCompression,
+  zstdFrameLength,
+} from "./compress.ts";
+
+await loadCompression();
 
 function sample(cs: number, seed: number): Uint8Array {
   const d = new Uint8Array(cs);

@@ -48,7 +48,12 @@ import {
   setBackingFormat,
   setRefcount,
 } from "./format.ts";
-import { compressCluster, decompressCluster, type Qcow2CompressionType } from "./compress.ts";
+import {
+  compressCluster,
+  decompressCluster,
+  loadCompression,
+  type Qcow2CompressionType,
+} from "./compress.ts";
 import { validateQcow2Header } from "./check.ts";
 import { Qcow2Io } from "./io.ts";
 import { type L2Table, Qcow2L2Cache } from "./l2_cache.ts";
@@ -685,6 +690,7 @@ export class Qcow2Format implements BlockDriver {
     if (offset === this.#decompHost && this.#decompBuf) return this.#decompBuf;
     const stored = new Uint8Array(size);
     await this.#io.read(offset, stored);
+    await loadCompression();
     try {
       this.#decompBuf = decompressCluster(stored, this.#compression, this.#cs);
     } catch {
@@ -1051,6 +1057,7 @@ export class Qcow2Format implements BlockDriver {
       whole = new Uint8Array(this.#cs);
       whole.set(data);
     }
+    await loadCompression();
     await this.writeCompressedPrepared(
       offset,
       compressCluster(whole, this.#compression, this.#cs),
@@ -1085,6 +1092,7 @@ export class Qcow2Format implements BlockDriver {
       // zero-padded cluster here whatever the caller compressed.
       const whole = new Uint8Array(cs);
       whole.set(raw.subarray(0, len));
+      await loadCompression();
       compressed = compressCluster(whole, this.#compression, cs);
     }
     if (!compressed) {

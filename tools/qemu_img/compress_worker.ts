@@ -3,7 +3,7 @@
  * answers with each one's compressed bytes (or nothing, when the cluster does not shrink).
  */
 /// <reference lib="deno.worker" />
-import { compressCluster, type Qcow2CompressionType } from "@demu/block";
+import { compressCluster, loadCompression, type Qcow2CompressionType } from "@demu/block";
 
 /** A batch of whole clusters, back to back in `data`; those with `skip` set are left alone. */
 export interface CompressJob {
@@ -26,7 +26,8 @@ export interface CompressResult {
   input: ArrayBuffer;
 }
 
-self.onmessage = (ev: MessageEvent<CompressJob>) => {
+self.onmessage = async (ev: MessageEvent<CompressJob>) => {
+  await loadCompression();
   const { id, type, clusterSize, data, skip } = ev.data;
   const input = new Uint8Array(data);
   const parts: Uint8Array[] = [];
