@@ -2,6 +2,18 @@
 
 const SECTOR = 512;
 
+let lastBuffer: ArrayBufferLike | undefined;
+let lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+/** A Uint32Array over the whole of buffer (its trailing bytes past a multiple of 4 left out). */
+function wordView(buffer: ArrayBufferLike): Uint32Array {
+  if (buffer !== lastBuffer || lastWords.length !== buffer.byteLength >>> 2) {
+    lastBuffer = buffer;
+    lastWords = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+  }
+  return lastWords;
+}
+
 /** True when bytes [from, to) of buf are all zero. */
 export function isZeroRange(buf: Uint8Array, from: number, to: number): boolean {
   // Data is usually non-zero right away: look at the ends before scanning.
@@ -13,12 +25,14 @@ export function isZeroRange(buf: Uint8Array, from: number, to: number): boolean 
   for (const stop = Math.min(to, i + head); i < stop; i++) if (buf[i]) return false;
   const words = (to - i) >>> 2;
   if (words > 0) {
-    const w = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
-    let j = 0;
-    for (const n4 = words & ~3; j < n4; j += 4) {
+    // One word view per ArrayBuffer, reused: a view per 512-byte sector cost more than the scan.
+    const w = wordView(buf.buffer);
+    let j = (buf.byteOffset + i) >>> 2;
+    const end = j + words;
+    for (const end4 = end - 3; j < end4; j += 4) {
       if (w[j] | w[j + 1] | w[j + 2] | w[j + 3]) return false;
     }
-    for (; j < words; j++) if (w[j]) return false;
+    for (; j < end; j++) if (w[j]) return false;
     i += words * 4;
   }
   for (; i < to; i++) if (buf[i]) return false;
