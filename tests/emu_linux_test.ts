@@ -23,20 +23,6 @@ if (WHY) {
 const QEMU_IMG = haveCommand("qemu-img");
 if (!QEMU_IMG) console.warn("WARNING: qemu-img is not installed: the disk boots are skipped");
 
-/**
- * demu's interpreter does not reach the guest's userspace yet: after "evm: HMAC attrs" (the end
- * of the kernel's late initcalls, before /init runs) it spins for minutes where QEMU TCG takes
- * ~3 s. Until that is fixed the cases below are skipped loudly (set DEMU_LINUX_TRY=1 to run
- * them anyway) (the bench, tests/bench/emu_boot_bench.ts, shows where it stands).
- */
-const DEMU_REACHES_USERSPACE = Deno.env.get("DEMU_LINUX_TRY") === "1";
-if (!DEMU_REACHES_USERSPACE) {
-  console.warn(
-    "WARNING: demu's interpreter does not yet boot the Linux test guest to userspace " +
-      "(stalls after the kernel's late initcalls): the Linux boot cases are ignored",
-  );
-}
-
 /** One boot may take minutes on the interpreter, more on a loaded machine. */
 const BOOT_MS = 15 * 60_000;
 const ARGS = ["-nographic", "-no-reboot", "-nic", "none", "-m", "128"];
@@ -59,7 +45,7 @@ async function boot(iso: string, extra: string[]): Promise<RunResult> {
 
 Deno.test({
   name: "linux: the isolinux CD boots to userspace on the interpreter and powers off (exit 0)",
-  ignore: WHY !== null || !DEMU_REACHES_USERSPACE,
+  ignore: WHY !== null,
   async fn() {
     const g = await buildLinuxGuest();
     const r = await boot(g.iso, []);
@@ -72,7 +58,7 @@ Deno.test({
 
 Deno.test({
   name: "linux: -hda disk.qcow2: the guest writes a filesystem and a file, a second boot finds it",
-  ignore: WHY !== null || !QEMU_IMG || !DEMU_REACHES_USERSPACE,
+  ignore: WHY !== null || !QEMU_IMG,
   async fn() {
     const g = await buildLinuxGuest();
     const dir = await Deno.makeTempDir({ prefix: "demu-linux-disk-" });
@@ -81,9 +67,11 @@ Deno.test({
       strictEqual((await qemuImg(["create", "-q", "-f", "qcow2", disk, "64M"])).code, 0);
       const first = await boot(g.iso, ["-hda", disk]);
       ok(first.stdout.includes(`DEMU-DISK: wrote ${DISK_TEXT}`), `no write: ${explain(first)}`);
+      ok(first.stdout.includes("reboot: Power down"), `no ACPI power-off: ${explain(first)}`);
       strictEqual(first.code, 0, explain(first));
       const second = await boot(g.iso, ["-hda", disk]);
       ok(second.stdout.includes(`DEMU-DISK: found ${DISK_TEXT}`), `not found: ${explain(second)}`);
+      ok(second.stdout.includes("reboot: Power down"), `no ACPI power-off: ${explain(second)}`);
       strictEqual(second.code, 0, explain(second));
       const check = await qemuImg(["check", disk]);
       strictEqual(check.code, 0, check.out);
@@ -96,7 +84,7 @@ Deno.test({
 
 Deno.test({
   name: "linux: -snapshot: the guest's writes leave the image byte-identical",
-  ignore: WHY !== null || !QEMU_IMG || !DEMU_REACHES_USERSPACE,
+  ignore: WHY !== null || !QEMU_IMG,
   async fn() {
     const g = await buildLinuxGuest();
     const dir = await Deno.makeTempDir({ prefix: "demu-linux-snap-" });
@@ -106,6 +94,7 @@ Deno.test({
       const before = await Deno.readFile(disk);
       const r = await boot(g.iso, ["-hda", disk, "-snapshot"]);
       ok(r.stdout.includes(`DEMU-DISK: wrote ${DISK_TEXT}`), `no write: ${explain(r)}`);
+      ok(r.stdout.includes("reboot: Power down"), `no ACPI power-off: ${explain(r)}`);
       strictEqual(r.code, 0, explain(r));
       deepStrictEqual(await Deno.readFile(disk), before, "the image changed under -snapshot");
     } finally {
