@@ -47,6 +47,9 @@ export class VirtioSerialPort {
   setHostOpen(open: boolean): void {
     if (open === this.hostOpen) return;
     this.hostOpen = open;
+    // What a departed peer sent and the guest never took goes with it (QEMU leaves it unread
+    // in the closed socket), so a later peer's session starts clean.
+    if (!open) this.pendingIn.length = 0;
     this.serial.sendControl(this.id, VIRTIO_CONSOLE_PORT_OPEN, open ? 1 : 0);
   }
 }
