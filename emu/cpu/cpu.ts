@@ -120,6 +120,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   halted = false;
   /** An interrupt shadow (after MOV SS/POP SS/STI) suppresses interrupts before the next block. */
   shadow = false;
+  /** The instruction after an interrupt shadow runs alone, so that interrupts are checked right after it. */
+  private stepOne = false;
   nmiPending = false;
   nmiBlocked = false;
   /** Set by handlers that must end the running block (mode change, SMC, HLT). */
@@ -212,7 +214,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.code32 = 0;
     this.spMask = 0xffff;
     this.halted = false;
-    this.shadow = false;
+    this.shadow = this.stepOne = false;
     this.nmiPending = this.nmiBlocked = false;
     this.excDepth = 0;
     this.shutdownRequested = false;
@@ -276,7 +278,10 @@ export class Cpu extends LazyFlags implements CpuControl {
         continue;
       }
       if (this.shadow) {
+        // Only the next instruction is shielded: `sti; nop; cli` must take a pending IRQ
+        // after the nop, so that one instruction runs alone before the check below.
         this.shadow = false;
+        this.stepOne = true;
       } else if (this.nmiPending && !this.nmiBlocked) {
         this.nmiPending = false;
         this.nmiBlocked = true;
@@ -309,7 +314,8 @@ export class Cpu extends LazyFlags implements CpuControl {
       for (;;) {
         this.curBlock = block;
         this.blockExit = false;
-        if ((this.eflags & TF) !== 0 || this.dbgOn) {
+        if ((this.eflags & TF) !== 0 || this.dbgOn || this.stepOne) {
+          this.stepOne = false;
           this.instructions++;
           return n + this.stepTrap();
         }

@@ -63,6 +63,36 @@ function pciCrs(): number[] {
 
 const nameSeg = (s: string) => [...enc.encode(s)];
 
+/** Device (NAME) { _HID EisaId (0x41D0xxxx: "PNPxxxx"), _CRS ResourceTemplate () { ... } }. */
+function pnpDevice(name: string, pnpId: number, resources: number[]): number[] {
+  const crs = [...resources, 0x79, 0x00];
+  const buffer = [0x0a, crs.length, ...crs];
+  const body = [
+    ...nameSeg(name),
+    ...[0x08, ...nameSeg("_HID"), 0x0c, 0x41, 0xd0, pnpId >> 8, pnpId & 0xff],
+    ...[0x08, ...nameSeg("_CRS"), 0x11, ...pkgLength(buffer.length), ...buffer],
+  ];
+  return [0x5b, 0x82, ...pkgLength(body.length), ...body];
+}
+const io = (
+  port: number,
+  len: number,
+) => [0x47, 0x01, port & 0xff, port >> 8, port & 0xff, port >> 8, 1, len];
+const irq = (n: number) => [0x22, (1 << n) & 0xff, (1 << n) >> 8];
+
+/**
+ * The legacy ISA devices QEMU's DSDT declares. SeaBIOS reads the DSDT and, once it lists any
+ * device, initialises a PS/2 keyboard (PNP0303), floppy (PNP0700) etc. only when declared there:
+ * without them, a DSDT with PCI0 alone left the guest with no keyboard.
+ */
+const ISA_DEVICES = [
+  ...pnpDevice("KBD_", 0x0303, [...io(0x60, 1), ...io(0x64, 1), ...irq(1)]),
+  ...pnpDevice("MOU_", 0x0f13, irq(12)),
+  ...pnpDevice("FDC0", 0x0700, [...io(0x3f2, 4), ...io(0x3f7, 1), ...irq(6), 0x2a, 0x04, 0x00]),
+  ...pnpDevice("LPT1", 0x0400, [...io(0x378, 8), ...irq(7)]),
+  ...pnpDevice("COM1", 0x0501, [...io(0x3f8, 8), ...irq(4)]),
+];
+
 /**
  * AML: Name (_S5, Package (4) { 0, 0, 0, 0 }) — SLP_TYP 0 is S5 on QEMU's PIIX4 — and
  * Scope (\_SB) { Device (PCI0) { _HID EisaId ("PNP0A03"), _ADR 0, _UID 0, _CRS } }: with
@@ -81,7 +111,7 @@ const DSDT_AML = (() => {
     ...[0x08, ...nameSeg("_CRS"), 0x11, ...pkgLength(buffer.length), ...buffer],
   ];
   const device = [0x5b, 0x82, ...pkgLength(dev.length), ...dev];
-  const scope = [0x5c, ...nameSeg("_SB_"), ...device];
+  const scope = [0x5c, ...nameSeg("_SB_"), ...device, ...ISA_DEVICES];
   return new Uint8Array([
     ...[0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x06, 0x04, 0, 0, 0, 0],
     ...[0x10, ...pkgLength(scope.length), ...scope],
