@@ -72,15 +72,15 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** EIP at the start of the running block. */
   blockEip = 0;
 
-  segSel = new Uint16Array(8);
-  segBase = new Int32Array(8);
-  segLimit = new Uint32Array(8);
+  segSel: Uint16Array = new Uint16Array(8);
+  segBase: Int32Array = new Int32Array(8);
+  segLimit: Uint32Array = new Uint32Array(8);
   /** Descriptor attributes: access byte in bits 0..7, flags nibble (AVL,L,D/B,G) in bits 12..15. */
-  segAttr = new Uint16Array(8);
+  segAttr: Uint16Array = new Uint16Array(8);
   /** The highest offset the quick EA check allows: the limit; -1 (all fail) for expand-down. */
-  segChk = new Float64Array(8);
+  segChk: Float64Array = new Float64Array(8);
   /** The same for writes: -1 where the segment is not writable (protected mode). */
-  segChkW = new Float64Array(8);
+  segChkW: Float64Array = new Float64Array(8);
   gdtBase = 0;
   gdtLimit = 0xffff;
   idtBase = 0;
@@ -90,7 +90,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   cr2 = 0;
   cr3 = 0;
   cr4 = 0;
-  dr = new Int32Array(8);
+  dr: Int32Array = new Int32Array(8);
   /** DR7 enables a breakpoint: every instruction runs through stepTrap (checked per block). */
   dbgOn = false;
   /** Bits 0-3: enabled data breakpoints (their pages never enter the TLB). */
@@ -115,7 +115,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   sysenterEsp = 0;
   sysenterEip = 0;
   apicBase = 0xfee00900;
-  mtrr = new Map<number, number>();
+  mtrr: Map<number, number> = new Map<number, number>();
 
   halted = false;
   /** An interrupt shadow (after MOV SS/POP SS/STI) suppresses interrupts before the next block. */

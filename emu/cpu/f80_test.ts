@@ -23,7 +23,7 @@ class Rng {
 /** Rounds sign * (m + sticky) * 2^e to `prec` bits by rc: [biased exponent word, mantissa]. */
 function refRound(sign: number, m: bigint, e: number, sticky: boolean, prec: number, rc: number) {
   const len = m.toString(2).length;
-  let shift = len - prec;
+  const shift = len - prec;
   let keep = m, half = false, below = sticky;
   if (shift > 0) {
     keep = m >> BigInt(shift);
