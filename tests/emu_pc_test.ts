@@ -5,18 +5,12 @@
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { buildGuest, buildGuestIso, haveNasm } from "./guests/pc/build.ts";
-import { haveCommand, haveKvm, plain, runDemu, runUntil } from "./guests/pc/run.ts";
+import { haveCommand, haveKvm, haveSeabios, plain, runDemu, runUntil } from "./guests/pc/run.ts";
 
 const NASM = haveNasm();
 const QEMU = haveCommand("qemu-system-x86_64");
 const QEMU_IMG = haveCommand("qemu-img");
-const SEABIOS = (() => {
-  try {
-    return Deno.statSync("/usr/share/seabios/bios-256k.bin").isFile;
-  } catch {
-    return false;
-  }
-})();
+const SEABIOS = haveSeabios();
 if (!NASM) console.warn("WARNING: nasm is not installed: skipping the boot-sector guests");
 if (!SEABIOS) console.warn("WARNING: SeaBIOS (Debian seabios) is not installed: skipping boots");
 if (!QEMU) console.warn("WARNING: qemu-system-x86_64 is not installed: no comparison with QEMU");

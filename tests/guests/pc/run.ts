@@ -115,3 +115,12 @@ export function haveKvm(): boolean {
     return false;
   }
 }
+
+/** Whether Debian's SeaBIOS (the seabios package) is installed. */
+export function haveSeabios(): boolean {
+  try {
+    return Deno.statSync("/usr/share/seabios/bios-256k.bin").isFile;
+  } catch {
+    return false;
+  }
+}
