@@ -80,6 +80,9 @@ export class Machine implements CpuBus {
   hasInterrupt(): boolean {
     return this.pic.intr;
   }
+  clockNs(): number {
+    return this.clock.now();
+  }
   acknowledgeInterrupt(): number {
     const v = this.pic.acknowledge();
     this.log?.("int", `Servicing hardware INT=0x${v.toString(16).padStart(2, "0")}`);

@@ -65,6 +65,12 @@ export interface CpuBus {
   /** The CPU accepts the pending interrupt (INTA cycle): return its vector (0..255). */
   acknowledgeInterrupt(): number;
   /**
+   * The machine's virtual time in nanoseconds, if it has a clock. The time-stamp counter then
+   * counts it (1 GHz) and keeps running while the CPU halts, as an invariant TSC does; without
+   * it the TSC counts retired instructions (a bare CPU in tests).
+   */
+  clockNs?(): number;
+  /**
    * The CPU shut down (triple fault, or a shutdown cycle). A PC resets the CPU on this; the
    * machine should call {@link CpuControl.reset} (possibly after `run` returns).
    */

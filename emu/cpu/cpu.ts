@@ -111,6 +111,8 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** Model-specific state. */
   tscOffset = 0;
+  /** The last TSC value read (RDTSC never returns the same value twice). */
+  tscLast = -1;
   sysenterCs = 0;
   sysenterEsp = 0;
   sysenterEip = 0;

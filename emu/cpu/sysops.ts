@@ -62,11 +62,17 @@ export const hCpuid: Handler = (cpu) => {
 };
 
 /**
- * Time-stamp counter: instructions retired before this one (deterministic; RDTSC ends its block,
- * so the count at block entry is exact).
+ * Time-stamp counter: the machine's virtual nanoseconds when the bus has a clock (so it runs on
+ * while the CPU halts: a guest that keeps time with the TSC, as Linux does, must not see time
+ * stop while it idles), else instructions retired before this one (RDTSC ends its block, so the
+ * count at block entry is exact). Strictly increasing either way.
  */
 export function tsc(cpu: Cpu): number {
-  return cpu.instructions + cpu.tscOffset;
+  const ns = cpu.bus.clockNs?.();
+  let t = (ns === undefined ? cpu.instructions : Math.floor(ns)) + cpu.tscOffset;
+  if (t <= cpu.tscLast) t = cpu.tscLast + 1;
+  cpu.tscLast = t;
+  return t;
 }
 export const hRdtsc: Handler = (cpu) => {
   if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0 && (cpu.cr0 & CR0_PE) !== 0) cpu.fault(GP, 0);
@@ -119,7 +125,12 @@ export const hWrmsr: Handler = (cpu) => {
   const lo = cpu.r32[0];
   switch (msr) {
     case 0x10:
-      cpu.tscOffset = (cpu.r32[2] >>> 0) * 4294967296 + (lo >>> 0) - cpu.instructions;
+      {
+        const want = (cpu.r32[2] >>> 0) * 4294967296 + (lo >>> 0);
+        const ns = cpu.bus.clockNs?.();
+        cpu.tscOffset = want - (ns === undefined ? cpu.instructions : Math.floor(ns));
+        cpu.tscLast = want - 1;
+      }
       break;
     case 0x1b:
       cpu.apicBase = lo;
