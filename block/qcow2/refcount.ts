@@ -322,7 +322,9 @@ export class Qcow2Refcounts {
         if (!free) continue;
       }
       for (let i = 0; i < n; i++) await this.add(c + i, 1);
-      if (n === 1 && this.freeHint <= c) this.freeHint = c + 1;
+      // As QEMU's free_cluster_index: the search goes on after the run just taken (a run of
+      // n > 1 too; else every multi-cluster allocation rescans all the clusters before it).
+      if (this.freeHint <= c) this.freeHint = c + n;
       return c * this.clusterSize;
     }
   }
