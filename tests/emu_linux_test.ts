@@ -9,8 +9,8 @@
  * with a warning.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { buildLinuxGuest, DISK_TEXT, MARKER, missingInputs } from "./guests/linux/build.ts";
-import { haveCommand, runDemu, type RunResult } from "./guests/pc/run.ts";
+import { APPEND, buildLinuxGuest, DISK_TEXT, MARKER, missingInputs } from "./guests/linux/build.ts";
+import { haveCommand, haveKvm, runDemu, type RunResult, runUntil } from "./guests/pc/run.ts";
 import { buildAcpiFwCfg, buildAcpiTables } from "../emu/firmware/acpi.ts";
 import { Machine } from "../emu/machine.ts";
 import { IdeDrive, PiixIde } from "../emu/hw/ide.ts";
@@ -114,6 +114,58 @@ Deno.test({
       deepStrictEqual(await Deno.readFile(disk), before, "the image changed under -snapshot");
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "linux: -kernel/-initrd/-append boots the Debian i386 kernel to userspace (interpreter)",
+  ignore: WHY !== null || !TRY,
+  async fn() {
+    const g = await buildLinuxGuest();
+    const r = await runDemu(
+      ["-kernel", g.kernel, "-initrd", g.initrd, "-append", APPEND, ...ARGS],
+      { timeoutMs: BOOT_MS },
+    );
+    ok(r.stdout.includes("Linux version"), `no kernel banner: ${explain(r)}`);
+    ok(r.stdout.includes(`Kernel command line: ${APPEND}`), `cmdline not passed: ${explain(r)}`);
+    ok(r.stdout.includes(MARKER), `no marker: ${explain(r)}`);
+    ok(r.stdout.includes("reboot: Power down"), `no ACPI power-off: ${explain(r)}`);
+    strictEqual(r.code, 0, explain(r));
+  },
+});
+
+/**
+ * Under KVM demu must do what the real QEMU does on this host with the same kernel: on real
+ * hardware both boot to the marker; on kvm_pvm the i386 kernel stops with "KVM internal error.
+ * Suberror: 1" (QEMU then pauses the VM; demu reports the registers and exits 1, never hangs).
+ */
+Deno.test({
+  name: "linux: -kernel under KVM behaves as the real QEMU does on this host",
+  ignore: WHY !== null || !haveKvm() || !haveCommand("qemu-system-x86_64"),
+  async fn() {
+    const g = await buildLinuxGuest();
+    const boot = ["-kernel", g.kernel, "-initrd", g.initrd, "-append", APPEND, ...ARGS];
+    const internal = "KVM internal error. Suberror: 1";
+    const q = await runUntil("qemu-system-x86_64", ["-enable-kvm", ...boot], {
+      until: internal,
+      timeoutMs: 120_000,
+    });
+    const qBooted = q.stdout.includes(MARKER);
+    const qInternal = q.stderr.includes(internal) || q.stdout.includes(internal);
+    if (!qBooted && !qInternal) {
+      console.warn(`WARNING: the real QEMU neither booted nor failed under KVM: ${explain(q)}`);
+      return;
+    }
+    const d = await runDemu(["-enable-kvm", ...boot], { timeoutMs: 120_000 });
+    ok(!d.timedOut, `demu hung under KVM: ${explain(d)}`);
+    if (qBooted) {
+      ok(d.stdout.includes(MARKER), `QEMU booted, demu did not: ${explain(d)}`);
+      strictEqual(d.code, 0, explain(d));
+    } else {
+      ok(d.stderr.includes(internal), `QEMU stopped with "${internal}", demu: ${explain(d)}`);
+      ok(/EIP=|RIP=/.test(d.stderr), `no registers in demu's report: ${explain(d)}`);
+      strictEqual(d.code, 1, explain(d));
     }
   },
 });
