@@ -633,3 +633,25 @@ export function fromInt(sign: number, hi: number, lo: number): void {
   loadW(W, hi >>> 0, lo >>> 0);
   roundPack(sign, 63, 64, 0);
 }
+
+/**
+ * Rounds sign * (w3:w2:w1:w0, a 128-bit magnitude, bit 0 possibly a sticky bit) * 2^(exp-127)
+ * to `prec` bits by rc (for results computed elsewhere, e.g. the transcendentals' BigInt
+ * evaluation in f80trans.ts); sets rSe/rHi/rLo and ORs its flags into rFlags.
+ */
+export function roundPackWords(
+  sign: number,
+  exp: number,
+  w3: number,
+  w2: number,
+  w1: number,
+  w0: number,
+  prec: number,
+  rc: number,
+): void {
+  W[3] = w3;
+  W[2] = w2;
+  W[1] = w1;
+  W[0] = w0;
+  roundPack(sign, exp, prec, rc);
+}

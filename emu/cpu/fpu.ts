@@ -7,8 +7,10 @@
  * FSCALE, FPREM/FPREM1, FXTRACT, FXAM, FIST, FBSTP, FST m32/m64 (rounded by RC into the format's
  * range), FILD, FBLD and the constants (rounded by RC) work on the exact image too, with the
  * status word (C1 as the round-up bit, IE/DE/ZE/OE/UE/PE) as a P6 sets it. The transcendental
- * instructions (FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1) still compute with
- * doubles (53 bits).
+ * instructions (FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1) are evaluated in
+ * BigInt floating point (f80trans.ts) and rounded once to 64 bits: within 1 ulp of the host
+ * FPU's results (tests/cpu_x87trans_test.ts), with the x87's 66-bit pi in the trigonometric
+ * reduction.
  * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
  * instruction when CR0.NE is set (IRQ 13, the CR0.NE=0 route, is not modelled).
  * @module
@@ -17,6 +19,20 @@
 import { CR0_EM, CR0_MP, CR0_NE, CR0_TS, MF, NM, UD } from "./consts.ts";
 import type { Cpu } from "./cpu.ts";
 import type { Instr } from "./instr.ts";
+import {
+  atan2,
+  type BF,
+  bf,
+  div as bfDiv,
+  exp2m1,
+  fromParts,
+  log2,
+  log2p1,
+  mul as bfMul,
+  PI,
+  round80,
+  sinCos,
+} from "./f80trans.ts";
 import {
   addX,
   clearFlags,
@@ -53,7 +69,7 @@ import {
 } from "./f80.ts";
 
 // status word bits
-const IE = 0x1, ZE = 0x4, PE = 0x20, SF_ = 0x40, ES = 0x80;
+const IE = 0x1, ZE = 0x4, UE = 0x10, PE = 0x20, SF_ = 0x40, ES = 0x80;
 const C0 = 0x100, C1 = 0x200, C2 = 0x400, C3 = 0x4000;
 
 /** The x87 register file and control state. */
@@ -413,7 +429,12 @@ function ld80(fpu: Fpu, cpu: Cpu, lin: number): void {
 function st80(fpu: Fpu, cpu: Cpu, lin: number, i: number): void {
   const p = (fpu.top + i) & 7;
   cpu.probeWrite(lin, 10);
-  if (fpu.rawValid[p]) {
+  if (((fpu.tag >> (p * 2)) & 3) === 3) {
+    // an empty register stores the indefinite (the underflow was flagged by the caller)
+    f80Lo = 0;
+    f80Hi = 0xc0000000 | 0;
+    f80Se = 0xffff;
+  } else if (fpu.rawValid[p]) {
     f80Lo = fpu.rawLo[p];
     f80Hi = fpu.rawHi[p];
     f80Se = fpu.rawSe[p];
@@ -759,23 +780,17 @@ function prem(fpu: Fpu, ieee: boolean): void {
   const ka = uK[0], kb = uK[1];
   // invalid operands: reduction complete (C1, C2 clear), C0 and C3 as they were
   if (ka >= K_NAN || kb >= K_NAN || kb === K_ZERO || ka === K_INF) fpu.sw &= ~(C1 | C2);
-  if (ka >= K_NAN || kb >= K_NAN) {
-    if (ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
-    if (ka === K_NAN || kb === K_NAN) {
-      if (
-        (ka === K_NAN && (uH[0] & 0x40000000) === 0) || (kb === K_NAN && (uH[1] & 0x40000000) === 0)
-      ) fpu.sw |= IE;
-      setNaN(fpu, 0, ka === K_NAN ? 0 : 1);
-    } else fpu.set(0, NaN);
-    return;
-  }
+  if (transNaN(fpu, 2, 0)) return; // the larger NaN, made quiet (or the indefinite)
   if (kb === K_ZERO || ka === K_INF) {
     fpu.sw |= IE;
     fpu.set(0, NaN);
     return;
   }
   fpu.sw &= ~(C0 | C1 | C2 | C3);
-  if (kb === K_INF || ka === K_ZERO) return; // ST(0) unchanged
+  if (kb === K_INF || ka === K_ZERO) {
+    fpu.sw |= rFlags & 0x2; // a denormal operand is still reported
+    return; // ST(0) unchanged
+  }
   remX(ieee);
   fpu.sw |= rFlags & 0x12; // DE, UE
   if (remPartial) fpu.sw |= C2;
@@ -1268,27 +1283,17 @@ export function fpuEscape(cpu: Cpu, i: Instr): void {
 function transcendental(fpu: Fpu, k: number): void {
   switch (k) {
     case 0: // F2XM1
-      fpu.set(0, 2 ** fpu.get(0) - 1);
+      f2xm1(fpu);
       return;
-    case 1: { // FYL2X
-      const x = fpu.get(0), y = fpu.get(1);
-      if (x === 0) fpu.sw |= ZE;
-      fpu.set(1, y * Math.log2(x));
-      fpu.pop();
+    case 1: // FYL2X
+      fyl2x(fpu, false);
       return;
-    }
-    case 2: { // FPTAN
-      fpu.set(0, Math.tan(fpu.get(0)));
-      fpu.sw &= ~C2;
-      fpu.push(1);
+    case 2: // FPTAN
+      trig(fpu, 2);
       return;
-    }
-    case 3: { // FPATAN
-      const x = fpu.get(0), y = fpu.get(1);
-      fpu.set(1, Math.atan2(y, x));
-      fpu.pop();
+    case 3: // FPATAN
+      fpatan(fpu);
       return;
-    }
     case 4: { // FXTRACT
       clearFlags();
       ldReg(fpu, 0, 0);
@@ -1309,6 +1314,13 @@ function transcendental(fpu: Fpu, k: number): void {
         fpu.rawHi[p] = h | 0;
         fpu.rawLo[p] = l | 0;
         fpu.tag &= ~(3 << (p * 2));
+        return;
+      }
+      if (uK[0] === K_NAN || uK[0] === K_BAD) {
+        // the operand's quiet NaN (or the indefinite) in both
+        transNaN(fpu, 1, 0);
+        fpu.top = (fpu.top - 1) & 7;
+        fpu.copy(0, 1);
         return;
       }
       const v = fpu.get(0);
@@ -1351,12 +1363,9 @@ function transcendental(fpu: Fpu, k: number): void {
     case 8:
       prem(fpu, false);
       return;
-    case 9: { // FYL2XP1
-      const x = fpu.get(0), y = fpu.get(1);
-      fpu.set(1, y * Math.log2(1 + x));
-      fpu.pop();
+    case 9: // FYL2XP1
+      fyl2x(fpu, true);
       return;
-    }
     case 10: { // FSQRT
       fpu.sw &= ~C1;
       clearFlags();
@@ -1373,13 +1382,9 @@ function transcendental(fpu: Fpu, k: number): void {
       fpu.set(0, NaN);
       return;
     }
-    case 11: { // FSINCOS
-      const v = fpu.get(0);
-      fpu.sw &= ~C2;
-      fpu.set(0, Math.sin(v));
-      fpu.push(Math.cos(v));
+    case 11: // FSINCOS
+      trig(fpu, 3);
       return;
-    }
     case 12: // FRNDINT
       fpu.sw &= ~C1;
       clearFlags();
@@ -1413,11 +1418,10 @@ function transcendental(fpu: Fpu, k: number): void {
         fpu.set(0, NaN);
         return;
       }
-      if (uK[0] === K_NAN || uK[1] === K_NAN) {
-        setNaN(fpu, 0, uK[0] === K_NAN ? 0 : 1);
-        return;
-      }
-      // a zero or an infinity scaled, or a scale of +-inf (0 * 2^inf, inf * 2^-inf invalid)
+      if (transNaN(fpu, 2, 0)) return; // the larger NaN, made quiet
+      // a zero or an infinity scaled, or a scale of +-inf (0 * 2^inf, inf * 2^-inf invalid);
+      // a denormal operand beside an infinity is reported
+      fpu.sw |= rFlags & 0x2;
       const sc = uK[1] === K_INF ? repr(1) : 0;
       if (sc === 0 && uK[0] !== K_FIN) return; // ST(0) unchanged
       const v = ldexp(repr(0), sc);
@@ -1425,12 +1429,232 @@ function transcendental(fpu: Fpu, k: number): void {
       fpu.set(0, v);
       return;
     }
-    case 14:
-      fpu.sw &= ~C2;
-      fpu.set(0, Math.sin(fpu.get(0)));
+    case 14: // FSIN
+      trig(fpu, 0);
       return;
-    default:
-      fpu.sw &= ~C2;
-      fpu.set(0, Math.cos(fpu.get(0)));
+    default: // FCOS
+      trig(fpu, 1);
   }
+}
+
+// ------------------------------------------------------------------ transcendentals
+
+/** Slot s (K_FIN) as an exact BigInt float. */
+function slotBf(s: number): BF {
+  return fromParts(uS[s], uE[s], uH[s], uL[s]);
+}
+
+/** Rounds v (nonzero) to 64 bits by RC into ST(i), with its flags (PE, UE, OE, C1). */
+function setRounded(fpu: Fpu, i: number, v: BF, exact = false): void {
+  round80(v, (fpu.cw >> 10) & 3, exact);
+  applyFlags(fpu);
+  // as the hardware: precision is flagged even for an exact result, underflow for a tiny one
+  fpu.sw |= PE | ((rSe & 0x7fff) === 0 && (rHi | rLo) !== 0 ? UE : 0);
+  setResult(fpu, i);
+}
+
+/**
+ * NaN and unsupported operands of a transcendental with `n` operands in slots 0..n-1: writes
+ * the quiet NaN (the one with the larger significand) or the indefinite (IE) to ST(dst) and
+ * returns true; false when every operand is a number (zero, finite or infinite).
+ */
+function transNaN(fpu: Fpu, n: number, dst: number): boolean {
+  let bad = false, nan = -1;
+  for (let s = 0; s < n; s++) {
+    if (uK[s] === K_BAD) bad = true;
+    else if (uK[s] === K_NAN) {
+      if ((uH[s] & 0x40000000) === 0) fpu.sw |= IE;
+      if (
+        nan < 0 || (uH[s] & 0x3fffffff) > (uH[nan] & 0x3fffffff) ||
+        ((uH[s] & 0x3fffffff) === (uH[nan] & 0x3fffffff) && uL[s] > uL[nan])
+      ) nan = s;
+    }
+  }
+  if (bad) {
+    fpu.sw |= IE;
+    fpu.set(dst, NaN);
+    return true;
+  }
+  if (nan >= 0) {
+    setNaN(fpu, dst, nan);
+    return true;
+  }
+  return false;
+}
+
+/**
+ * FSIN (0), FCOS (1), FPTAN (2), FSINCOS (3): |x| >= 2^63 sets C2 and leaves ST(0) alone;
+ * otherwise the reduction by the 66-bit pi and an extended-precision evaluation (f80trans.ts).
+ * FPTAN pushes 1; FSINCOS leaves sin in ST(0)'s place and pushes cos.
+ */
+function trig(fpu: Fpu, op: number): void {
+  fpu.sw &= ~(C1 | C2);
+  clearFlags();
+  ldReg(fpu, 0, 0);
+  const two = op >= 2;
+  if (two && !fpu.isEmpty(7)) {
+    // stack overflow: ST(0) and the new top become the indefinite
+    fpu.sw |= IE | SF_ | C1;
+    fpu.set(0, NaN);
+    fpu.top = (fpu.top - 1) & 7;
+    fpu.set(0, NaN);
+    return;
+  }
+  if (uK[0] === K_FIN && uE[0] >= 63) {
+    fpu.sw |= C2; // out of range: the operand is left as it is
+    return;
+  }
+  if (uK[0] === K_INF) {
+    uK[0] = K_BAD; // sin/cos/tan of an infinity is invalid
+  }
+  if (transNaN(fpu, 1, 0)) {
+    if (two) {
+      fpu.top = (fpu.top - 1) & 7;
+      fpu.copy(0, 1);
+    }
+    return;
+  }
+  if (uK[0] === K_ZERO) {
+    // sin(+-0) = tan(+-0) = +-0, cos(+-0) = 1
+    if (op === 1) fpu.set(0, 1);
+    if (two) {
+      fpu.top = (fpu.top - 1) & 7;
+      fpu.set(0, 1);
+    }
+    return;
+  }
+  const flags0 = rFlags & 0x2; // DE
+  const [s, c] = sinCos(slotBf(0));
+  if (op === 0) setRounded(fpu, 0, s);
+  else if (op === 1) setRounded(fpu, 0, c);
+  else if (op === 2) {
+    setRounded(fpu, 0, bfDiv(s, c));
+    fpu.top = (fpu.top - 1) & 7;
+    fpu.set(0, 1);
+  } else {
+    setRounded(fpu, 0, s);
+    const f = rFlags;
+    clearFlags();
+    fpu.top = (fpu.top - 1) & 7;
+    setRounded(fpu, 0, c);
+    fpu.sw |= (f & ~C1) | flags0;
+  }
+}
+
+/** FPATAN: ST(1) = atan2(ST(1), ST(0)), pop. */
+function fpatan(fpu: Fpu): void {
+  fpu.sw &= ~C1;
+  clearFlags();
+  ldReg(fpu, 0, 0); // x
+  ldReg(fpu, 1, 1); // y
+  if (!transNaN(fpu, 2, 1)) {
+    if (uK[0] === K_FIN && uK[1] === K_FIN) setRounded(fpu, 1, atan2(slotBf(1), slotBf(0)));
+    else {
+      // zeros and infinities: a multiple of pi/4 with atan2's signs (finite values as +-1)
+      const q = Math.round(Math.atan2(repr(1), repr(0)) / (Math.PI / 4));
+      fpu.sw |= rFlags & 0x2;
+      if (q === 0) fpu.set(1, Math.atan2(repr(1), repr(0)));
+      else setRounded(fpu, 1, bfMul(bf(q), PI_4));
+    }
+  }
+  fpu.pop();
+}
+
+const PI_4: BF = bfMul(PI, fromParts(0, -2, 0x80000000 | 0, 0));
+
+/** F2XM1: ST(0) = 2^ST(0) - 1 (defined for -1 <= x <= 1; computed beyond too). */
+function f2xm1(fpu: Fpu): void {
+  fpu.sw &= ~C1;
+  clearFlags();
+  ldReg(fpu, 0, 0);
+  if (transNaN(fpu, 1, 0)) return;
+  if (uK[0] === K_ZERO) return;
+  if (uK[0] === K_INF) {
+    fpu.set(0, uS[0] ? -1 : Infinity);
+    return;
+  }
+  const x = slotBf(0);
+  // 2^n - 1 of an integer n is exact
+  setRounded(fpu, 0, exp2m1(x), uE[0] >= 0 && uE[0] < 63 && isIntegral(uE[0], uH[0], uL[0]));
+}
+
+/** Whether the mantissa hi:lo with exponent e (0 <= e < 63) has no fraction bits. */
+function isIntegral(e: number, hi: number, lo: number): boolean {
+  const frac = 63 - e; // low bits below the binary point
+  if (frac >= 32) return lo === 0 && (hi & ((1 << (frac - 32)) - 1)) === 0;
+  return (lo & (frac === 0 ? 0 : (0xffffffff >>> (32 - frac)))) === 0;
+}
+
+/**
+ * FYL2X: ST(1) = ST(1) * log2(ST(0)), pop; FYL2XP1 (p1): ST(1) = ST(1) * log2(ST(0) + 1), pop.
+ * Zeros, infinities, negative and out-of-domain operands as the SDM's tables give them.
+ */
+function fyl2x(fpu: Fpu, p1: boolean): void {
+  fpu.sw &= ~C1;
+  clearFlags();
+  ldReg(fpu, 0, 0); // x
+  ldReg(fpu, 1, 1); // y
+  if (transNaN(fpu, 2, 1)) {
+    fpu.pop();
+    return;
+  }
+  const de = rFlags & 0x2; // DE, unless the operands are invalid
+  const kx = uK[0], ky = uK[1], sx = uS[0], sy = uS[1];
+  // the logarithm's sign (-1, 0 for log = +-0, 1), or NaN when the operand is out of range
+  let lg: number;
+  let lgZero = 0; // the sign of a zero logarithm
+  if (p1) {
+    if (kx === K_ZERO) (lg = 0), (lgZero = sx);
+    else if (kx === K_INF) lg = sx ? NaN : Infinity;
+    else {
+      // x < -1 is invalid; x = -1 is log(0)
+      const c = uE[0] > 0 || (uE[0] === 0 && ((uH[0] & 0x7fffffff) | uL[0]) !== 0);
+      lg = sx && c ? NaN : sx && uE[0] === 0 ? -Infinity : sx ? -1 : 1;
+    }
+  } else {
+    if (kx === K_ZERO) lg = -Infinity;
+    else if (sx) lg = NaN;
+    else if (kx === K_INF) lg = Infinity;
+    else if (uE[0] === 0 && uH[0] === 0x80000000 && uL[0] === 0) lg = 0;
+    else lg = uE[0] >= 0 ? 1 : -1;
+  }
+  if (lg !== lg) {
+    fpu.sw |= IE;
+    fpu.set(1, NaN);
+    fpu.pop();
+    return;
+  }
+  fpu.sw |= de;
+  if (lg === -Infinity || lg === Infinity) {
+    // log(0) or log(inf): y = 0 is invalid; a finite y over log(0) divides by zero
+    if (ky === K_ZERO) {
+      fpu.sw |= IE;
+      fpu.set(1, NaN);
+    } else {
+      // a finite y over log(0) divides by zero (a denormal y is not reported then)
+      if (lg === -Infinity && ky === K_FIN) fpu.sw = (fpu.sw & ~0x2) | ZE;
+      fpu.set(1, (sy ? -1 : 1) * lg);
+    }
+    fpu.pop();
+    return;
+  }
+  if (ky === K_INF) {
+    if (lg === 0) {
+      fpu.sw |= IE;
+      fpu.set(1, NaN);
+    } else fpu.set(1, (sy ? -1 : 1) * lg * Infinity);
+    fpu.pop();
+    return;
+  }
+  if (ky === K_ZERO || lg === 0) {
+    fpu.set(1, (sy ^ (lg < 0 ? 1 : lg === 0 ? lgZero : 0)) ? -0 : 0);
+    fpu.pop();
+    return;
+  }
+  const x = slotBf(0);
+  const l = p1 ? log2p1(x) : log2(x);
+  // log2 of a power of two is exact
+  const exact = !p1 && uH[0] === 0x80000000 && uL[0] === 0;
+  setRounded(fpu, 1, bfMul(slotBf(1), l), exact);
+  fpu.pop();
 }
