@@ -8,6 +8,20 @@ import {
   type WriteZeroesOptions,
 } from "./types.ts";
 
+/** Reads at least this long go to a worker thread ({@link FileProtocol.read}). */
+const THREADED_READ_BYTES = 256 << 10;
+
+const threadedSymbols = {
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
+} as const;
+let threadedLib: Deno.DynamicLibrary<typeof threadedSymbols>["symbols"] | undefined;
+
+/** pread(2) on a thread of Deno's blocking pool; resolves to its return value (-1: failed). */
+function threadedPread(fd: number, buf: Uint8Array, offset: number): Promise<number | bigint> {
+  threadedLib ??= Deno.dlopen("libc.so.6", threadedSymbols).symbols;
+  return threadedLib.pread(fd, buf as Uint8Array<ArrayBuffer>, BigInt(buf.length), BigInt(offset));
+}
+
 /** Options for {@link FileProtocol.open}. */
 export interface FileOpenOptions {
   readOnly?: boolean;
@@ -58,8 +72,22 @@ export class FileProtocol implements BlockDriver {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
+    if (buf.length >= THREADED_READ_BYTES) return this.#readThreaded(offset, buf);
     this.readSync(offset, buf);
     return Promise.resolve();
+  }
+
+  /**
+   * A large read runs on a thread of Deno's blocking pool, so the caller can work (scan the
+   * previous chunk, write it to another image) while the kernel copies this one, as QEMU's
+   * thread-pool I/O does. A failed or short read is finished synchronously, which also gives
+   * errno (it is per thread) and the zero fill past the end of the file.
+   */
+  async #readThreaded(offset: number, buf: Uint8Array): Promise<void> {
+    const fd = this.#fd;
+    const r = Number(await threadedPread(fd, buf, offset));
+    if (r === buf.length) return;
+    sys.preadFull(fd, buf.subarray(Math.max(r, 0)), offset + Math.max(r, 0));
   }
 
   /** Synchronous write; grows the file when writing past its end. */

@@ -149,7 +149,7 @@ export class Converter {
   async #copy(index: number, base: number, size: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const buf = new Uint8Array(IO_BUF_SIZE);
+    const bufs = [new Uint8Array(IO_BUF_SIZE), new Uint8Array(IO_BUF_SIZE)];
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
     let off = 0;
@@ -179,12 +179,24 @@ export class Converter {
         if (!this.opts.minSparse) this.#copied(end - off);
         off = end;
       } else {
-        while (off < end) {
-          const chunk = buf.subarray(0, Math.min(end - off, IO_BUF_SIZE));
-          await src.read(off, chunk);
+        // Two buffers: the next chunk is read while this one is scanned and written.
+        let chunk: Uint8Array = bufs[0].subarray(0, Math.min(end - off, IO_BUF_SIZE));
+        let reading: Promise<void> | undefined = src.read(off, chunk);
+        let which = 0;
+        while (reading) {
+          await reading;
+          const next = off + chunk.length;
+          let nextChunk: Uint8Array | undefined;
+          reading = undefined;
+          if (next < end) {
+            which ^= 1;
+            nextChunk = bufs[which].subarray(0, Math.min(end - next, IO_BUF_SIZE));
+            reading = src.read(next, nextChunk);
+          }
           await this.#writeData(base + off, chunk, align, gran);
-          off += chunk.length;
           this.#copied(chunk.length);
+          off = next;
+          if (nextChunk) chunk = nextChunk;
         }
       }
     }

@@ -1,5 +1,5 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { allocatedRun, isZero, isZeroRange } from "./zero.ts";
+import { allocatedRun, firstNonZero, isZero, isZeroRange } from "./zero.ts";
 
 Deno.test("isZero finds a single set byte anywhere", () => {
   const b = new Uint8Array(4099);
@@ -25,4 +25,50 @@ Deno.test("allocatedRun treats short zero runs as data and skips long ones", () 
   });
   // With a larger minimum the zeros are written too.
   deepStrictEqual(allocatedRun(b, 0, 64 * 1024, 65536), { length: 65536, data: true });
+});
+
+/** is_allocated_sectors as the definition reads: one sector at a time. */
+function naiveAllocated(buf: Uint8Array, offset: number, alignment: number) {
+  const zeroAt = (s: number) => buf.subarray(s, Math.min(s + 512, buf.length)).every((x) => !x);
+  let zero = zeroAt(0);
+  let i = 512;
+  for (; i < buf.length; i += 512) if (zeroAt(i) !== zero) break;
+  if (i >= buf.length) return { length: buf.length, data: !zero };
+  const tail = (offset + i) % alignment;
+  if (tail) {
+    if (zero && i <= tail) zero = false;
+    if (!zero) i = Math.min(i + alignment - tail, buf.length);
+    else i -= tail;
+  }
+  return { length: i, data: !zero };
+}
+
+Deno.test("firstNonZero and allocatedRun agree with a byte-by-byte model at any alignment", () => {
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const whole = new Uint8Array(40000);
+  for (let round = 0; round < 300; round++) {
+    whole.fill(0);
+    // A few runs of data among zeros.
+    for (let k = rand(4); k > 0; k--) {
+      const at = rand(whole.length);
+      whole.fill(1 + rand(255), at, Math.min(whole.length, at + 1 + rand(3000)));
+    }
+    const start = rand(9);
+    const buf = whole.subarray(start, start + 1 + rand(whole.length - 9));
+    const from = rand(buf.length);
+    const to = from + rand(buf.length - from + 1);
+    let expect = from;
+    while (expect < to && !buf[expect]) expect++;
+    strictEqual(firstNonZero(buf, from, to), expect, `round ${round}`);
+    strictEqual(isZeroRange(buf, from, to), expect === to);
+    const offset = rand(64) * 512;
+    const first = naiveAllocated(buf, offset, 4096);
+    const run = allocatedRun(buf, offset, 1 << 30, 4096);
+    if (!first.data) deepStrictEqual(run, first, `round ${round}`);
+    else strictEqual(run.data, true);
+  }
 });
