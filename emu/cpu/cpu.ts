@@ -9,7 +9,7 @@ import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
 import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
 import type { Block } from "./instr.ts";
 import { decodeBlock, decodeOne } from "./decode.ts";
-import { deliverInterrupt } from "./system.ts";
+import { CODE_BP, deliverInterrupt } from "./system.ts";
 
 export * from "./consts.ts";
 import {
@@ -316,7 +316,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       for (;;) {
         this.curBlock = block;
         this.blockExit = false;
-        if ((this.eflags & TF) !== 0 || this.dbgOn || this.stepOne) {
+        if ((this.eflags & (TF | RF)) !== 0 || this.dbgOn || this.stepOne) {
           this.stepOne = false;
           this.instructions++;
           return n + this.stepTrap();
@@ -409,9 +409,10 @@ export class Cpu extends LazyFlags implements CpuControl {
       const hit = this.codeBreakpoints((this.segBase[CS] + start) | 0);
       if (hit !== 0) {
         this.dr[6] = (this.dr[6] & ~0xf) | hit;
-        this.fault(DB);
+        this.fault(DB, CODE_BP);
       }
     }
+    if (rfBefore) this.eflags &= ~RF; // RF lasts one instruction: cleared once it starts
     const i = decodeOne(this, (this.segBase[CS] + start) | 0);
     this.blockEip = start;
     this.eip = (start + i.len) & (this.code32 ? -1 : 0xffff);
@@ -424,7 +425,6 @@ export class Cpu extends LazyFlags implements CpuControl {
       this.eip = start;
       throw e;
     }
-    if (rfBefore) this.eflags &= ~RF; // RF lasts one instruction
     const hits = this.dbgHit;
     if ((tfBefore || hits !== 0) && !this.halted) {
       // single step (BS) and data breakpoints (B0-B3): one trap after the instruction

@@ -8,6 +8,7 @@ import { trunc } from "./alu.ts";
 import type { Cpu } from "./cpu.ts";
 import { CR0_PE, GP, TR, UD } from "./consts.ts";
 import { regIndex } from "./decode.ts";
+import { ioBreakpoints } from "./debug.ts";
 import { MASK, VM } from "./flags.ts";
 import type { Instr } from "./instr.ts";
 
@@ -68,6 +69,7 @@ export function checkIo(cpu: Cpu, port: number, size: number): void {
 export function ioIn(cpu: Cpu, port: number, sz: number): number {
   const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
   checkIo(cpu, port, size);
+  if (cpu.dbgOn) ioBreakpoints(cpu, port, size);
   cpu.blockExit = true; // a device was touched: it may have raised or lowered an interrupt
   const v = cpu.bus.ioRead(port, size as 1 | 2 | 4);
   return trunc(sz, v);
@@ -76,6 +78,7 @@ export function ioIn(cpu: Cpu, port: number, sz: number): number {
 export function ioOut(cpu: Cpu, port: number, sz: number, v: number): void {
   const size = sz === 0 ? 1 : sz === 1 ? 2 : 4;
   checkIo(cpu, port, size);
+  if (cpu.dbgOn) ioBreakpoints(cpu, port, size);
   cpu.blockExit = true;
   cpu.bus.ioWrite(port, size as 1 | 2 | 4, sz === 2 ? v >>> 0 : v & MASK[sz]);
 }

@@ -7,7 +7,7 @@
 import { alu } from "./alu.ts";
 import type { Cpu } from "./cpu.ts";
 import { ES } from "./consts.ts";
-import { DF } from "./flags.ts";
+import { DF, RF } from "./flags.ts";
 import type { Handler, Instr } from "./instr.ts";
 import { getReg, ioIn, ioOut, setReg } from "./operands.ts";
 
@@ -61,6 +61,7 @@ export function stringOp(
     if (stop) return;
     if (++n >= REP_CHUNK && c !== 0) {
       cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
+      cpu.eflags |= RF; // an interrupt between iterations pushes RF set (no breakpoint again)
       cpu.blockExit = true;
       return;
     }
@@ -181,6 +182,7 @@ export function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
   }
   if (c !== 0) {
     cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
+    cpu.eflags |= RF; // as in stringOp
     cpu.blockExit = true;
   }
 }

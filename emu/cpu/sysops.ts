@@ -10,6 +10,7 @@ import {
   CR0_PE,
   CR0_PG,
   CR0_TS,
+  CR4_DE,
   CR4_OSFXSR,
   CR4_PAE,
   CR4_PGE,
@@ -45,9 +46,9 @@ export const hCpuid: Handler = (cpu) => {
   } else if (leaf === 1) {
     a = 0x0633; // family 6, model 3, stepping 3
     b = 0x00010000;
-    // FPU, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR: what is implemented (no VME, DE,
+    // FPU, DE, PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, FXSR: what is implemented (no VME,
     // MCE, APIC, MTRR, MCA, MMX, SSE)
-    d = 0x1 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000 | 0x1000000;
+    d = 0x1 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000 | 0x1000000;
   } else if (leaf === 2) {
     a = 0x03020101;
   } else if (leaf === 0x80000000) {
@@ -225,7 +226,7 @@ export const hMovToCr: Handler = (cpu, i) => {
     case 4: {
       if (
         (v &
-          ~(CR4_TSD | CR4_PSE | CR4_PAE | CR4_PGE | CR4_OSFXSR | 0x400)) !==
+          ~(CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_OSFXSR | 0x400)) !==
           0
       ) {
         cpu.fault(GP, 0);
@@ -247,16 +248,24 @@ function generalDetect(cpu: Cpu): void {
     cpu.fault(DB);
   }
 }
+/** DR4/DR5 alias DR6/DR7, unless CR4.DE is set: then they are #UD. */
+function drIndex(cpu: Cpu, r: number): number {
+  if (r === 4 || r === 5) {
+    if ((cpu.cr4 & CR4_DE) !== 0) ud(cpu);
+    return r + 2;
+  }
+  return r;
+}
 export const hMovFromDr: Handler = (cpu, i) => {
   needCpl0(cpu);
+  const n = drIndex(cpu, i.regN);
   generalDetect(cpu);
-  const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
   cpu.r32[i.rmN] = n === 6 ? cpu.dr[6] | 0xffff0ff0 : n === 7 ? cpu.dr[7] | 0x400 : cpu.dr[n];
 };
 export const hMovToDr: Handler = (cpu, i) => {
   needCpl0(cpu);
+  const n = drIndex(cpu, i.regN);
   generalDetect(cpu);
-  const n = i.regN === 4 ? 6 : i.regN === 5 ? 7 : i.regN;
   cpu.dr[n] = cpu.r32[i.rmN];
   if (n < 4 || n === 7) cpu.debugRegsChanged();
 };

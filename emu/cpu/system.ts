@@ -169,8 +169,27 @@ function nullOuterSegs(cpu: Cpu): void {
 }
 
 /**
- * Delivers interrupt `vec`. kind: 0 external/NMI, 1 exception, 2 INT n, 3 INT3/INTO
- * (software kinds check the gate's DPL). `code` is the error code or -1.
+ * The `code` of an instruction-breakpoint #DB (a fault with no error code): unlike every other
+ * fault it pushes EFLAGS.RF as it is (clear), not set.
+ */
+export const CODE_BP = -2;
+
+/**
+ * EFLAGS as an event pushes (or saves in the TSS): RF set for a fault (kind 1) other than an
+ * instruction breakpoint, so that IRET resumes the faulting instruction past its breakpoint;
+ * clear for INT n/INT3/INTO (RF is cleared as they start); as it is for hardware interrupts and
+ * traps (set only right after an IRET to a breakpoint or inside an interrupted REP string).
+ */
+function eventFlags(cpu: Cpu, code: number, kind: number): number {
+  const f = cpu.getFlags();
+  if (kind === 1) return code === CODE_BP ? f : f | RF;
+  return kind >= 2 ? f & ~RF : f;
+}
+
+/**
+ * Delivers interrupt `vec`. kind: 0 external/NMI or a trap-class #DB, 1 exception (fault),
+ * 2 INT n, 3 INT3/INTO (software kinds check the gate's DPL). `code` is the error code, -1 for
+ * none, or CODE_BP (none; an instruction breakpoint).
  */
 export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: number): void {
   cpu.halted = false;
@@ -203,6 +222,9 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
   if (kind >= 2 && gdpl < cpu.cpl) cpu.fault(GP, vec * 8 + 2);
   if ((gHi & 0x8000) === 0) cpu.fault(NP, vec * 8 + 2 + ext);
   if (type === 0x05) {
+    // the outgoing task's saved EFLAGS follows the same RF rule as a pushed image
+    if (kind === 1 && code !== CODE_BP) cpu.eflags |= RF;
+    else if (kind >= 2) cpu.eflags &= ~RF;
     taskGate(cpu, gLo >>> 16, TASK_INT, code);
     return;
   }
@@ -216,7 +238,7 @@ export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: numb
   const dpl = (access >> 5) & 3;
   if ((access & 0x18) !== 0x18 || dpl > cpu.cpl) cpu.fault(GP, (sel & 0xfffc) + ext);
   if ((access & 0x80) === 0) cpu.fault(NP, (sel & 0xfffc) + ext);
-  const flags = cpu.getFlags();
+  const flags = eventFlags(cpu, code, kind);
   const conforming = (access & 0x04) !== 0;
   if (!conforming && dpl < cpu.cpl) {
     // inner privilege: new stack from the TSS
