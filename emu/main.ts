@@ -810,11 +810,11 @@ async function start(o: Options): Promise<number> {
     devices: o.devices ?? [],
     drives: o.virtioDrives ?? [],
     linuxBoot: linux !== undefined,
-    stdio: () => {
+    stdio: (so) => {
       if (stdio) fail("-chardev stdio: cannot use stdio by multiple character devices");
-      return stdio = new StdioBackend(false);
+      return stdio = new StdioBackend(so.mux, so.signal);
     },
-    info: (msg) => console.error(`${PROG}: -chardev: info: ${msg}`),
+    info: (msg) => console.error(`${PROG}: ${msg}`),
   });
   closers.push(() => virtio.close());
   m.noReboot = o.noReboot;

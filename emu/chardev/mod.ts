@@ -21,11 +21,14 @@ export class NullBackend implements CharBackend {
   close(): void {}
 }
 
-/** Appends output to a file (-serial file:PATH), truncating it first as QEMU does. */
+/**
+ * Writes output to a file (-serial file:PATH, -chardev file,path=PATH), truncating it first as
+ * QEMU does, or adding to its end with `append` (-chardev file,...,append=on).
+ */
 export class FileBackend implements CharBackend {
   readonly #file: Deno.FsFile;
-  constructor(path: string) {
-    this.#file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  constructor(path: string, append = false) {
+    this.#file = Deno.openSync(path, { write: true, create: true, truncate: !append, append });
   }
   write(bytes: Uint8Array): void {
     let done = 0;
@@ -38,8 +41,10 @@ export class FileBackend implements CharBackend {
 }
 
 /**
- * The terminal (-serial stdio, -nographic). With `mux` (as -nographic's mon:stdio), Ctrl-A X
- * quits and Ctrl-A C is passed to the monitor hook; Ctrl-A Ctrl-A sends one Ctrl-A.
+ * The terminal (-serial stdio, -nographic, -chardev stdio). With `mux` (as -nographic's
+ * mon:stdio), Ctrl-A X quits and Ctrl-A C is passed to the monitor hook; Ctrl-A Ctrl-A sends one
+ * Ctrl-A. `signal` (QEMU's signal=on, the default except for mon:stdio) leaves the terminal's
+ * Ctrl-C to the host, which stops the emulator; with signal=off Ctrl-C goes to the guest.
  */
 export class StdioBackend implements CharBackend {
   #receive: ((bytes: Uint8Array) => void) | null = null;
@@ -53,7 +58,7 @@ export class StdioBackend implements CharBackend {
   /** Takes input while the monitor has the terminal (returns true when consumed). */
   monitorInput: ((bytes: Uint8Array) => boolean) | null = null;
 
-  constructor(readonly mux = false) {}
+  constructor(readonly mux = false, readonly signal = !mux) {}
 
   write(bytes: Uint8Array): void {
     let done = 0;
@@ -65,7 +70,7 @@ export class StdioBackend implements CharBackend {
     if (this.#reading) return;
     this.#reading = true;
     if (Deno.stdin.isTerminal()) {
-      Deno.stdin.setRaw(true);
+      Deno.stdin.setRaw(true, { cbreak: this.signal });
       this.#raw = true;
     }
     this.#pump();
@@ -122,6 +127,26 @@ export class StdioBackend implements CharBackend {
         Deno.stdin.setRaw(false);
       } catch { /* stdin gone */ }
     }
+  }
+}
+
+/**
+ * A backend whose output is also copied to a log file (QEMU's `logfile=`, for every backend):
+ * what the guest sent, whether or not anyone was listening.
+ */
+export class LogTee implements CharBackend {
+  constructor(readonly inner: CharBackend, readonly log: Deno.FsFile) {}
+  write(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) done += this.log.writeSync(bytes.subarray(done));
+    this.inner.write(bytes);
+  }
+  setReceiver(receive: (bytes: Uint8Array) => void): void {
+    this.inner.setReceiver(receive);
+  }
+  async close(): Promise<void> {
+    await this.inner.close();
+    this.log.close();
   }
 }
 

@@ -2,7 +2,9 @@
  * Socket character backends: `tcp:[host]:port` and `unix:path`, as a client or (with
  * `server=on`) a server taking one client at a time; `wait=on` (a server's default) holds the
  * machine until the first client connects, as QEMU does. Output while nobody is connected is
- * dropped; output to a slow client is queued in order.
+ * dropped; output to a slow client is queued in order. A client with `reconnect=N` does not fail
+ * when the server is absent: it reports that once and tries again every N seconds, and again N
+ * seconds after a connection ends.
  */
 import type { CharBackend } from "./mod.ts";
 
@@ -13,6 +15,16 @@ export interface SocketSpec {
   path: string;
   server: boolean;
   wait: boolean;
+  /** Seconds between a client's connection attempts; 0: connect once, at start-up. */
+  reconnect?: number;
+}
+
+/** What the socket backend reports besides its errors. */
+export interface SocketReports {
+  /** The chardev's id, in reconnect reports. */
+  id?: string;
+  /** A reconnecting client's first failure ("Unable to connect character device ..."). */
+  error?: (message: string) => void;
 }
 
 /** Parses "tcp:host:port,server=on,wait=off" / "unix:/path,server" (old "server,nowait" too). */
@@ -56,8 +68,10 @@ export class SocketBackend implements CharBackend {
   #receive: ((b: Uint8Array) => void) | null = null;
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
+  #retry: ReturnType<typeof setTimeout> | null = null;
+  #reported = false;
 
-  private constructor(readonly spec: SocketSpec) {}
+  private constructor(readonly spec: SocketSpec, readonly reports: SocketReports = {}) {}
 
   /** A client connected (true) or went away (false): virtio-serial tells the guest. */
   onConnection: ((connected: boolean) => void) | null = null;
@@ -75,35 +89,90 @@ export class SocketBackend implements CharBackend {
   }
 
   /** Connects (client) or listens (server; with wait, until the first client arrives). */
-  static async open(spec: SocketSpec, log: (m: string) => void): Promise<SocketBackend> {
-    const b = new SocketBackend(spec);
+  static async open(
+    spec: SocketSpec,
+    log: (m: string) => void,
+    reports: SocketReports = {},
+  ): Promise<SocketBackend> {
+    const b = new SocketBackend(spec, reports);
     if (!spec.server) {
-      const name = spec.kind === "unix" ? spec.path : `${spec.host}:${spec.port}`;
-      try {
-        b.#attach(
-          spec.kind === "unix"
-            ? await Deno.connect({ transport: "unix", path: spec.path })
-            : await Deno.connect({ hostname: spec.host, port: spec.port }),
-        );
-      } catch (e) {
-        const why = e instanceof Deno.errors.ConnectionRefused
-          ? "Connection refused"
-          : e instanceof Deno.errors.NotFound
-          ? "No such file or directory"
-          : (e as Error).message;
-        throw new Error(`Failed to connect to '${name}': ${why}`);
+      if (spec.reconnect) {
+        await b.#tryConnect();
+        return b;
       }
+      b.#attach(await b.#connect());
       return b;
     }
-    b.#listener = spec.kind === "unix"
-      ? Deno.listen({ transport: "unix", path: spec.path })
-      : Deno.listen({ hostname: spec.host, port: spec.port });
+    b.#listener = b.#listen();
     if (spec.wait) {
       log(`QEMU waiting for connection on: ${b.describe()}`);
       b.#attach(await b.#listener.accept());
     }
     b.#acceptLoop();
     return b;
+  }
+
+  /** One connection attempt, failing with QEMU's words. */
+  async #connect(): Promise<Deno.Conn> {
+    const spec = this.spec;
+    const name = spec.kind === "unix" ? spec.path : `${spec.host}:${spec.port}`;
+    try {
+      return spec.kind === "unix"
+        ? await Deno.connect({ transport: "unix", path: spec.path })
+        : await Deno.connect({ hostname: spec.host, port: spec.port });
+    } catch (e) {
+      throw new Error(`Failed to connect to '${name}': ${why(e)}`);
+    }
+  }
+
+  /** reconnect=N: connect now or report (once) and try again in N seconds. */
+  async #tryConnect(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#attach(await this.#connect());
+    } catch (e) {
+      if (!this.#reported) {
+        this.#reported = true;
+        this.reports.error?.(
+          `Unable to connect character device ${this.reports.id ?? ""}: ${(e as Error).message}`,
+        );
+      }
+      this.#scheduleReconnect();
+    }
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || !this.spec.reconnect) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      this.#tryConnect();
+    }, this.spec.reconnect * 1000);
+  }
+
+  /** Listens, removing a stale unix socket first as QEMU does. */
+  #listen(): Deno.Listener {
+    const spec = this.spec;
+    if (spec.kind === "unix") {
+      try {
+        if (!Deno.lstatSync(spec.path).isDirectory) Deno.removeSync(spec.path);
+        else throw new Error(`Failed to unlink socket ${spec.path}: Is a directory`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      try {
+        return Deno.listen({ transport: "unix", path: spec.path });
+      } catch (e) {
+        throw new Error(`Failed to bind socket to ${spec.path}: ${why(e)}`);
+      }
+    }
+    try {
+      return Deno.listen({ hostname: spec.host, port: spec.port });
+    } catch (e) {
+      if (e instanceof Deno.errors.AddrInUse) {
+        throw new Error("Failed to find an available port: Address already in use");
+      }
+      throw new Error(`address resolution failed for ${spec.host}:${spec.port}: ${why(e)}`);
+    }
   }
 
   async #acceptLoop(): Promise<void> {
@@ -138,6 +207,7 @@ export class SocketBackend implements CharBackend {
       if (this.#conn === c) {
         this.#conn = null;
         this.onConnection?.(false);
+        if (!this.spec.server) this.#scheduleReconnect();
       }
       try {
         c.close();
@@ -164,6 +234,7 @@ export class SocketBackend implements CharBackend {
   async close(): Promise<void> {
     await this.#queue;
     this.#closed = true;
+    if (this.#retry !== null) clearTimeout(this.#retry);
     try {
       this.#conn?.close();
     } catch { /* closed */ }
@@ -176,4 +247,17 @@ export class SocketBackend implements CharBackend {
       } catch { /* gone */ }
     }
   }
+}
+
+/** The C library's wording of a connect / bind failure. */
+function why(e: unknown): string {
+  if (e instanceof Deno.errors.ConnectionRefused) return "Connection refused";
+  if (e instanceof Deno.errors.NotFound) return "No such file or directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "Permission denied";
+  if (e instanceof Deno.errors.AddrInUse) return "Address already in use";
+  const m = (e as Error).message;
+  if (/failed to lookup address|Name or service not known/i.test(m)) {
+    return "Name or service not known";
+  }
+  return m.replace(/ \(os error \d+\).*$/, "");
 }

@@ -7,21 +7,14 @@
  * would.
  */
 import { type BlockDriver, openImage } from "@demu/block";
-import { type CharBackend, FileBackend, NullBackend } from "../../chardev/mod.ts";
-import { parseSocketSpec, SocketBackend } from "../../chardev/socket.ts";
+import { type CharBackend, LogTee, NullBackend } from "../../chardev/mod.ts";
+import { type ChardevSpec, openChardev, parseChardev } from "../../chardev/options.ts";
+import { SocketBackend } from "../../chardev/socket.ts";
 import type { Pc } from "../pc.ts";
 import { PIIX_PIRQC } from "../piix3.ts";
 import { VirtioBlk } from "./blk.ts";
 import { VirtioPci } from "./pci.ts";
 import { DEFAULT_MAX_PORTS, VirtioSerial, type VirtioSerialPort } from "./serial.ts";
-
-/** A -chardev: its id and how to open it. */
-export interface ChardevSpec {
-  id: string;
-  backend: string;
-  opts: Map<string, string>;
-  origin: string;
-}
 
 /** A -device naming one of the virtio models. */
 export interface DeviceSpec {
@@ -82,27 +75,6 @@ export function isVirtioDevice(driver: string): boolean {
   return SERIAL_BUS.has(driver) || BLK.has(driver) || PORTS.has(driver);
 }
 
-export function parseChardev(value: string): ChardevSpec {
-  const origin = `-chardev ${value}`;
-  const opts = parseOpts(value, "backend");
-  const backend = opts.get("backend") ?? "";
-  if (!["socket", "stdio", "file", "pipe", "null"].includes(backend)) {
-    throw new Error(`${origin}: '${backend}' is not a valid char driver name`);
-  }
-  const id = opts.get("id");
-  if (!id) throw new Error(`${origin}: chardev: no id specified`);
-  if (backend === "file" && !opts.get("path")) {
-    throw new Error(`${origin}: chardev: file: no filename given`);
-  }
-  if (backend === "pipe" && !opts.get("path")) {
-    throw new Error(`${origin}: chardev: pipe: no device path given`);
-  }
-  if (backend === "socket" && !opts.get("path") && !opts.get("port")) {
-    throw new Error(`${origin}: chardev: socket: no address given`);
-  }
-  return { id, backend, opts, origin };
-}
-
 export function parseDevice(value: string): DeviceSpec {
   const origin = `-device ${value}`;
   const opts = parseOpts(value, "driver");
@@ -117,93 +89,7 @@ export function parseDevice(value: string): DeviceSpec {
   return { driver, opts, origin };
 }
 
-/** Opens a -chardev's backend. `stdio` comes from the caller (one stdio owner per process). */
-async function openChardev(
-  c: ChardevSpec,
-  stdio: () => CharBackend,
-  info: (m: string) => void,
-): Promise<CharBackend> {
-  const o = c.opts;
-  switch (c.backend) {
-    case "null":
-      return new NullBackend();
-    case "stdio":
-      return stdio();
-    case "file":
-      return new FileBackend(o.get("path")!);
-    case "pipe":
-      return await PipeBackend.open(o.get("path")!);
-    case "socket": {
-      const flags = [...o.entries()]
-        .filter(([k]) => k === "server" || k === "wait")
-        .map(([k, v]) => `${k}=${v}`);
-      const addr = o.get("path")
-        ? `unix:${o.get("path")}`
-        : `tcp:${o.get("host") ?? ""}:${o.get("port")}`;
-      const spec = parseSocketSpec([addr, ...flags].join(","));
-      if (!spec) throw new Error(`${c.origin}: invalid socket address`);
-      try {
-        return await SocketBackend.open(spec, info);
-      } catch (e) {
-        throw new Error(`${c.origin}: ${(e as Error).message}`);
-      }
-    }
-  }
-  throw new Error(`${c.origin}: '${c.backend}' is not a valid char driver name`);
-}
-
-/** `-chardev pipe,path=P`: P.in (guest input) and P.out, or P for both, as QEMU opens them. */
-class PipeBackend implements CharBackend {
-  #receive: ((b: Uint8Array) => void) | null = null;
-  private constructor(readonly input: Deno.FsFile, readonly output: Deno.FsFile) {}
-
-  static async open(path: string): Promise<PipeBackend> {
-    let inPath = `${path}.in`, outPath = `${path}.out`;
-    try {
-      await Deno.stat(inPath);
-      await Deno.stat(outPath);
-    } catch {
-      inPath = outPath = path;
-    }
-    const output = await Deno.open(outPath, { write: true });
-    const input = inPath === outPath
-      ? await Deno.open(inPath, { read: true })
-      : await Deno.open(inPath, { read: true });
-    const b = new PipeBackend(input, output);
-    b.#pump();
-    return b;
-  }
-
-  async #pump(): Promise<void> {
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await this.input.read(buf);
-      } catch {
-        return;
-      }
-      if (n === null) return;
-      this.#receive?.(buf.slice(0, n));
-    }
-  }
-
-  write(bytes: Uint8Array): void {
-    try {
-      this.output.writeSync(bytes);
-    } catch { /* reader gone */ }
-  }
-  setReceiver(r: (b: Uint8Array) => void): void {
-    this.#receive = r;
-  }
-  close(): void {
-    for (const f of [this.input, this.output]) {
-      try {
-        f.close();
-      } catch { /* closed */ }
-    }
-  }
-}
+export { type ChardevSpec, parseChardev };
 
 export interface VirtioSetup {
   devices: VirtioPci[];
@@ -211,7 +97,8 @@ export interface VirtioSetup {
 }
 
 /** A socket's peer coming and going is the port's host side opening and closing, as in QEMU. */
-export function followConnection(port: VirtioSerialPort, backend: CharBackend): void {
+export function followConnection(port: VirtioSerialPort, chardev: CharBackend): void {
+  const backend = chardev instanceof LogTee ? chardev.inner : chardev;
   if (!(backend instanceof SocketBackend)) return;
   port.hostOpen = backend.connected;
   backend.onConnection = (up) => port.setHostOpen(up);
@@ -232,7 +119,7 @@ export async function setupVirtio(pc: Pc, o: {
   devices: string[];
   drives: VirtioDriveSpec[];
   linuxBoot: boolean;
-  stdio: () => CharBackend;
+  stdio: (o: { mux: boolean; signal: boolean }) => CharBackend;
   info: (m: string) => void;
 }): Promise<VirtioSetup> {
   const closers: (() => void | Promise<void>)[] = [];
