@@ -8,11 +8,12 @@ import {
   type WriteZeroesOptions,
 } from "./types.ts";
 
-/** Reads at least this long go to a worker thread ({@link FileProtocol.read}). */
-const THREADED_READ_BYTES = 256 << 10;
+/** Reads and writes at least this long go to a worker thread ({@link FileProtocol.read}). */
+const THREADED_BYTES = 256 << 10;
 
 const threadedSymbols = {
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
 } as const;
 let threadedLib: Deno.DynamicLibrary<typeof threadedSymbols>["symbols"] | undefined;
 
@@ -20,6 +21,17 @@ let threadedLib: Deno.DynamicLibrary<typeof threadedSymbols>["symbols"] | undefi
 function threadedPread(fd: number, buf: Uint8Array, offset: number): Promise<number | bigint> {
   threadedLib ??= Deno.dlopen("libc.so.6", threadedSymbols).symbols;
   return threadedLib.pread(fd, buf as Uint8Array<ArrayBuffer>, BigInt(buf.length), BigInt(offset));
+}
+
+/** pwrite(2) on a thread of Deno's blocking pool. */
+function threadedPwrite(fd: number, data: Uint8Array, offset: number): Promise<number | bigint> {
+  threadedLib ??= Deno.dlopen("libc.so.6", threadedSymbols).symbols;
+  return threadedLib.pwrite(
+    fd,
+    data as Uint8Array<ArrayBuffer>,
+    BigInt(data.length),
+    BigInt(offset),
+  );
 }
 
 /** Options for {@link FileProtocol.open}. */
@@ -72,7 +84,7 @@ export class FileProtocol implements BlockDriver {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
-    if (buf.length >= THREADED_READ_BYTES) return this.#readThreaded(offset, buf);
+    if (buf.length >= THREADED_BYTES) return this.#readThreaded(offset, buf);
     this.readSync(offset, buf);
     return Promise.resolve();
   }
@@ -98,9 +110,19 @@ export class FileProtocol implements BlockDriver {
   }
 
   write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
+    if (data.length >= THREADED_BYTES && !fua) return this.#writeThreaded(offset, data);
     this.writeSync(offset, data);
     if (fua) sys.fdatasync(this.#fd);
     return Promise.resolve();
+  }
+
+  /** A large write on a worker thread (see {@link FileProtocol.read}); a short one is finished here. */
+  async #writeThreaded(offset: number, data: Uint8Array): Promise<void> {
+    this.#writable();
+    const fd = this.#fd;
+    const r = Math.max(0, Number(await threadedPwrite(fd, data, offset)));
+    if (r < data.length) sys.pwriteFull(fd, data.subarray(r), offset + r);
+    if (offset + data.length > this.#size) this.#size = offset + data.length;
   }
 
   writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
