@@ -92,6 +92,8 @@ export class Machine implements CpuBus {
     this.log?.("cpu_reset", `CPU shutdown: ${reason}`);
     this.requestReset();
   }
+  /** The interpreter's x87 FERR# output (CpuBus.ferr); the PC wires it to IRQ 13. */
+  ferr?: (asserted: boolean) => void;
 
   /** Called when the CPU must leave its run slice at once (power-off, reset). */
   onRunStateChange: (() => void) | null = null;

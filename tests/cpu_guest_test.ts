@@ -36,12 +36,17 @@ for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*
       const ports = new Map<number, { write?: (v: number) => void }>();
       let cpuRef: Cpu | null = null;
       if (name === "t_pm16") ports.set(0x80, { write: () => cpuRef?.raiseNmi() });
+      // t_ferr: the x87's FERR# sets a latch (vector 0x75, IRQ 13's on a PC); port 0xF0 clears it
+      let ferrLatch = false;
+      if (name === "t_ferr") ports.set(0xf0, { write: () => (ferrLatch = false) });
+      const ferrIrq = { vector: 0x75, pending: () => ferrLatch };
       const r = runGuest(buildGuest(name), {
         maxInstructions: 20_000_000,
-        irq,
+        irq: name === "t_ferr" ? ferrIrq : irq,
         ports,
         onCpu: (cpu) => {
           cpuRef = cpu;
+          if (name === "t_ferr") cpu.bus.ferr = (on) => (ferrLatch ||= on);
         },
       });
       if (name.startsWith("t_triple")) {

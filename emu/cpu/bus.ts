@@ -75,6 +75,12 @@ export interface CpuBus {
    * machine should call {@link CpuControl.reset} (possibly after `run` returns).
    */
   shutdown(reason: string): void;
+  /**
+   * The x87's FERR# output (optional): asserted (true) when an unmasked x87 exception is pending
+   * at a waiting x87 instruction while CR0.NE is clear, deasserted (false) once the error is
+   * cleared. A PC latches it into IRQ 13 and clears the latch on a write to port 0xF0.
+   */
+  ferr?: (asserted: boolean) => void;
 }
 
 /** Why {@link CpuControl.run} returned. */

@@ -12,7 +12,8 @@
  * FPU's results (tests/cpu_x87trans_test.ts), with the x87's 66-bit pi in the trigonometric
  * reduction.
  * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
- * instruction when CR0.NE is set (IRQ 13, the CR0.NE=0 route, is not modelled).
+ * instruction when CR0.NE is set, and asserts FERR# (CpuBus.ferr: IRQ 13 on a PC) when it is
+ * clear.
  * @module
  */
 
@@ -94,6 +95,8 @@ export class Fpu {
   mxcsr = 0x1f80;
   /** XMM0..7 as raw bytes (kept by FXSAVE/FXRSTOR; no SSE instructions act on them). */
   xmm = new Uint8Array(128);
+  /** FERR# is active (an unmasked exception met a waiting instruction with CR0.NE clear). */
+  ferr = false;
 
   reset(): void {
     this.cw = 0x37f;
@@ -916,6 +919,7 @@ function frstor(fpu: Fpu, cpu: Cpu, lin: number, o32: boolean): void {
     fpu.rawSe[p] = se;
   }
   fpu.tag = tag;
+  ferrCheck(cpu, fpu);
 }
 
 // ------------------------------------------------------------------ dispatch
@@ -929,11 +933,19 @@ export function fpuWait(cpu: Cpu): void {
 
 /**
  * An unmasked exception left pending by an earlier x87 instruction is reported when the next
- * waiting x87 instruction (or WAIT) starts: #MF with CR0.NE set. With NE clear a PC would raise
- * IRQ 13 through the interrupt controller, which the CPU's bus does not model: nothing happens.
+ * waiting x87 instruction (or WAIT) starts: #MF with CR0.NE set. With NE clear (the PC's
+ * MS-DOS-compatible mode) the FERR# output is asserted instead (CpuBus.ferr; a PC latches it
+ * into IRQ 13, cleared by a write to port 0xF0) and the instruction goes on, as with IGNNE#;
+ * FERR# stays active until the error is cleared (FNCLEX, FNINIT, ...).
  */
 function pendingCheck(cpu: Cpu, fpu: Fpu): void {
-  if ((fpu.sw & 0x3f & ~fpu.cw) !== 0 && (cpu.cr0 & CR0_NE) !== 0) cpu.fault(MF);
+  if ((fpu.sw & 0x3f & ~fpu.cw) === 0) return;
+  if ((cpu.cr0 & CR0_NE) !== 0) cpu.fault(MF);
+  if (!fpu.ferr) {
+    fpu.ferr = true;
+    cpu.bus.ferr?.(true);
+    cpu.blockExit = true; // the interrupt it raises is taken after this instruction
+  }
 }
 
 /** The non-waiting control instructions, which never report pending exceptions. */
@@ -946,6 +958,19 @@ function noWait(esc: number, reg: number, mem: boolean, rm: number): boolean {
 
 /** An ESC instruction (D8..DF): i.op is the low three opcode bits, ModRM decoded. */
 export function fpuEscape(cpu: Cpu, i: Instr): void {
+  escape(cpu, i);
+  ferrCheck(cpu, cpu.fpu as Fpu);
+}
+
+/** FNCLEX, FNINIT, FLDCW, FLDENV/FRSTOR/FXRSTOR ended the error: FERR# goes inactive. */
+function ferrCheck(cpu: Cpu, fpu: Fpu): void {
+  if (fpu.ferr && (fpu.sw & 0x3f & ~fpu.cw) === 0) {
+    fpu.ferr = false;
+    cpu.bus.ferr?.(false);
+  }
+}
+
+function escape(cpu: Cpu, i: Instr): void {
   if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.fault(NM);
   const fpu = fpuOf(cpu);
   memDenormal = memSnan = false;

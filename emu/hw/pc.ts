@@ -127,6 +127,12 @@ export class Pc {
     this.pci.register();
     this.pci.cf9 = (v) => this.piix3.writeRcr(v);
 
+    // The x87's FERR# (errors with CR0.NE clear) sets a latch that drives IRQ 13; a write to
+    // port 0xF0 clears it (as in the AT: the coprocessor error handler writes F0, then FNCLEX).
+    m.ferr = (asserted) => {
+      if (asserted) m.pic.setIrq(13, true);
+    };
+    m.io.register(0xf0, 1, { read: () => 0xff, write: () => m.pic.setIrq(13, false) });
     this.pit = new Pit(m.clock, () => m.pic.pulseIrq(0));
     this.pit.register(m.io);
     this.rtc = new Rtc(m.clock, (l) => m.pic.setIrq(8, l), opts.rtcStart);
