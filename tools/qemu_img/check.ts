@@ -77,7 +77,13 @@ export interface CheckRequest {
  * QEMU opens the whole chain before checking, so a missing backing file fails the check. Other
  * open errors are left to the checker, which reads damaged images that a normal open refuses.
  */
-async function requireBacking(io: Io, filename: string): Promise<void> {
+async function requireBacking(io: Io, filename: string, file: BlockDriver): Promise<void> {
+  // No backing file named in the header (backing_file_offset or _size zero): nothing to open.
+  const head = new Uint8Array(20);
+  if (await file.length() < head.length) return;
+  await file.read(0, head);
+  const dv = new DataView(head.buffer);
+  if (!dv.getBigUint64(8) || !dv.getUint32(16)) return;
   let d;
   try {
     d = await openImg(io, filename, { format: "qcow2", readOnly: true });
@@ -107,7 +113,7 @@ export async function checkImage(io: Io, req: CheckRequest): Promise<number> {
       if (format === "raw" && req.repair) io.err(rawProbeWarning(req.filename) + "\n");
     }
     if (format !== "qcow2") throw new QemuImgError("This image format does not support checks", 63);
-    await requireBacking(io, req.filename);
+    await requireBacking(io, req.filename, file);
     const log = (line: string) => io.err(line + "\n");
     let r: Qcow2CheckResult;
     try {

@@ -2,38 +2,28 @@
 import { consoleIo, formatError, type Io, QemuImgError, usageError } from "./cli.ts";
 import { printHelp, VERSION } from "./help.ts";
 import { splitOptions } from "./create_opts.ts";
-import { cmdAmend } from "./amend.ts";
-import { cmdBench } from "./bench.ts";
-import { cmdCheck } from "./check.ts";
-import { cmdCommit } from "./commit.ts";
-import { cmdCompare } from "./compare.ts";
-import { cmdConvert } from "./convert.ts";
-import { cmdCreate } from "./create.ts";
-import { cmdDd } from "./dd.ts";
-import { cmdInfo } from "./info.ts";
-import { cmdMap } from "./map.ts";
-import { cmdMeasure } from "./measure.ts";
-import { cmdRebase } from "./rebase.ts";
-import { cmdResize } from "./resize.ts";
-import { cmdSnapshot } from "./snapshot.ts";
 
 type Command = (io: Io, args: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  amend: cmdAmend,
-  bench: cmdBench,
-  check: cmdCheck,
-  commit: cmdCommit,
-  compare: cmdCompare,
-  convert: cmdConvert,
-  create: cmdCreate,
-  dd: cmdDd,
-  info: cmdInfo,
-  map: cmdMap,
-  measure: cmdMeasure,
-  snapshot: cmdSnapshot,
-  rebase: cmdRebase,
-  resize: cmdResize,
+/**
+ * The subcommands, each loaded when run: a command's module graph (the block layer, qcow2,
+ * nbd, compression) is most of qemu-img's start-up, and a run needs one command's.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  amend: async () => (await import("./amend.ts")).cmdAmend,
+  bench: async () => (await import("./bench.ts")).cmdBench,
+  check: async () => (await import("./check.ts")).cmdCheck,
+  commit: async () => (await import("./commit.ts")).cmdCommit,
+  compare: async () => (await import("./compare.ts")).cmdCompare,
+  convert: async () => (await import("./convert.ts")).cmdConvert,
+  create: async () => (await import("./create.ts")).cmdCreate,
+  dd: async () => (await import("./dd.ts")).cmdDd,
+  info: async () => (await import("./info.ts")).cmdInfo,
+  map: async () => (await import("./map.ts")).cmdMap,
+  measure: async () => (await import("./measure.ts")).cmdMeasure,
+  snapshot: async () => (await import("./snapshot.ts")).cmdSnapshot,
+  rebase: async () => (await import("./rebase.ts")).cmdRebase,
+  resize: async () => (await import("./resize.ts")).cmdResize,
 };
 
 /** Runs qemu-img with `args` (without the program name); returns the exit code. */
@@ -63,14 +53,15 @@ export async function run(args: string[], io: Io = consoleIo()): Promise<number>
     }
     if (i >= args.length) throw usageError("Not enough arguments");
     const name = args[i];
-    const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-    if (!cmd) throw usageError(`Command not found: ${name}`);
+    const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (!load) throw usageError(`Command not found: ${name}`);
     const rest = args.slice(i + 1);
     // Like QEMU, "-h"/"--help" after any command shows the whole help (dd has no other options).
     if (rest.some((a) => a === "-h" || a === "--help")) {
       printHelp(io);
       return 0;
     }
+    const cmd = await load();
     return await cmd(io, rewriteImageOpts(name, rest));
   } catch (e) {
     if (e instanceof QemuImgError) {
