@@ -32,10 +32,12 @@ for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*
           },
         }
         : undefined;
-      // t_pm16: writing port 0x80 raises an NMI
+      // t_pm16, t_dbgprio: writing port 0x80 raises an NMI
       const ports = new Map<number, { write?: (v: number) => void }>();
       let cpuRef: Cpu | null = null;
-      if (name === "t_pm16") ports.set(0x80, { write: () => cpuRef?.raiseNmi() });
+      if (name === "t_pm16" || name === "t_dbgprio") {
+        ports.set(0x80, { write: () => cpuRef?.raiseNmi() });
+      }
       // t_ferr: the x87's FERR# sets a latch (vector 0x75, IRQ 13's on a PC); port 0xF0 clears it
       let ferrLatch = false;
       if (name === "t_ferr") ports.set(0xf0, { write: () => (ferrLatch = false) });

@@ -199,6 +199,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.dbgOn = false;
     this.dbgData = 0;
     this.tssTrap = false;
+    this.dbgHeld = 0;
     for (let s = 0; s < 6; s++) {
       this.segSel[s] = 0;
       this.segBase[s] = 0;
@@ -312,6 +313,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     let n = 0;
     let k = 0;
     try {
+      if ((this.eflags & (TF | RF)) !== 0 || this.dbgOn || this.stepOne) {
+        // before any block lookup: a code breakpoint comes ahead of the fetch's page fault
+        this.stepOne = false;
+        this.instructions++;
+        return this.stepTrap();
+      }
       let block = this.lookupBlock();
       for (;;) {
         this.curBlock = block;
@@ -423,17 +430,32 @@ export class Cpu extends LazyFlags implements CpuControl {
       i.fn(this, i);
     } catch (e) {
       this.eip = start;
+      if (this.dbgHeld !== 0) {
+        // traps held over a MOV SS come right after the fault's delivery (its handler's start)
+        this.dr[6] = (this.dr[6] & ~0xf) | (this.dbgHeld & 0xf) | (this.dbgHeld & 0x4000);
+        this.dbgHeld = 0;
+        this.tssTrap = true;
+      }
       throw e;
     }
-    const hits = this.dbgHit;
-    if ((tfBefore || hits !== 0) && !this.halted) {
-      // single step (BS) and data breakpoints (B0-B3): one trap after the instruction
-      this.dr[6] = (hits !== 0 ? (this.dr[6] & ~0xf) | hits : this.dr[6]) |
-        (tfBefore ? 0x4000 : 0);
-      this.guardedInterrupt(DB, -1, 0);
+    // single step (BS) and data breakpoints (B0-B3), with any held over a MOV SS/POP SS
+    const t = this.dbgHit | (tfBefore ? 0x4000 : 0) | this.dbgHeld;
+    this.dbgHeld = 0;
+    if (t !== 0 && !this.halted) {
+      // MOV SS/POP SS (not STI) hold their debug traps until after the next instruction
+      if (this.shadow && i.opcode !== 0xfb) this.dbgHeld = t;
+      else {
+        // one trap after the instruction; a task switch's T-bit trap (BT) joins it
+        this.tssTrap = false;
+        this.dr[6] = ((t & 0xf) !== 0 ? (this.dr[6] & ~0xf) | (t & 0xf) : this.dr[6]) |
+          (t & 0x4000);
+        this.guardedInterrupt(DB, -1, 0);
+      }
     }
     return 1;
   }
+  /** Debug traps (DR6 B0-B3, BS) held over a MOV SS/POP SS for one instruction. */
+  private dbgHeld = 0;
 
   /** Enabled execution breakpoints (R/W 00) at linear address `lin`: B0-B3 bits. */
   private codeBreakpoints(lin: number): number {
