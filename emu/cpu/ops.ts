@@ -577,7 +577,7 @@ const hInt3: Handler = (cpu) => deliverInterrupt(cpu, BP, -1, 3);
 const hInto: Handler = (cpu) => {
   if (cpu.of()) deliverInterrupt(cpu, OFV, -1, 3);
 };
-const hInt1: Handler = (cpu) => deliverInterrupt(cpu, 1, -1, 3);
+const hInt1: Handler = (cpu) => deliverInterrupt(cpu, 1, -1, 0); // ICEBP: no gate DPL check
 const hIret: Handler = (cpu, i) => iret(cpu, i.sz);
 const hBound: Handler = (cpu, i) => {
   if (!i.mem) ud(cpu);

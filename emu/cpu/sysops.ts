@@ -260,7 +260,13 @@ export const hMovFromDr: Handler = (cpu, i) => {
   needCpl0(cpu);
   const n = drIndex(cpu, i.regN);
   generalDetect(cpu);
-  cpu.r32[i.rmN] = n === 6 ? cpu.dr[6] | 0xffff0ff0 : n === 7 ? cpu.dr[7] | 0x400 : cpu.dr[n];
+  // DR6 holds B0-B3, BD, BS, BT (the rest reads 1, bit 12 reads 0); DR7's bit 10 reads 1 and
+  // bits 11, 12, 14, 15 read 0
+  cpu.r32[i.rmN] = n === 6
+    ? (cpu.dr[6] & 0xe00f) | 0xffff0ff0
+    : n === 7
+    ? (cpu.dr[7] & ~0xd800) | 0x400
+    : cpu.dr[n];
 };
 export const hMovToDr: Handler = (cpu, i) => {
   needCpl0(cpu);

@@ -194,6 +194,8 @@ function eventFlags(cpu: Cpu, code: number, kind: number): number {
 export function deliverInterrupt(cpu: Cpu, vec: number, code: number, kind: number): void {
   cpu.halted = false;
   cpu.blockExit = true;
+  // entering the #DB handler clears DR7.GD, so that it may use the debug registers
+  if (vec === 1 && kind <= 1) cpu.dr[7] &= ~0x2000;
   if ((cpu.cr0 & CR0_PE) === 0) {
     // real mode: IVT entry at IDTR.base + 4*vec
     if (vec * 4 + 3 > cpu.idtLimit) cpu.fault(GP, 0);

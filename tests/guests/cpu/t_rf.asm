@@ -8,10 +8,12 @@
 ; - a REP string resumed in chunks reports its code breakpoint once (RF set between iterations)
 ; - I/O breakpoints (CR4.DE, R/W 10b): IN/OUT on a watched port range trap after the instruction
 ;   with the B bit; without CR4.DE they do nothing; with it DR4/DR5 are #UD; CPUID reports DE
+; - DR6/DR7 reserved bits; any #DB entry clears DR7.GD; INT1 (ICEBP) skips the gate DPL check
 %include "boot.inc"
 
 RF      equ 0x10000
 TF      equ 0x100
+TSS     equ 0x30000
 
 main:
         mov eax, db_handler
@@ -198,7 +200,73 @@ main:
         mov cr4, eax
         xor eax, eax
         mov dr7, eax
+
+        ; --- 8. DR6 and DR7 reserved bits read as fixed values
+        mov eax, 0xffffffff
+        mov dr6, eax
+        mov eax, dr6
+        CHECK 80, eax, 0xffffefff       ; bit 12 reads 0
+        xor eax, eax
+        mov dr6, eax
+        mov eax, dr6
+        CHECK 81, eax, 0xffff0ff0
+        mov eax, 0xd800                 ; bits 11, 12, 14, 15 read 0, bit 10 reads 1
+        mov dr7, eax
+        mov eax, dr7
+        CHECK 82, eax, 0x400
+
+        ; --- 9. entering the #DB handler clears DR7.GD (its MOV from DR6 does not fault)
+        mov dword [nlog], 0
+        mov eax, 0x2000
+        mov dr7, eax
+        pushfd
+        or dword [esp], TF
+        popfd
+        nop
+        CHECK 85, dword [nlog], 1
+        mov eax, dr7
+        and eax, 0x2000
+        CHECK 86, eax, 0
+
+        ; --- 10. INT1 (ICEBP) from ring 3 through the DPL0 #DB gate: no privilege check
+        mov edi, TSS
+        xor eax, eax
+        mov ecx, 0x68 / 4
+        rep stosd
+        mov dword [TSS + 4], 0x60000
+        mov dword [TSS + 8], DATA32
+        mov word [TSS + 0x66], 0x68
+        mov dword [tss_desc], 0x00000068 | (TSS << 16)
+        mov dword [tss_desc + 4], 0x00008900 | (TSS >> 16)
+        mov ax, TSS_SEL
+        ltr ax
+        mov eax, back_to_ring0
+        mov ebx, 0x41
+        mov edx, 0xee00
+        call set_gate
+        mov dword [nlog], 0
+        push dword DATA32_R3
+        push dword 0x50000
+        push dword 0x002
+        push dword CODE32_R3
+        push dword .user
+        iret
+.user:  mov ax, DATA32_R3                ; (the handlers use DS)
+        mov ds, ax
+        mov es, ax
+        db 0xf1                         ; INT1
+.after: int 0x41
+.ring0: mov ax, DATA32
+        mov ds, ax
+        mov es, ax
+        CHECK 90, dword [nlog], 1
+        CHECK 91, dword [logbuf], 1
+        CHECK 92, dword [logbuf + 4], .after
         jmp pass
+
+back_to_ring0:
+        mov esp, 0x7fff0
+        jmp main.ring0
 
 ; log_event: appends (eax vector, ebx EIP, ecx EFLAGS image, edx DR6) to logbuf
 log_event:
