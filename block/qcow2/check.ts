@@ -275,6 +275,20 @@ class Imrt {
     this.#a[i] = v;
   }
 
+  /** Adds one to cluster i when it is in the table and below max; false (nothing done) else. */
+  inc(i: number, max: number): boolean {
+    if (i >= this.size) return false;
+    const r = this.#a[i];
+    if (r >= max) return false;
+    this.#a[i] = r + 1;
+    return true;
+  }
+
+  /** The counters themselves (valid below {@link size}), for whole-block comparisons. */
+  get counts(): Uint16Array | Uint32Array | Float64Array {
+    return this.#a;
+  }
+
   /** Grows to n clusters (never shrinks); new entries are zero. */
   resize(n: number): void {
     if (n > this.#a.length) {
@@ -821,16 +835,24 @@ class Qcow2Checker {
   }
 
   async loadReftable(): Promise<void> {
-    const bytes = await this.img.read(this.g.refcountTableOffset, this.g.refcountTableSize * 8);
-    this.reftable = [];
-    for (let i = 0; i < this.g.refcountTableSize; i++) {
-      // Most entries of a refcount table are empty: no BigInt for those.
-      const p = i * 8;
-      const empty = !bytes[p] && !bytes[p + 1] && !bytes[p + 2] && !bytes[p + 3] &&
-        !bytes[p + 4] && !bytes[p + 5] && !bytes[p + 6] && !bytes[p + 7];
-      this.reftable.push(empty ? 0n : be64n(bytes, p));
+    const n = this.g.refcountTableSize;
+    const bytes = await this.img.read(this.g.refcountTableOffset, n * 8);
+    // Most entries of a refcount table are empty: no BigInt for those, and one pass (this runs
+    // cold, at start-up, over a whole cluster of entries).
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, n * 2);
+    const table = new Array<bigint>(n).fill(0n);
+    const blocksX = new Array<bigint>(n).fill(0n);
+    const blocks = new Array<number>(n).fill(0);
+    for (let i = 0; i < n; i++) {
+      if (!(words[2 * i] | words[2 * i + 1])) continue;
+      const e = be64n(bytes, i * 8);
+      table[i] = e;
+      blocksX[i] = e & 0xfffffffffffffe00n;
+      blocks[i] = Number(blocksX[i]);
     }
-    this.#indexReftable();
+    this.reftable = table;
+    this.#rbOffsetsX = blocksX;
+    this.#rbOffsets = blocks;
     this.#refblocks.clear();
   }
 
@@ -1135,10 +1157,32 @@ class Qcow2Checker {
       this.#keptL2.set(l2Offset / cs, l2);
     }
     let nextContiguous = 0;
+    const dv = new DataView(l2.buffer, l2.byteOffset, l2.byteLength);
+    // Clusters below this end are counted without the range check of incRefcounts.
+    const fileEnd = this.img.sectorLength;
+    const max = g.refcountMax;
     for (let i = 0; i < g.l2Size; i++) {
       const p = i * g.l2EntrySize;
-      const hi = be32(l2, p);
-      const lo = be32(l2, p + 4);
+      const hi = dv.getUint32(p);
+      const lo = dv.getUint32(p + 4);
+      if (!g.extL2) {
+        // The common entries, in few calls: this loop runs cold over every L2 entry.
+        if (hi === 0 && (lo & ~1) === 0) continue; // unallocated, or zero without a cluster
+        if ((hi & 0x7f000000) === 0 && (lo & (cs - 1) & ~1) === 0) {
+          // A normal cluster (or preallocated zero cluster), aligned, no reserved bits set.
+          const offset = (hi & 0x00ffffff) * 0x100000000 + ((lo & 0xfffffe00) >>> 0);
+          if (offset === 0) continue; // no cluster (a stray COPIED flag is checked later)
+          if (fragInfo) {
+            this.res.allocatedClusters++;
+            if (nextContiguous && offset !== nextContiguous) this.res.fragmentedClusters++;
+            nextContiguous = offset + cs;
+          }
+          if (offset >= fileEnd || !imrt.inc(offset / cs, max)) {
+            this.incRefcounts(imrt, offset, cs);
+          }
+          continue;
+        }
+      }
       const bmHi = g.extL2 ? be32(l2, p + 8) : 0;
       const bmLo = g.extL2 ? be32(l2, p + 12) : 0;
       const compressed = (hi & 0x40000000) !== 0;
@@ -1442,14 +1486,20 @@ class Qcow2Checker {
           continue;
         }
       }
+      const counts = imrt.counts;
       for (let i = start; i < end; i++) {
         if (!block) {
           // No refblock: every on-disk count here is 0; only referenced clusters matter.
           i = imrt.nextNonZero(i, end);
           if (i < 0) break;
         }
-        const r1 = block ? getDiskRefcount(block, i - start, order) : 0;
-        const r2 = imrt.get(i);
+        const k = i - start;
+        const r1 = !block
+          ? 0
+          : order === 4
+          ? (block[2 * k] << 8) | block[2 * k + 1]
+          : getDiskRefcount(block, k, order);
+        const r2 = counts[i];
         if (r1 > 0 || r2 > 0) highest = i;
         if (r1 === r2) continue;
         let fixed: "leaksFixed" | "corruptionsFixed" | undefined;
@@ -1540,19 +1590,34 @@ class Qcow2Checker {
         : this.#keptL2.get(l2Offset / g.clusterSize);
       const l2 = kept ?? await this.img.read(l2Offset, g.clusterSize);
       let dirty = 0;
+      const dv = new DataView(l2.buffer, l2.byteOffset, l2.byteLength);
+      // The refcount block of the last cluster looked up: neighbours read it without a call
+      // (this loop runs cold over every entry; nothing changes refcounts meanwhile).
+      const order = g.refcountOrder;
+      const perBlock = 2 ** g.refcountBlockBits;
+      let rbIndex = -1;
+      let rb: Uint8Array | undefined;
       for (let j = 0; j < g.l2Size; j++) {
         const q = j * g.l2EntrySize;
-        const hi = be32(l2, q);
+        const hi = dv.getUint32(q);
         if (hi & 0x40000000) continue; // compressed
-        const off = entryOffset(l2, q);
+        const off = (hi & 0x00ffffff) * 0x100000000 + ((dv.getUint32(q + 4) & 0xfffffe00) >>> 0);
         if (!off) continue; // unallocated or plain zero
         let r: number;
-        try {
-          const dc = Math.floor(off / g.clusterSize);
-          r = this.cachedRefcount(dc) ?? await this.getRefcount(dc);
-        } catch (e) {
-          if (e instanceof CheckAbort) continue;
-          throw e;
+        const dc = Math.floor(off / g.clusterSize);
+        const idx = Math.floor(dc / perBlock);
+        if (idx === rbIndex && rb) {
+          const k = dc - idx * perBlock;
+          r = order === 4 ? (rb[2 * k] << 8) | rb[2 * k + 1] : getDiskRefcount(rb, k, order);
+        } else {
+          try {
+            r = this.cachedRefcount(dc) ?? await this.getRefcount(dc);
+          } catch (e) {
+            if (e instanceof CheckAbort) continue;
+            throw e;
+          }
+          rbIndex = idx;
+          rb = idx < this.#rbOffsets.length ? this.#refblocks.get(this.#rbOffsets[idx]) : undefined;
         }
         const c = (hi & 0x80000000) !== 0;
         if ((r === 1) !== c) {
