@@ -426,9 +426,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
     this.dbgHit = 0;
+    // a REP string traps after each iteration (single step, breakpoints): one per visit
+    this.repStep = i.rep !== 0 && (tfBefore || this.dbgOn);
     try {
       i.fn(this, i);
     } catch (e) {
+      this.repStep = false;
       this.eip = start;
       if (this.dbgHeld !== 0) {
         // traps held over a MOV SS come right after the fault's delivery (its handler's start)
@@ -438,6 +441,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       }
       throw e;
     }
+    this.repStep = false;
     // single step (BS) and data breakpoints (B0-B3), with any held over a MOV SS/POP SS
     const t = this.dbgHit | (tfBefore ? 0x4000 : 0) | this.dbgHeld;
     this.dbgHeld = 0;
@@ -456,6 +460,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
   /** Debug traps (DR6 B0-B3, BS) held over a MOV SS/POP SS for one instruction. */
   private dbgHeld = 0;
+  /** A REP string instruction runs one iteration per visit (it is being single-stepped). */
+  repStep = false;
 
   /** Enabled execution breakpoints (R/W 00) at linear address `lin`: B0-B3 bits. */
   private codeBreakpoints(lin: number): number {

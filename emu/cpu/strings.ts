@@ -59,7 +59,7 @@ export function stringOp(
     c = (c - 1) >>> 0;
     setCount(cpu, i, c);
     if (stop) return;
-    if (++n >= REP_CHUNK && c !== 0) {
+    if ((++n >= REP_CHUNK || cpu.repStep) && c !== 0) {
       cpu.eip = cpu.code32 ? (cpu.eip - i.len) >>> 0 : (cpu.eip - i.len) & 0xffff; // again
       cpu.eflags |= RF; // an interrupt between iterations pushes RF set (no breakpoint again)
       cpu.blockExit = true;
@@ -122,7 +122,7 @@ export function repFast(cpu: Cpu, i: Instr, movs: boolean): void {
   const ram = cpu.ram;
   const back = (cpu.eflags & DF) !== 0;
   let c = count(cpu, i);
-  let budget = REP_CHUNK * 16;
+  let budget = cpu.repStep ? 1 : REP_CHUNK * 16;
   while (c !== 0) {
     const si = i.asz ? cpu.r32[6] >>> 0 : cpu.r16[12];
     const di = i.asz ? cpu.r32[7] >>> 0 : cpu.r16[14];

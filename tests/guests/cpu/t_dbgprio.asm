@@ -7,6 +7,8 @@
 ;   before the #DB handler's first instruction
 ; - an NMI (5) comes before the next instruction's code breakpoint (7)
 ; - a code breakpoint (7) comes before the fetch page fault of the same instruction (8)
+; - a REP string traps after each iteration (single step, data breakpoint) with EIP at the REP
+;   instruction and RF set in the pushed EFLAGS until the last iteration
 ; The harness raises an NMI on a write to port 0x80.
 %include "boot.inc"
 
@@ -147,6 +149,49 @@ main:
         CHECK 54, dword [logbuf + 16], 14
         CHECK 55, dword [logbuf + 20], 0x800000
         CHECK 56, dword [logbuf + 28], 0x800000 ; CR2
+
+        ; --- 7. single-stepping a REP string: a trap after each iteration, with EIP at the REP
+        ; instruction and RF set in the image until the last iteration
+        mov dword [nlog], 0
+        mov dword [keep_tf], 2
+        mov esi, src
+        mov edi, dst
+        mov ecx, 3
+        cld
+        pushfd
+        or dword [esp], TF
+        popfd
+.r7:    rep movsb
+.r7e:   CHECK 60, dword [nlog], 3
+        CHECK 61, dword [logbuf + 4], .r7
+        CHECK 62, dword [logbuf + 20], .r7
+        CHECK 63, dword [logbuf + 36], .r7e
+        mov eax, [logbuf + 8]
+        and eax, RF
+        CHECK 64, eax, RF
+        mov eax, [logbuf + 40]
+        and eax, RF
+        CHECK 65, eax, 0
+        CHECK 66, dword [dst], 0x00636261
+
+        ; --- 8. a data breakpoint hit by the second iteration traps before the third
+        mov dword [nlog], 0
+        mov eax, dst + 1
+        mov dr1, eax
+        mov eax, (1 << 2) | (01b << 20) ; L1, write, 1 byte
+        mov dr7, eax
+        mov esi, src
+        mov edi, dst
+        mov ecx, 3
+.r8:    rep movsb
+        xor eax, eax
+        mov dr7, eax
+        CHECK 70, dword [nlog], 1
+        CHECK 71, dword [logbuf + 4], .r8
+        mov eax, [logbuf + 12]
+        and eax, 0x400f
+        CHECK 72, eax, 2
+        CHECK 73, ecx, 0
         jmp pass
 
 ; log_event: appends (eax vector, ebx EIP, ecx EFLAGS image, edx DR6 / CR2) to logbuf
@@ -175,8 +220,12 @@ db_handler:
         call log_event
         xor eax, eax
         mov dr6, eax
-        and dword [esp + 40], ~TF
-        test edx, 0xf
+        cmp dword [keep_tf], 0
+        je .clear
+        dec dword [keep_tf]
+        jmp .kept
+.clear: and dword [esp + 40], ~TF
+.kept:  test edx, 0xf
         jz .n
         or dword [esp + 40], RF
 .n:     popad
@@ -221,4 +270,7 @@ pf_handler:
         align 4
 nlog:   dd 0
 ssval:  dd 0
+keep_tf: dd 0
+src:    db "abc", 0
+dst:    dd 0
 logbuf: times 64 dd 0
