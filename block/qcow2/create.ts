@@ -230,6 +230,12 @@ export async function createQcow2(filename: string, opts: Qcow2CreateOptions): P
   const cs = 2 ** o.clusterBits;
   const h = initialHeader(o);
   const file = FileProtocol.open(filename, { create: true, truncate: true });
+  // Like QEMU's creation (BDRV_O_NO_FLUSH until the image is complete), the flushes that order
+  // metadata updates are skipped while nothing can use the image yet: a crash leaves a
+  // half-created file either way. Closing flushes once. (Each fdatasync of a fresh file waits
+  // for a journal commit: six of them cost ~25 ms of every create and convert.)
+  const flush = file.flush.bind(file);
+  file.flush = () => Promise.resolve();
   let img: Qcow2Format | undefined;
   try {
     const first = new Uint8Array(3 * cs);
@@ -242,6 +248,7 @@ export async function createQcow2(filename: string, opts: Qcow2CreateOptions): P
     img = await Qcow2Format.open(file, { noBacking: true });
     if (opts.backingFile) await img.changeBackingFile(opts.backingFile, backingFormat);
     await img.truncate(o.size, { preallocation: o.preallocation });
+    file.flush = flush;
     await img.close();
     img = undefined;
   } catch (e) {
