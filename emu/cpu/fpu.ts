@@ -396,6 +396,7 @@ function fstX(fpu: Fpu, cpu: Cpu, lin: number, single: boolean): void {
   let v = uV[0];
   if (uK[0] === K_FIN) {
     const rc = (fpu.cw >> 10) & 3;
+    clearFlags(); // a store reports no denormal operand
     if (single) roundSlot0(24, rc, -126, 127);
     else roundSlot0(53, rc, -1022, 1023);
     v = resultNumber();
@@ -432,12 +433,7 @@ function ld80(fpu: Fpu, cpu: Cpu, lin: number): void {
 function st80(fpu: Fpu, cpu: Cpu, lin: number, i: number): void {
   const p = (fpu.top + i) & 7;
   cpu.probeWrite(lin, 10);
-  if (((fpu.tag >> (p * 2)) & 3) === 3) {
-    // an empty register stores the indefinite (the underflow was flagged by the caller)
-    f80Lo = 0;
-    f80Hi = 0xc0000000 | 0;
-    f80Se = 0xffff;
-  } else if (fpu.rawValid[p]) {
+  if (fpu.rawValid[p]) {
     f80Lo = fpu.rawLo[p];
     f80Hi = fpu.rawHi[p];
     f80Se = fpu.rawSe[p];
@@ -618,13 +614,9 @@ function arithX(fpu: Fpu, op: number, dst: number): void {
     return;
   }
   if (ka === K_NAN || kb === K_NAN) {
-    // NaN operands: the one with the larger significand (or the only one), made quiet
-    let s = ka === K_NAN ? 0 : 1;
-    if (
-      ka === K_NAN && kb === K_NAN &&
-      ((uH[1] & 0x3fffffff) > (uH[0] & 0x3fffffff) ||
-        ((uH[1] & 0x3fffffff) === (uH[0] & 0x3fffffff) && uL[1] > uL[0]))
-    ) s = 1;
+    // NaN operands: the only one; of two, a quiet one over a signalling one, else the one with
+    // the larger significand; made quiet
+    const s = ka !== K_NAN ? 1 : kb !== K_NAN ? 0 : nanPick(0, 1);
     if (
       ((uH[0] & 0x40000000) === 0 && ka === K_NAN) || ((uH[1] & 0x40000000) === 0 && kb === K_NAN)
     ) {
@@ -647,6 +639,17 @@ function arithX(fpu: Fpu, op: number, dst: number): void {
   applyFlags(fpu);
   fpu.sw |= rFlags0;
   setResult(fpu, dst);
+}
+
+/**
+ * Of two NaN slots, the x87's choice: a quiet NaN over a signalling one, otherwise the larger
+ * significand (the first one on a tie).
+ */
+function nanPick(a: number, b: number): number {
+  const qa = uH[a] & 0x40000000, qb = uH[b] & 0x40000000;
+  if (qa !== qb) return qa !== 0 ? a : b;
+  const ha = uH[a] & 0x3fffffff, hb = uH[b] & 0x3fffffff;
+  return hb > ha || (hb === ha && uL[b] > uL[a]) ? b : a;
 }
 
 /** Slot s as a double for the special cases: a finite value as +-1. */
@@ -696,7 +699,7 @@ function compareX(fpu: Fpu, unordered: boolean): number {
     if (!unordered || snan || ka === K_BAD || kb === K_BAD) fpu.sw |= IE;
     return 3;
   }
-  fpu.sw |= rFlags0;
+  fpu.sw |= rFlags0 | (rFlags & 0x2); // a denormal operand (from memory or a register)
   const c = cmpX();
   return c > 0 ? 0 : c < 0 ? 1 : 2;
 }
@@ -719,6 +722,7 @@ function compareFlags(cpu: Cpu, fpu: Fpu, unordered: boolean): void {
 
 /** Loads ST(0) and ST(i) and compares them (FCOM family). */
 function compareRegs(fpu: Fpu, i: number, unordered: boolean): void {
+  clearFlags();
   ldReg(fpu, 0, 0);
   ldReg(fpu, 1, i);
   compare(fpu, unordered);
@@ -818,6 +822,31 @@ function fldenv(fpu: Fpu, cpu: Cpu, lin: number, o32: boolean): void {
   fpu.fdp = o32 ? cpu.rd32((lin + 5 * w) | 0) : cpu.rd16((lin + 5 * w) | 0);
 }
 
+/**
+ * The tag word as FSTENV/FSAVE store it: each non-empty register classified from its contents
+ * (00 valid, 01 zero, 10 special: NaN, infinity, denormal, unsupported), empty ones 11.
+ */
+function tagWord(fpu: Fpu): number {
+  let t = 0;
+  for (let p = 0; p < 8; p++) {
+    let c = 3;
+    if (((fpu.tag >> (p * 2)) & 3) !== 3) {
+      let se: number, hi: number, lo: number;
+      if (fpu.rawValid[p]) [se, hi, lo] = [fpu.rawSe[p], fpu.rawHi[p], fpu.rawLo[p]];
+      else {
+        numberToF80(fpu.val[p]);
+        [se, hi, lo] = [f80Se, f80Hi, f80Lo];
+      }
+      const e = se & 0x7fff;
+      if (e === 0x7fff) c = 2;
+      else if (e === 0) c = (hi | lo) === 0 ? 1 : 2;
+      else c = hi < 0 ? 0 : 2; // the integer bit clear: an unnormal
+    }
+    t |= c << (p * 2);
+  }
+  return t;
+}
+
 function fstenv(fpu: Fpu, cpu: Cpu, lin: number, o32: boolean): void {
   const w = o32 ? 4 : 2;
   cpu.probeWrite(lin, 7 * w);
@@ -827,7 +856,7 @@ function fstenv(fpu: Fpu, cpu: Cpu, lin: number, o32: boolean): void {
   ) => (o32 ? cpu.wr32((lin + k * w) | 0, v) : cpu.wr16((lin + k * w) | 0, v));
   put(0, fpu.cw | (o32 ? 0xffff0000 : 0));
   put(1, fpu.status() | (o32 ? 0xffff0000 : 0));
-  put(2, fpu.tag | (o32 ? 0xffff0000 : 0));
+  put(2, tagWord(fpu) | (o32 ? 0xffff0000 : 0));
   put(3, fpu.fip);
   put(4, o32 ? (fpu.fcs & 0xffff) | ((fpu.fop & 0x7ff) << 16) : fpu.fcs);
   put(5, fpu.fdp);
@@ -1065,7 +1094,11 @@ function escape(cpu: Cpu, i: Instr): void {
             ld80(fpu, cpu, lin);
             return;
           case 7:
-            fpu.get(0); // an empty ST(0): stack underflow
+            if (fpu.isEmpty(0)) {
+              // stack underflow: the indefinite is stored (FSAVE stores what the register holds)
+              fpu.get(0);
+              fpu.set(0, NaN);
+            }
             st80(fpu, cpu, lin, 0);
             fpu.sw &= ~C1;
             fpu.pop();
@@ -1187,6 +1220,7 @@ function escape(cpu: Cpu, i: Instr): void {
               return;
             }
             case 4: // FTST
+              clearFlags();
               ldReg(fpu, 0, 0);
               ldNum(1, 0);
               compare(fpu, false);
@@ -1252,6 +1286,7 @@ function escape(cpu: Cpu, i: Instr): void {
         if (r === 0 || r === 1 || r === 4) return; // FENI/FDISI/FSETPM: no-ops since the 287
       }
       if (reg === 5 || reg === 6) {
+        clearFlags();
         ldReg(fpu, 0, 0);
         ldReg(fpu, 1, r);
         compareFlags(cpu, fpu, reg === 5);
@@ -1287,6 +1322,7 @@ function escape(cpu: Cpu, i: Instr): void {
         return;
       }
       if (reg === 5 || reg === 6) { // FUCOMIP / FCOMIP
+        clearFlags();
         ldReg(fpu, 0, 0);
         ldReg(fpu, 1, r);
         compareFlags(cpu, fpu, reg === 5);
@@ -1489,10 +1525,7 @@ function transNaN(fpu: Fpu, n: number, dst: number): boolean {
     if (uK[s] === K_BAD) bad = true;
     else if (uK[s] === K_NAN) {
       if ((uH[s] & 0x40000000) === 0) fpu.sw |= IE;
-      if (
-        nan < 0 || (uH[s] & 0x3fffffff) > (uH[nan] & 0x3fffffff) ||
-        ((uH[s] & 0x3fffffff) === (uH[nan] & 0x3fffffff) && uL[s] > uL[nan])
-      ) nan = s;
+      nan = nan < 0 ? s : nanPick(nan, s);
     }
   }
   if (bad) {
@@ -1598,16 +1631,13 @@ function f2xm1(fpu: Fpu): void {
     fpu.set(0, uS[0] ? -1 : Infinity);
     return;
   }
-  const x = slotBf(0);
-  // 2^n - 1 of an integer n is exact
-  setRounded(fpu, 0, exp2m1(x), uE[0] >= 0 && uE[0] < 63 && isIntegral(uE[0], uH[0], uL[0]));
-}
-
-/** Whether the mantissa hi:lo with exponent e (0 <= e < 63) has no fraction bits. */
-function isIntegral(e: number, hi: number, lo: number): boolean {
-  const frac = 63 - e; // low bits below the binary point
-  if (frac >= 32) return lo === 0 && (hi & ((1 << (frac - 32)) - 1)) === 0;
-  return (lo & (frac === 0 ? 0 : (0xffffffff >>> (32 - frac)))) === 0;
+  if (uE[0] >= 0 && (uE[0] > 0 || uH[0] !== 0x80000000 || uL[0] !== 0)) {
+    // beyond the domain (|x| > 1) the hardware leaves ST(0) as it is, flagging precision
+    fpu.sw |= PE;
+    return;
+  }
+  // 2^x - 1 of x = +-1 is exact
+  setRounded(fpu, 0, exp2m1(slotBf(0)), uE[0] === 0);
 }
 
 /**
