@@ -120,7 +120,7 @@ export class LazyFlags {
       case LOP_LOGIC:
         return 0;
       case LOP_INC:
-        return (this.lr & MASK[sz]) === SIGN[sz] ? 1 : 0;
+        return (this.lr & MASK[sz]) >>> 0 === SIGN[sz] ? 1 : 0;
       case LOP_DEC:
         return (this.lr & MASK[sz]) >>> 0 === SIGN[sz] - 1 ? 1 : 0;
       default:
