@@ -9,6 +9,7 @@ import { type CpuBus, type CpuControl, PageKind, RunExit } from "./bus.ts";
 import { AC, DF, IF, LazyFlags, NT, RF, TF, VM } from "./flags.ts";
 import type { Block } from "./instr.ts";
 import { decodeBlock, decodeOne } from "./decode.ts";
+import { compileBlock, JIT_THRESHOLD } from "./jit.ts";
 import { CODE_BP, deliverInterrupt } from "./system.ts";
 
 export * from "./consts.ts";
@@ -312,6 +313,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   private runBlock(limit: number): number {
     let n = 0;
     let k = 0;
+    let inJit = false;
     try {
       if ((this.eflags & (TF | RF)) !== 0 || this.dbgOn || this.stepOne) {
         // before any block lookup: a code breakpoint comes ahead of the fetch's page fault
@@ -329,28 +331,38 @@ export class Cpu extends LazyFlags implements CpuControl {
           return n + this.stepTrap();
         }
         const ins = block.ins;
-        const last = ins.length - 1;
-        const mask = this.code32 ? -1 : 0xffff;
         // EIP is not kept current inside a block: only the last instruction (every control
         // transfer ends a block) sees it. A fault recomputes it from the instruction's offset.
         const base = this.eip;
         this.blockEip = base;
-        let exited = false;
-        for (k = 0; k < last; k++) {
-          const i = ins[k];
-          i.fn(this, i);
-          if (this.blockExit) {
-            this.eip = (base + i.end) & mask;
-            k++;
-            exited = true;
-            break;
+        const jit = block.jit;
+        if (jit !== null) {
+          inJit = true;
+          k = jit(this, ins, base);
+          inJit = false;
+        } else {
+          const last = ins.length - 1;
+          const mask = this.code32 ? -1 : 0xffff;
+          let exited = false;
+          for (k = 0; k < last; k++) {
+            const i = ins[k];
+            i.fn(this, i);
+            if (this.blockExit) {
+              this.eip = (base + i.end) & mask;
+              k++;
+              exited = true;
+              break;
+            }
           }
-        }
-        if (!exited) {
-          const i = ins[last];
-          this.eip = (base + i.end) & mask;
-          i.fn(this, i);
-          k = last + 1;
+          if (!exited) {
+            const i = ins[last];
+            this.eip = (base + i.end) & mask;
+            i.fn(this, i);
+            k = last + 1;
+          }
+          if (++block.hits === JIT_THRESHOLD && block.cacheable && block.valid) {
+            block.jit = compileBlock(block, this.code32);
+          }
         }
         n += k;
         this.instructions += k;
@@ -387,12 +399,28 @@ export class Cpu extends LazyFlags implements CpuControl {
       return n;
     } catch (e) {
       if (e !== FAULT) throw e;
+      if (inJit) k = this.jk;
       this.eip = this.faultEip(k);
       this.curBlock = null;
       this.instructions += k + 1;
       this.guardedInterrupt(this.excVec, this.excCode, 1);
       return n + k + 1;
     }
+  }
+
+  /** The record of the running compiled block that raised a fault (set by jit.ts code). */
+  jk = 0;
+
+  /** Linear address of offset `off` in segment `seg` for a read of n+1 bytes (limit checked). */
+  linR(seg: number, off: number, n: number): number {
+    if (off + n > this.segChk[seg]) this.limitFault(seg, off, n, false);
+    return (this.segBase[seg] + off) | 0;
+  }
+
+  /** The same for a write (the segment must be writable). */
+  linW(seg: number, off: number, n: number): number {
+    if (off + n > this.segChkW[seg]) this.limitFault(seg, off, n, true);
+    return (this.segBase[seg] + off) | 0;
   }
 
   /** EIP of instruction k of the running block (or the current EIP between blocks). */

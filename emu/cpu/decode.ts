@@ -55,6 +55,24 @@ const ea32Basew: EaFn = (cpu, i) => {
 };
 const eaNone: EaFn = () => 0;
 
+/**
+ * JS for the linear address of `i`'s memory operand with its fields folded in (for the block
+ * compiler, jit.ts): the same arithmetic and limit check as its address function, or null.
+ */
+export function eaSource(i: Instr): string | null {
+  const f = i.ea;
+  const w = f === ea16w || f === ea32w || f === ea32Basew;
+  let off: string;
+  if (f === ea16 || f === ea16w) {
+    off = `(cpu.r16[${i.base}] + cpu.r16[${i.index}] + ${i.disp}) & 0xffff`;
+  } else if (f === ea32 || f === ea32w) {
+    off = `(cpu.r32[${i.base}] + (cpu.r32[${i.index}] << ${i.scale}) + ${i.disp}) >>> 0`;
+  } else if (f === ea32Base || f === ea32Basew) {
+    off = i.base === ZERO32 ? `${i.disp >>> 0}` : `(cpu.r32[${i.base}] + ${i.disp}) >>> 0`;
+  } else return null;
+  return `cpu.${w ? "linW" : "linR"}(${i.seg}, ${off}, ${i.accN})`;
+}
+
 /** The offset part of a memory operand (LEA, BOUND's and LxS's addresses are built from it). */
 export function eaOffset(cpu: Cpu, i: Instr): number {
   if (i.asz === 0) return (cpu.r16[i.base] + cpu.r16[i.index] + i.disp) & 0xffff;

@@ -50,12 +50,20 @@ function aluBody(op: number, sz: number): string {
 
 /** The JS body of each generated register-only handler (for fusing with a following Jcc). */
 const BODIES = new Map<Handler, string>();
+/** The JS body of every generated handler (the block compiler, jit.ts, inlines them). */
+const ALL_BODIES = new Map<Handler, string>();
+
+/** The source of a generated handler's body (`cpu` and `i` free), or undefined. */
+export function handlerBody(fn: Handler): string | undefined {
+  return ALL_BODIES.get(fn);
+}
 
 function make(name: string, body: string, fusable = false): Handler {
   // deno-lint-ignore no-explicit-any
   const f = new Function("cpu", "i", body) as any;
   Object.defineProperty(f, "name", { value: name });
   if (fusable) BODIES.set(f, body);
+  ALL_BODIES.set(f, body);
   return f as Handler;
 }
 

@@ -85,4 +85,11 @@ export class Block {
   linkEpoch = -1;
   /** False for a lone instruction that crosses a page boundary (decoded again each time). */
   cacheable = true;
+  /** Times run by the threaded-code loop (it is compiled to JS when hot; see jit.ts). */
+  hits = 0;
+  /**
+   * The compiled form: runs the whole block from EIP `base`, leaves EIP past the last
+   * instruction run and returns how many records ran.
+   */
+  jit: ((cpu: Cpu, ins: Instr[], base: number) => number) | null = null;
 }
