@@ -129,6 +129,27 @@ export class Qcow2Refcounts {
     return v;
   }
 
+  /** Adds one to the refcounts of clusters c..c+n-1 (all free, their blocks existing). */
+  async #addRun(c: number, n: number): Promise<void> {
+    for (let i = c; i < c + n;) {
+      const bi = Math.floor(i / this.perBlock);
+      const b = this.#blocks.get(bi);
+      if (!b) {
+        await this.add(i++, 1);
+        continue;
+      }
+      // Within one cached block: no promise per cluster.
+      const stop = Math.min(c + n, (bi + 1) * this.perBlock);
+      for (; i < stop; i++) {
+        const k = i - bi * this.perBlock;
+        const v = getRefcount(b, k, this.order) + 1;
+        if (v > this.max) throw new BlockError("EINVAL", "qcow2: refcount overflow");
+        setRefcount(b, k, this.order, v);
+      }
+      this.#dirtyBlocks.add(bi);
+    }
+  }
+
   /** First run of n free clusters at or after the hint (or `from`, when later). */
   async #findFree(n: number, from = 0): Promise<number> {
     let start = Math.max(this.freeHint, from);
@@ -143,7 +164,8 @@ export class Qcow2Refcounts {
         i += room - 1;
         continue;
       }
-      if ((await this.get(i)) === 0) {
+      const b = this.#blocks.get(bi) ?? await this.#block(bi);
+      if (!b || getRefcount(b, i - bi * this.perBlock, this.order) === 0) {
         if (++run >= n) return start;
       } else {
         run = 0;
@@ -321,7 +343,7 @@ export class Qcow2Refcounts {
         for (let i = 0; i < n && free; i++) free = (await this.get(c + i)) === 0;
         if (!free) continue;
       }
-      for (let i = 0; i < n; i++) await this.add(c + i, 1);
+      await this.#addRun(c, n);
       // As QEMU's free_cluster_index: the search goes on after the run just taken (a run of
       // n > 1 too; else every multi-cluster allocation rescans all the clusters before it).
       if (this.freeHint <= c) this.freeHint = c + n;

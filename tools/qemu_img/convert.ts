@@ -36,6 +36,8 @@ export interface ConvertRequest {
 }
 
 const IO_BUF_SIZE = 2 << 20;
+/** Source reads in flight while a chunk is processed. */
+const READ_AHEAD = 3;
 const SECTOR = 512;
 
 /** Where a source extent's data comes from, as convert_iteration_sectors classifies it. */
@@ -149,7 +151,10 @@ export class Converter {
   async #copy(index: number, base: number, size: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const bufs = [new Uint8Array(IO_BUF_SIZE), new Uint8Array(IO_BUF_SIZE)];
+    const free: Uint8Array[] = Array.from(
+      { length: READ_AHEAD + 1 },
+      () => new Uint8Array(IO_BUF_SIZE),
+    );
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
     let off = 0;
@@ -179,25 +184,31 @@ export class Converter {
         if (!this.opts.minSparse) this.#copied(end - off);
         off = end;
       } else {
-        // Two buffers: the next chunk is read while this one is scanned and written.
-        let chunk: Uint8Array = bufs[0].subarray(0, Math.min(end - off, IO_BUF_SIZE));
-        let reading: Promise<void> | undefined = src.read(off, chunk);
-        let which = 0;
-        while (reading) {
-          await reading;
-          const next = off + chunk.length;
-          let nextChunk: Uint8Array | undefined;
-          reading = undefined;
-          if (next < end) {
-            which ^= 1;
-            nextChunk = bufs[which].subarray(0, Math.min(end - next, IO_BUF_SIZE));
-            reading = src.read(next, nextChunk);
+        // Up to READ_AHEAD chunks are read (on pool threads, for a host file) while this one
+        // is scanned and written, as QEMU keeps several requests in flight (-m, default 8).
+        const pending: { off: number; buf: Uint8Array; chunk: Uint8Array; done: Promise<void> }[] =
+          [];
+        let next = off;
+        const issue = () => {
+          while (next < end && free.length && pending.length < READ_AHEAD) {
+            const buf = free.pop()!;
+            const chunk = buf.subarray(0, Math.min(end - next, IO_BUF_SIZE));
+            const done = src.read(next, chunk);
+            done.catch(() => {}); // reported when awaited; not unhandled if an earlier one fails
+            pending.push({ off: next, buf, chunk, done });
+            next += chunk.length;
           }
-          await this.#writeData(base + off, chunk, align, gran);
-          this.#copied(chunk.length);
-          off = next;
-          if (nextChunk) chunk = nextChunk;
+        };
+        issue();
+        while (pending.length) {
+          const job = pending.shift()!;
+          await job.done;
+          issue();
+          await this.#writeData(base + job.off, job.chunk, align, gran);
+          this.#copied(job.chunk.length);
+          free.push(job.buf);
         }
+        off = end;
       }
     }
   }
