@@ -23,6 +23,16 @@ export let rFlags = 0;
 /** Exponent of the rounded result's bit 63 and whether it overflowed (roundPack). */
 export let rExp = 0, rInf = false;
 
+/**
+ * The x87 control word leaves overflow (OM) / underflow (UM) unmasked: roundPack then delivers
+ * an extended result with a biased exponent instead of an infinity or a denormal.
+ */
+let oeUnmasked = false, ueUnmasked = false;
+export function setUnmaskedOU(oe: boolean, ue: boolean): void {
+  oeUnmasked = oe;
+  ueUnmasked = ue;
+}
+
 /** The 128-bit working value. */
 const W = new Uint32Array(4);
 const B = new Uint32Array(4);
@@ -232,11 +242,30 @@ export function roundPack(
     shl(m, z);
     exp -= z;
   }
-  let tiny = false;
+  let tiny = false, bias = 0;
   if (exp < emin) {
-    shrSticky(m, emin - exp);
-    exp = emin;
-    tiny = true;
+    if (ueUnmasked) {
+      // unmasked underflow: flagged for any tiny result; an extended result keeps its
+      // significand, the exponent biased up by 24576 (a store is suppressed by its caller)
+      rFlags |= UE;
+      if (emin === -16382) {
+        if (exp + 24576 < emin) {
+          // beyond even the biased range (FSCALE by a huge amount): a zero
+          rFlags |= PE;
+          rInf = false;
+          rExp = emin;
+          rSe = sign << 15;
+          rHi = rLo = 0;
+          return;
+        }
+        bias = 24576;
+      }
+    }
+    if (bias === 0) {
+      shrSticky(m, emin - exp);
+      exp = emin;
+      tiny = true;
+    }
   }
   const r = roundAt(m, 128 - prec, sign, rc);
   if (r !== 0) {
@@ -248,10 +277,23 @@ export function roundPack(
     m[3] = 0x80000000;
     exp++;
   }
+  if (exp > emax && oeUnmasked && emax === 16383 && exp - 24576 <= emax) bias = -24576;
+  if (bias !== 0) {
+    // unmasked overflow likewise: the exponent biased down by 24576
+    if (bias < 0) rFlags |= OE;
+    rInf = false;
+    rExp = exp + bias;
+    rSe = (sign << 15) | ((exp + bias + 16383) & 0x7fff);
+    rHi = m[3] | 0;
+    rLo = m[2] | 0;
+    return;
+  }
   const normal = (m[3] & 0x80000000) !== 0;
   if (exp > emax) {
     rFlags |= OE | PE;
-    const toInf = rc === 0 || (rc === 1 && sign === 1) || (rc === 2 && sign === 0);
+    // (unmasked and beyond even the biased range: an infinity whatever the rounding)
+    const toInf = rc === 0 || (rc === 1 && sign === 1) || (rc === 2 && sign === 0) ||
+      (oeUnmasked && emax === 16383);
     if (toInf) {
       rFlags |= C1;
       rInf = true;

@@ -13,7 +13,9 @@
  * reduction.
  * Exceptions set their status-word flags; an unmasked one raises #MF at the next waiting x87
  * instruction when CR0.NE is set, and asserts FERR# (CpuBus.ferr: IRQ 13 on a PC) when it is
- * clear.
+ * clear. An unmasked invalid-operation, zero-divide or denormal exception leaves the registers
+ * and the stack alone; unmasked overflow/underflow give the biased-exponent result and suppress
+ * stores (escapeUnmasked; tests/cpu_x87mask_test.ts checks these against the host FPU).
  * @module
  */
 
@@ -60,6 +62,7 @@ import {
   roundSlot0,
   rSe,
   scaleX,
+  setUnmaskedOU,
   sqrtX,
   uE,
   uH,
@@ -70,7 +73,7 @@ import {
 } from "./f80.ts";
 
 // status word bits
-const IE = 0x1, ZE = 0x4, UE = 0x10, PE = 0x20, SF_ = 0x40, ES = 0x80;
+const IE = 0x1, DE = 0x2, ZE = 0x4, OE = 0x8, UE = 0x10, PE = 0x20, SF_ = 0x40, ES = 0x80;
 const C0 = 0x100, C1 = 0x200, C2 = 0x400, C3 = 0x4000;
 
 /** The x87 register file and control state. */
@@ -370,6 +373,7 @@ function fistX(fpu: Fpu, cpu: Cpu, lin: number, bytes: number): void {
   if (bad) {
     fpu.sw |= IE;
     fpu.sw &= ~C1;
+    if (storeBlocked(fpu, IE)) return;
     hi = bytes === 8 ? 0x80000000 : 0;
     lo = bytes === 8 ? 0 : bytes === 4 ? 0x80000000 : 0x8000;
   } else {
@@ -401,11 +405,15 @@ function fstX(fpu: Fpu, cpu: Cpu, lin: number, single: boolean): void {
     else roundSlot0(53, rc, -1022, 1023);
     v = resultNumber();
     applyFlags(fpu);
+    if (storeBlocked(fpu, rFlags)) return;
   } else if (uK[0] === K_BAD) {
     fpu.sw |= IE;
+    if (storeBlocked(fpu, IE)) return;
     v = NaN;
   } else if (uK[0] === K_NAN) {
-    if ((uH[0] & 0x40000000) === 0) fpu.sw |= IE; // signalling NaN
+    if ((uH[0] & 0x40000000) === 0) fpu.sw |= IE; // a signalling NaN
+    // (a stack underflow's indefinite: IE from ldReg, this instruction's when unmasked)
+    if ((fpu.sw & IE) !== 0 && storeBlocked(fpu, IE)) return;
     // the NaN's sign and top payload bits, made quiet
     const sg = uS[0] << 31, h = uH[0], l = uL[0];
     if (single) cpu.wr32(lin, sg | 0x7fc00000 | ((h >>> 8) & 0x3fffff));
@@ -491,6 +499,7 @@ function stBcd(fpu: Fpu, cpu: Cpu, lin: number): void {
   }
   if (bad) {
     fpu.sw |= IE;
+    if (storeBlocked(fpu, IE)) return;
     for (let b = 0; b < 7; b++) cpu.wr8((lin + b) | 0, 0);
     cpu.wr8((lin + 7) | 0, 0xc0);
     cpu.wr8((lin + 8) | 0, 0xff);
@@ -987,8 +996,87 @@ function noWait(esc: number, reg: number, mem: boolean, rm: number): boolean {
 
 /** An ESC instruction (D8..DF): i.op is the low three opcode bits, ModRM decoded. */
 export function fpuEscape(cpu: Cpu, i: Instr): void {
-  escape(cpu, i);
+  const fpu = cpu.fpu as Fpu | null;
+  if (fpu !== null && (fpu.cw & 0x3f) !== 0x3f && !control(i)) escapeUnmasked(cpu, i, fpu);
+  else escape(cpu, i);
   ferrCheck(cpu, cpu.fpu as Fpu);
+}
+
+/** The control instructions (environment, control and status word): no numeric exceptions. */
+function control(i: Instr): boolean {
+  const esc = i.op, reg = i.regN;
+  if (i.mem) return (esc === 1 || esc === 5) && reg >= 4;
+  return (esc === 3 || esc === 7) && reg === 4;
+}
+
+// the register file before an instruction run with unmasked exceptions
+const sVal = new Float64Array(8), sRaw = new Uint8Array(8), sLo = new Int32Array(8);
+const sHi = new Int32Array(8), sSe = new Uint16Array(8);
+
+/**
+ * An instruction run while some exception is unmasked. The invalid-operation, zero-divide and
+ * denormal exceptions are detected before the result: unmasked, they leave the registers and
+ * the stack as they were (compares still set the condition codes). Unmasked overflow and
+ * underflow give an extended result with its exponent biased by 24576 (f80.ts) and suppress a
+ * store to memory, with its pop.
+ */
+function escapeUnmasked(cpu: Cpu, i: Instr, fpu: Fpu): void {
+  if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.fault(NM);
+  pendingCheck(cpu, fpu); // earlier errors first (escape's own check then finds none)
+  const old = fpu.sw & 0x3f, cc = fpu.sw;
+  const top = fpu.top, tag = fpu.tag;
+  sVal.set(fpu.val);
+  sRaw.set(fpu.rawValid);
+  sLo.set(fpu.rawLo);
+  sHi.set(fpu.rawHi);
+  sSe.set(fpu.rawSe);
+  fpu.sw &= ~0x3f;
+  storeAborted = false;
+  setUnmaskedOU((fpu.cw & 0x8) === 0, (fpu.cw & 0x10) === 0);
+  try {
+    escape(cpu, i);
+  } catch (e) {
+    fpu.sw |= old;
+    throw e;
+  } finally {
+    setUnmaskedOU(false, false);
+  }
+  const raised = fpu.sw & 0x3f;
+  if (storeAborted || (raised & ~fpu.cw & (IE | DE | ZE)) !== 0) {
+    // condition codes as they were, but a compare's (they tell "unordered" or the order)
+    if (!isCompare(i)) fpu.sw = (fpu.sw & ~(C0 | C1 | C2 | C3)) | (cc & (C0 | C1 | C2 | C3));
+    fpu.top = top;
+    fpu.tag = tag;
+    fpu.val.set(sVal);
+    fpu.rawValid.set(sRaw);
+    fpu.rawLo.set(sLo);
+    fpu.rawHi.set(sHi);
+    fpu.rawSe.set(sSe);
+    // no result, so none of the result's flags (a suppressed store keeps OE/UE, its cause)
+    fpu.sw &= storeAborted ? ~(PE | C1) : ~(OE | UE | PE | C1);
+  }
+  fpu.sw |= old;
+}
+
+/** The compares (FCOM, FCOMP, FCOMPP, FUCOM, FUCOMP, FUCOMPP, FICOM, FICOMP, FTST): C0/C2/C3. */
+function isCompare(i: Instr): boolean {
+  const esc = i.op, reg = i.regN, rm = i.rmN;
+  if (i.mem) return (reg === 2 || reg === 3) && (esc & 1) === 0;
+  if (esc === 0) return reg === 2 || reg === 3;
+  if (esc === 6) return reg === 3 && rm === 1;
+  if (esc === 2) return reg === 5 && rm === 1;
+  if (esc === 5) return reg === 4 || reg === 5;
+  return esc === 1 && reg === 4 && rm === 4;
+}
+
+/** A store that an unmasked exception suppressed (its pop too). */
+let storeAborted = false;
+
+/** Whether `bits` hold an exception that suppresses a store when unmasked (all but PE). */
+function storeBlocked(fpu: Fpu, bits: number): boolean {
+  if ((bits & ~fpu.cw & (IE | DE | ZE | OE | UE)) === 0) return false;
+  storeAborted = true;
+  return true;
 }
 
 /** FNCLEX, FNINIT, FLDCW, FLDENV/FRSTOR/FXRSTOR ended the error: FERR# goes inactive. */
@@ -1097,6 +1185,7 @@ function escape(cpu: Cpu, i: Instr): void {
             if (fpu.isEmpty(0)) {
               // stack underflow: the indefinite is stored (FSAVE stores what the register holds)
               fpu.get(0);
+              if (storeBlocked(fpu, IE)) return;
               fpu.set(0, NaN);
             }
             st80(fpu, cpu, lin, 0);
@@ -1464,10 +1553,14 @@ function transcendental(fpu: Fpu, k: number): void {
       clearFlags();
       ldReg(fpu, 0, 0);
       ldReg(fpu, 1, 1);
-      if (uK[0] === K_FIN && (uK[1] === K_FIN || uK[1] === K_ZERO)) {
+      if (uK[0] === K_FIN && uK[1] === K_ZERO) {
+        fpu.sw |= rFlags & 0x2; // scaled by 2^0: ST(0) as it is (a denormal is no underflow)
+        return;
+      }
+      if (uK[0] === K_FIN && uK[1] === K_FIN) {
         // the scale: ST(1) truncated toward zero (clamped far beyond the exponent range)
         const e = uE[1];
-        let n = uK[1] === K_ZERO || e < 0 ? 0 : e >= 20 ? 1 << 20 : uH[1] >>> (31 - e);
+        let n = e < 0 ? 0 : e >= 20 ? 1 << 20 : uH[1] >>> (31 - e);
         if (uS[1] === 1) n = -n;
         scaleX(n, (fpu.cw >> 10) & 3);
         applyFlags(fpu);
