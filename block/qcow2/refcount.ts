@@ -65,14 +65,17 @@ export class Qcow2Refcounts {
     const bytes = new Uint8Array(tableClusters * 2 ** clusterBits);
     await io.read(tableOffset, bytes);
     const dv = new DataView(bytes.buffer);
-    const table: number[] = [];
-    for (let i = 0; i < bytes.length / 8; i++) {
+    // Trailing empty entries carry nothing; keep the array short for scans. (Found first: a
+    // new image's table is one used entry in a cluster of them, read at every open.)
+    const words = new Uint32Array(bytes.buffer);
+    let n = bytes.length / 8;
+    while (n > 0 && !(words[2 * n - 2] | words[2 * n - 1])) n--;
+    const table = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
       const hi = dv.getUint32(i * 8);
       const lo = dv.getUint32(i * 8 + 4) & 0xfffffe00;
-      table.push(hi * 0x100000000 + (lo >>> 0));
+      table[i] = hi * 0x100000000 + (lo >>> 0);
     }
-    // Trailing empty entries carry nothing; keep the array short for scans.
-    while (table.length && table[table.length - 1] === 0) table.pop();
     return new Qcow2Refcounts(
       io,
       clusterBits,
