@@ -48,6 +48,8 @@ class Rng {
 /** Buffer layout (offsets from EDI/RDI). */
 const B_CW = 0x00, B_SW = 0x08, B_Y = 0x10, B_X = 0x20, B_MEM = 0x30, B_SAVE = 0x40;
 
+const FLD1_X6 = [0xd9, 0xe8, 0xd9, 0xe8, 0xd9, 0xe8, 0xd9, 0xe8, 0xd9, 0xe8, 0xd9, 0xe8];
+
 /** The operation's bytes ([rdi+0x30] is the memory operand). */
 const OPS: [string, number[]][] = [
   ["fadd st0,st1", [0xd8, 0xc1]],
@@ -78,10 +80,31 @@ const OPS: [string, number[]][] = [
   ["fistp m32", [0xdb, 0x5f, B_MEM]],
   ["fistp m64", [0xdf, 0x7f, B_MEM]],
   ["fbstp", [0xdf, 0x77, B_MEM]],
+  ["fld m32", [0xd9, 0x47, B_MEM]],
+  ["fld m64", [0xdd, 0x47, B_MEM]],
+  ["fsubr m64", [0xdc, 0x6f, B_MEM]],
+  ["fidiv m16", [0xde, 0x77, B_MEM]],
+  ["fcom m32", [0xd8, 0x57, B_MEM]],
+  ["fxch st2", [0xd9, 0xca]], // ST(2) empty: a stack underflow
+  ["fstp st3", [0xdd, 0xdb]],
+  ["fchs; fabs", [0xd9, 0xe0, 0xd9, 0xe1]],
+  // six FLD1 fill the stack (8 registers): the operation then overflows it
+  ["fsincos (full)", [...FLD1_X6, 0xd9, 0xfb]],
+  ["fptan (full)", [...FLD1_X6, 0xd9, 0xf2]],
+  ["fxtract (full)", [...FLD1_X6, 0xd9, 0xf4]],
+  ["fld st1 (full)", [...FLD1_X6, 0xd9, 0xc1]],
 ];
 
 /** The transcendentals: results may differ by an ulp (cpu_x87trans_test.ts), C1 not compared. */
-const INEXACT = new Set(["fsin", "fptan", "fpatan", "fyl2x", "f2xm1"]);
+const INEXACT = new Set([
+  "fsin",
+  "fptan",
+  "fpatan",
+  "fyl2x",
+  "f2xm1",
+  "fsincos (full)",
+  "fptan (full)",
+]);
 
 /** fninit; fld y; fld x; fnclex; fldcw; op; fnstsw; fnsave; end. */
 function program(op: number[], end: number): number[] {

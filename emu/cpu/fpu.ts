@@ -316,6 +316,31 @@ function ld64f(cpu: Cpu, lin: number): number {
   memSnan = (hi & 0x7ff80000) === 0x7ff00000 && ((hi & 0x7ffff) | lo) !== 0;
   return v;
 }
+/**
+ * After FLD m32/m64 pushed a NaN (scratch still holds its bits): ST(0) gets that NaN, quiet,
+ * with its sign and payload (not the indefinite); a stack overflow's indefinite stays.
+ */
+function loadedNaN(fpu: Fpu, single: boolean): void {
+  const p = fpu.top;
+  if (fpu.val[p] === fpu.val[p] || (fpu.sw & SF_) !== 0 && (fpu.sw & C1) !== 0) return;
+  let sign: number, hi: number, lo: number;
+  if (single) {
+    const b = scratch.getInt32(0, true);
+    sign = b >>> 31;
+    hi = 0x80000000 | (((b & 0x7fffff) | 0x400000) << 8);
+    lo = 0;
+  } else {
+    const l = scratch.getInt32(0, true), h = scratch.getInt32(4, true);
+    sign = h >>> 31;
+    hi = 0x80000000 | (((h & 0xfffff) | 0x80000) << 11) | (l >>> 21);
+    lo = l << 11;
+  }
+  fpu.rawValid[p] = 1;
+  fpu.rawSe[p] = (sign << 15) | 0x7fff;
+  fpu.rawHi[p] = hi | 0;
+  fpu.rawLo[p] = lo | 0;
+}
+
 function st32f(cpu: Cpu, lin: number, v: number): void {
   scratch.setFloat32(0, v, true);
   cpu.wr32(lin, scratch.getInt32(0, true));
@@ -1023,14 +1048,14 @@ const sHi = new Int32Array(8), sSe = new Uint16Array(8);
 function escapeUnmasked(cpu: Cpu, i: Instr, fpu: Fpu): void {
   if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.fault(NM);
   pendingCheck(cpu, fpu); // earlier errors first (escape's own check then finds none)
-  const old = fpu.sw & 0x3f, cc = fpu.sw;
+  const old = fpu.sw & 0x7f, cc = fpu.sw; // the exception flags and SF
   const top = fpu.top, tag = fpu.tag;
   sVal.set(fpu.val);
   sRaw.set(fpu.rawValid);
   sLo.set(fpu.rawLo);
   sHi.set(fpu.rawHi);
   sSe.set(fpu.rawSe);
-  fpu.sw &= ~0x3f;
+  fpu.sw &= ~0x7f;
   storeAborted = false;
   setUnmaskedOU((fpu.cw & 0x8) === 0, (fpu.cw & 0x10) === 0);
   try {
@@ -1041,8 +1066,12 @@ function escapeUnmasked(cpu: Cpu, i: Instr, fpu: Fpu): void {
   } finally {
     setUnmaskedOU(false, false);
   }
+  // FLD m32/m64 loads a denormal even with DE unmasked
+  const pre = i.mem && reg0(i) ? IE | ZE : IE | DE | ZE;
   const raised = fpu.sw & 0x3f;
-  if (storeAborted || (raised & ~fpu.cw & (IE | DE | ZE)) !== 0) {
+  if (storeAborted || (raised & ~fpu.cw & pre) !== 0) {
+    // C1 tells a stack overflow (1) from an underflow (0)
+    const c1 = (fpu.sw & SF_) !== 0 ? fpu.sw & C1 : 0;
     // condition codes as they were, but a compare's (they tell "unordered" or the order)
     if (!isCompare(i)) fpu.sw = (fpu.sw & ~(C0 | C1 | C2 | C3)) | (cc & (C0 | C1 | C2 | C3));
     fpu.top = top;
@@ -1053,7 +1082,7 @@ function escapeUnmasked(cpu: Cpu, i: Instr, fpu: Fpu): void {
     fpu.rawHi.set(sHi);
     fpu.rawSe.set(sSe);
     // no result, so none of the result's flags (a suppressed store keeps OE/UE, its cause)
-    fpu.sw &= storeAborted ? ~(PE | C1) : ~(OE | UE | PE | C1);
+    fpu.sw = (fpu.sw & (storeAborted ? ~(PE | C1) : ~(OE | UE | PE | C1))) | c1;
   }
   fpu.sw |= old;
 }
@@ -1067,6 +1096,11 @@ function isCompare(i: Instr): boolean {
   if (esc === 2) return reg === 5 && rm === 1;
   if (esc === 5) return reg === 4 || reg === 5;
   return esc === 1 && reg === 4 && rm === 4;
+}
+
+/** FLD m32 (D9 /0) or FLD m64 (DD /0). */
+function reg0(i: Instr): boolean {
+  return i.regN === 0 && (i.op === 1 || i.op === 5);
 }
 
 /** A store that an unmasked exception suppressed (its pop too). */
@@ -1152,6 +1186,7 @@ function escape(cpu: Cpu, i: Instr): void {
         switch (reg) {
           case 0:
             fpu.push(ld32f(cpu, lin));
+            loadedNaN(fpu, true);
             if (memDenormal) fpu.sw |= 0x2; // DE
             if (memSnan) fpu.sw |= IE; // made quiet
             return;
@@ -1198,6 +1233,7 @@ function escape(cpu: Cpu, i: Instr): void {
         switch (reg) {
           case 0:
             fpu.push(ld64f(cpu, lin));
+            loadedNaN(fpu, false);
             if (memDenormal) fpu.sw |= 0x2; // DE
             if (memSnan) fpu.sw |= IE; // made quiet
             return;
@@ -1284,13 +1320,18 @@ function escape(cpu: Cpu, i: Instr): void {
             fpu.push(NaN);
             return;
           }
+          if (!fpu.isEmpty(7)) {
+            fpu.push(NaN); // stack overflow: the indefinite
+            return;
+          }
           fpu.push(0);
           fpu.copy(0, r + 1);
           return;
         }
         case 1: // FXCH
-          fpu.get(0);
-          fpu.get(r);
+          // an empty register takes part as the indefinite (stack underflow)
+          if (fpu.isEmpty(0)) fpu.get(0), fpu.set(0, NaN);
+          if (fpu.isEmpty(r)) fpu.get(r), fpu.set(r, NaN);
           fpu.swap(0, r);
           fpu.sw &= ~C1;
           return;
@@ -1448,7 +1489,8 @@ function transcendental(fpu: Fpu, k: number): void {
       clearFlags();
       ldReg(fpu, 0, 0);
       if (uK[0] === K_FIN && !fpu.isEmpty(7)) {
-        fpu.push(NaN); // stack overflow
+        fpu.set(0, NaN); // stack overflow: the indefinite in both
+        fpu.push(NaN);
         return;
       }
       if (uK[0] === K_FIN) {
