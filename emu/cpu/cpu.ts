@@ -114,6 +114,8 @@ export class Cpu extends LazyFlags implements CpuControl {
   tscOffset = 0;
   /** The last TSC value read (RDTSC never returns the same value twice). */
   tscLast = -1;
+  /** IA32_TSC_ADJUST: the sum of every change made to the TSC by writes. */
+  tscAdjust = 0;
   sysenterCs = 0;
   sysenterEsp = 0;
   sysenterEip = 0;

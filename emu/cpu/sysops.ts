@@ -38,7 +38,7 @@ export const hCpuid: Handler = (cpu) => {
   const leaf = cpu.r32[0] >>> 0;
   let a = 0, b = 0, c = 0, d = 0;
   if (leaf === 0) {
-    a = 2;
+    a = 0x16;
     // "GenuineIntel"
     b = 0x756e6547;
     d = 0x49656e69;
@@ -51,10 +51,28 @@ export const hCpuid: Handler = (cpu) => {
     d = 0x1 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x800 | 0x2000 | 0x8000 | 0x1000000;
   } else if (leaf === 2) {
     a = 0x03020101;
+  } else if (leaf === 7) {
+    // Leaves 3-6 and 8-0x14 are empty (no serial number, cache descriptors, MONITOR, power
+    // management, topology, XSAVE, trace).
+    if (cpu.r32[1] === 0) b = 0x2; // IA32_TSC_ADJUST (MSR 0x3b)
+  } else if (leaf === 0x15) {
+    // The TSC's frequency (1 GHz: it counts the machine clock's nanoseconds), so that a guest
+    // need not calibrate it against the PIT, which an interpreter under host load makes noisy.
+    a = 1; // TSC/crystal ratio 1/1
+    b = 1;
+    c = 1_000_000_000; // crystal Hz
+  } else if (leaf === 0x16) {
+    a = b = 1000; // base and maximum frequency, MHz
   } else if (leaf === 0x80000000) {
-    a = 0x80000001;
+    a = 0x80000007;
   } else if (leaf === 0x80000001) {
     d = 0x100000; // NX (PAE paging with EFER.NXE)
+  } else if (leaf === 0x80000007) {
+    // Invariant TSC: it counts the machine clock at a constant rate and runs on while the CPU
+    // halts (see tsc()). With TSC_ADJUST, Linux trusts it without a clocksource watchdog, which
+    // on an interpreter (late timer ticks under host load) would otherwise mark it unstable and
+    // fall back to the jiffies-based PIT clocksource, whose time stops in one-shot timer mode.
+    d = 0x100;
   }
   cpu.r32[0] = a;
   cpu.r32[3] = b;
@@ -92,6 +110,10 @@ export const hRdmsr: Handler = (cpu) => {
       hi = Math.floor(t / 4294967296) | 0;
       break;
     }
+    case 0x3b: // IA32_TSC_ADJUST
+      lo = cpu.tscAdjust | 0;
+      hi = Math.floor(cpu.tscAdjust / 4294967296) | 0;
+      break;
     case 0x1b:
       lo = cpu.apicBase;
       break;
@@ -126,13 +148,19 @@ export const hWrmsr: Handler = (cpu) => {
   const lo = cpu.r32[0];
   switch (msr) {
     case 0x10:
-      {
-        const want = (cpu.r32[2] >>> 0) * 4294967296 + (lo >>> 0);
-        const ns = cpu.bus.clockNs?.();
-        cpu.tscOffset = want - (ns === undefined ? cpu.instructions : Math.floor(ns));
-        cpu.tscLast = want - 1;
-      }
+    case 0x3b: {
+      // Writing the TSC moves TSC_ADJUST by the same amount, and writing TSC_ADJUST moves the
+      // TSC by the change (SDM 17.17.3); TSC_ADJUST is signed.
+      const ns = cpu.bus.clockNs?.();
+      const base = ns === undefined ? cpu.instructions : Math.floor(ns);
+      const delta = msr === 0x10
+        ? (cpu.r32[2] >>> 0) * 4294967296 + (lo >>> 0) - (base + cpu.tscOffset)
+        : (cpu.r32[2] | 0) * 4294967296 + (lo >>> 0) - cpu.tscAdjust;
+      cpu.tscOffset += delta;
+      cpu.tscAdjust += delta;
+      cpu.tscLast = base + cpu.tscOffset - 1;
       break;
+    }
     case 0x1b:
       cpu.apicBase = lo;
       break;
