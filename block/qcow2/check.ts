@@ -759,6 +759,8 @@ class Qcow2Checker {
   snapshotsSize = 0;
   /** The refcount table as loaded (entries as bigints: offsets may use all 55 bits). */
   reftable: bigint[] = [];
+  /** Entries of {@link reftable} up to the last non-empty one (the walks stop there). */
+  #reftableUsed = 0;
   /** The refcount table's block offsets (REFT_OFFSET_MASK applied) as numbers, for fast lookups. */
   #rbOffsets: number[] = [];
   #rbOffsetsX: bigint[] = [];
@@ -843,7 +845,10 @@ class Qcow2Checker {
     const table = new Array<bigint>(n).fill(0n);
     const blocksX = new Array<bigint>(n).fill(0n);
     const blocks = new Array<number>(n).fill(0);
-    for (let i = 0; i < n; i++) {
+    let used = n;
+    while (used > 0 && !(words[2 * used - 2] | words[2 * used - 1])) used--;
+    this.#reftableUsed = used;
+    for (let i = 0; i < used; i++) {
       if (!(words[2 * i] | words[2 * i + 1])) continue;
       const e = be64n(bytes, i * 8);
       table[i] = e;
@@ -859,6 +864,9 @@ class Qcow2Checker {
   // ---- on-disk refcounts ----
 
   #indexReftable(): void {
+    let used = this.reftable.length;
+    while (used > 0 && this.reftable[used - 1] === 0n) used--;
+    this.#reftableUsed = used;
     this.#rbOffsetsX = this.reftable.map((e) => e === 0n ? 0n : e & 0xfffffffffffffe00n);
     this.#rbOffsets = this.#rbOffsetsX.map((e) => e === 0n ? 0 : Number(e));
   }
@@ -1161,8 +1169,12 @@ class Qcow2Checker {
     // Clusters below this end are counted without the range check of incRefcounts.
     const fileEnd = this.img.sectorLength;
     const max = g.refcountMax;
+    // Empty entries are found with plain element loads (cheaper than DataView calls, and
+    // endianness does not matter for a zero test).
+    const words = new Uint32Array(l2.buffer, l2.byteOffset, l2.byteLength >> 2);
     for (let i = 0; i < g.l2Size; i++) {
       const p = i * g.l2EntrySize;
+      if (!g.extL2 && !(words[p >> 2] | words[(p >> 2) + 1])) continue;
       const hi = dv.getUint32(p);
       const lo = dv.getUint32(p + 4);
       if (!g.extL2) {
@@ -1328,7 +1340,7 @@ class Qcow2Checker {
   async checkRefblocks(imrt: Imrt, state: { rebuild: boolean }): Promise<void> {
     const g = this.g;
     const cs = g.clusterSize;
-    for (let i = 0; i < this.reftable.length; i++) {
+    for (let i = 0; i < this.#reftableUsed; i++) {
       const e = this.reftable[i];
       if (e === 0n) continue;
       const offsetN = e & 0xfffffffffffffe00n;
@@ -1597,8 +1609,10 @@ class Qcow2Checker {
       const perBlock = 2 ** g.refcountBlockBits;
       let rbIndex = -1;
       let rb: Uint8Array | undefined;
+      const words = new Uint32Array(l2.buffer, l2.byteOffset, l2.byteLength >> 2);
       for (let j = 0; j < g.l2Size; j++) {
         const q = j * g.l2EntrySize;
+        if (!(words[q >> 2] | words[(q >> 2) + 1])) continue; // unallocated
         const hi = dv.getUint32(q);
         if (hi & 0x40000000) continue; // compressed
         const off = (hi & 0x00ffffff) * 0x100000000 + ((dv.getUint32(q + 4) & 0xfffffe00) >>> 0);
