@@ -18,7 +18,7 @@
 import { roundPackWords } from "./f80.ts";
 
 /** Working precision in bits. */
-const PREC = 200;
+const PREC = 160;
 
 /** A binary floating-point value m * 2^e (m signed, |m| < 2^PREC after normalising). */
 export interface BF {
@@ -29,6 +29,14 @@ export interface BF {
 function bitLen(m: bigint): number {
   if (m < 0n) m = -m;
   if (m === 0n) return 0;
+  const f = Number(m);
+  if (f < 2 ** 1000) {
+    // from the double's exponent; near a power of two the rounding may make it one too many
+    let n = Math.floor(Math.log2(f)) + 1;
+    if (m >> BigInt(n - 1) === 0n) n--;
+    else if (m >> BigInt(n) !== 0n) n++;
+    return n;
+  }
   const s = m.toString(16);
   return (s.length - 1) * 4 + (32 - Math.clz32(parseInt(s[0], 16)));
 }
@@ -103,8 +111,11 @@ function sqrtBf(a: BF): BF {
     m <<= 1n;
     e -= 1;
   }
-  // Newton's iteration for the integer square root
-  let x = 1n << BigInt((bitLen(m) >> 1) + 1);
+  // Newton's iteration for the integer square root, from the double's square root (too large)
+  const n = bitLen(m);
+  const sh = Math.max(0, n - 100) & ~1;
+  let x = (BigInt(Math.ceil(Math.sqrt(Number(m >> BigInt(sh))) * (1 + 2 ** -40))) + 1n) <<
+    BigInt(sh / 2);
   for (;;) {
     const y = (x + m / x) >> 1n;
     if (y >= x) break;
@@ -153,23 +164,26 @@ export const LN2: BF = ldexp(atanhSeries(div(ONE, bf(3))), 1);
 /** The x87's 66-bit pi (0x3243F6A8885A308D3 * 2^-64), used for the trigonometric reduction. */
 export const PI66: BF = { m: PI.m >> BigInt(bitLen(PI.m) - 66), e: PI.e + bitLen(PI.m) - 66 };
 
-/** sin(r) and cos(r) for |r| <= ~pi/4 (Taylor series). */
-function sinCosSmall(r: BF): [BF, BF] {
+/** sin(r) for |r| <= ~pi/4 (Taylor series). */
+function sinSmall(r: BF): BF {
   const r2 = mul(r, r);
   let term = r, s = r;
   for (let k = 1;; k++) {
     term = neg(divInt(mul(term, r2), (2 * k) * (2 * k + 1)));
-    if (negligible(term, s)) break;
+    if (negligible(term, s)) return s;
     s = add(s, term);
   }
-  term = ONE;
-  let c = ONE;
+}
+
+/** cos(r) for |r| <= ~pi/4 (Taylor series). */
+function cosSmall(r: BF): BF {
+  const r2 = mul(r, r);
+  let term = ONE, c = ONE;
   for (let k = 1;; k++) {
     term = neg(divInt(mul(term, r2), (2 * k - 1) * (2 * k)));
-    if (negligible(term, c)) break;
+    if (negligible(term, c)) return c;
     c = add(c, term);
   }
-  return [s, c];
 }
 
 /** A finite x87 operand: (-1)^sign * (hi:lo) * 2^(exp-63). */
@@ -180,9 +194,10 @@ export function fromParts(sign: number, exp: number, hi: number, lo: number): BF
 
 /**
  * sin and cos of x (|x| < 2^63) with the hardware's reduction: x - k * pi66/2 exactly, k the
- * nearest integer; returns [sin, cos] of x.
+ * nearest integer; returns [sin, cos] of x (`need`: 1 sin only, 2 cos only, 3 both; the other
+ * is then zero).
  */
-export function sinCos(x: BF): [BF, BF] {
+export function sinCos(x: BF, need = 3): [BF, BF] {
   const negx = x.m < 0n;
   const ax = negx ? neg(x) : x;
   let k = 0n;
@@ -196,8 +211,11 @@ export function sinCos(x: BF): [BF, BF] {
     k = (2n * X + P) / (2n * P);
     r = norm(X - k * P, lo);
   }
-  let [s, c] = sinCosSmall(r);
   const q = Number(k & 3n);
+  // an odd quadrant swaps the two
+  const wantS = (q & 1) === 0 ? need & 1 : need & 2, wantC = (q & 1) === 0 ? need & 2 : need & 1;
+  const zero = { m: 0n, e: 0 };
+  let s = wantS ? sinSmall(r) : zero, c = wantC ? cosSmall(r) : zero;
   if (q === 1) [s, c] = [c, neg(s)];
   else if (q === 2) [s, c] = [neg(s), neg(c)];
   else if (q === 3) [s, c] = [neg(c), s];

@@ -1717,7 +1717,7 @@ function trig(fpu: Fpu, op: number): void {
     return;
   }
   const flags0 = rFlags & 0x2; // DE
-  const [s, c] = sinCos(slotBf(0));
+  const [s, c] = sinCos(slotBf(0), op === 0 ? 1 : op === 1 ? 2 : 3);
   if (op === 0) setRounded(fpu, 0, s);
   else if (op === 1) setRounded(fpu, 0, c);
   else if (op === 2) {
