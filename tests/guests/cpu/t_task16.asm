@@ -143,10 +143,31 @@ main:
         and eax, 0x8000
         CHECK 42, eax, 0x8000                   ; BT
         CHECK 43, dword [d_ran], 1
+
+        ; --- single step over the CALL into a T-bit task: one #DB (BT and BS together) before the
+        ; new task's first instruction; back in this task (its TF restored) one more after an
+        ; instruction
+        mov dword [TSS_D + 0x20], task_d
+        mov dword [TSS_D + 0x24], 2
+        mov dword [TSS_D + 0x38], 0x6a000
+        mov dword [db_count], 0
+        mov dword [db_dr6_first], 0
+        pushfd
+        or dword [esp], 0x100
+        popfd
+        call SEL_D:0
+        nop
+        CHECK 44, dword [d_count], 1            ; one #DB before task D ran
+        mov eax, [db_dr6_first]
+        and eax, 0xc000
+        CHECK 45, eax, 0xc000                   ; BT and BS
+        CHECK 46, dword [db_count], 2
         jmp pass
 
 task_d:
         mov dword [d_ran], 1
+        push dword [db_count]
+        pop dword [d_count]
         iret
 
 db_handler:
@@ -156,6 +177,10 @@ db_handler:
         mov [db_eip], eax
         mov eax, dr6
         mov [db_dr6], eax
+        cmp dword [db_count], 1
+        jne .later
+        mov [db_dr6_first], eax
+.later: and dword [esp + 12], ~0x100            ; TF off in the image
         xor eax, eax
         mov dr6, eax
         pop eax
@@ -235,3 +260,5 @@ db_count: dd 0
 db_eip: dd 0
 db_dr6: dd 0
 d_ran:  dd 0
+d_count: dd 0
+db_dr6_first: dd 0
