@@ -206,6 +206,18 @@ export function mulS32(a: number, b: number): void {
   mulHi = hi;
 }
 
+/** IMUL r, r/m (and the three-operand form) at 16 or 32 bits: the truncated product; sets flags. */
+export function imul2(cpu: Cpu, a: number, b: number, sz: number): number {
+  if (sz === 1) {
+    const r = ((a << 16) >> 16) * ((b << 16) >> 16);
+    setResult(cpu, r & 0xffff, 1, r !== ((r << 16) >> 16) ? CF | OF : 0);
+    return r & 0xffff;
+  }
+  mulS32(a, b);
+  setResult(cpu, mulLo, 2, mulHi !== mulLo >> 31 ? CF | OF : 0);
+  return mulLo;
+}
+
 export let divQ = 0, divR = 0;
 
 /** Unsigned (hi:lo) / d; false on divide error (d = 0 or quotient > 32 bits). */

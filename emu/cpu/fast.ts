@@ -7,6 +7,7 @@
  * @module
  */
 
+import { imul2, shift } from "./alu.ts";
 import type { Handler, Instr } from "./instr.ts";
 import {
   LOP_ADC,
@@ -58,9 +59,15 @@ export function handlerBody(fn: Handler): string | undefined {
   return ALL_BODIES.get(fn);
 }
 
+/**
+ * Shared semantics that generated bodies call as `H.name(...)` (the block compiler passes the
+ * same object), so that a template resolves operand forms without repeating the operation.
+ */
+export const H = { shift, imul2 };
+
 function make(name: string, body: string, fusable = false): Handler {
   // deno-lint-ignore no-explicit-any
-  const f = new Function("cpu", "i", body) as any;
+  const f = new Function("H", `return function (cpu, i) {\n${body}\n};`)(H) as any;
   Object.defineProperty(f, "name", { value: name });
   if (fusable) BODIES.set(f, body);
   ALL_BODIES.set(f, body);
@@ -215,6 +222,146 @@ const MOVZX8 = make("movzx_r32_r8", "cpu.r32[i.reg] = cpu.r8[((i.rmN & 3) << 2) 
 const PUSHI32 = make("push_i32", "cpu.push32(i.imm);");
 const POP32 = make("pop_r32", "const v = cpu.pop32(); cpu.r32[i.reg] = v;");
 
+/** The ModRM register operand of size sz read by JS (the rm field, register form). */
+const RM = ["cpu.r8[i.rm]", "cpu.r16[i.rm]", "cpu.r32[i.rm]"];
+/** A byte/word register named by rmN (MOVZX/MOVSX sources have their own size). */
+const SRC_RM = ["cpu.r8[((i.rmN & 3) << 2) | (i.rmN >> 2)]", "cpu.r16[i.rmN << 1]"];
+const TRUNC = ["r & 0xff", "r & 0xffff", "r | 0"];
+
+/** MOVZX/MOVSX indexed [sign][src size][dst size 1|2 -> 0|1][mem]. */
+const MOVX: Handler[][][][] = [0, 1].map((sx) =>
+  [0, 1].map((ssz) =>
+    [1, 2].map((dsz) =>
+      [0, 1].map((mem) => {
+        const src = mem ? `cpu.${RD[ssz]}(i.ea(cpu, i))` : SRC_RM[ssz];
+        const v = sx ? (ssz === 0 ? `(v << 24) >> 24` : `(v << 16) >> 16`) : "v";
+        return make(
+          `mov${sx ? "s" : "z"}x_${ssz}_${dsz}_${mem}`,
+          `const v = ${src}; cpu.${VIEW[dsz]}[i.reg] = ${v};`,
+        );
+      })
+    )
+  )
+);
+
+/** INC/DEC r/m (FE/FF /0 /1) indexed [dec][sz][mem], as alu.ts's inc()/dec(). */
+const INCDEC_RM: Handler[][][] = [0, 1].map((d) =>
+  [0, 1, 2].map((sz) =>
+    [0, 1].map((mem) => {
+      const load = mem
+        ? `const lin = i.ea(cpu, i); const a = cpu.${RDW[sz]}(lin);`
+        : `const a = ${RM[sz]};`;
+      const store = mem ? `cpu.${WR[sz]}(lin, ${TRUNC[sz]});` : `${RM[sz]} = ${TRUNC[sz]};`;
+      return make(
+        `${d ? "dec" : "inc"}_rm_${sz}_${mem}`,
+        `${load} cpu.lcin = cpu.cf(); cpu.lop = ${d ? LOP_DEC : LOP_INC}; const r = a ${
+          d ? "-" : "+"
+        } 1; cpu.la = a; cpu.lb = 1; cpu.lr = r; cpu.lsz = ${sz}; ${store}`,
+        !mem,
+      );
+    })
+  )
+);
+
+/** Group-2 shifts and rotates through alu.ts's shift(), indexed [count form][sz][mem]. */
+const SHIFT_ANY: Handler[][][] = [0, 1, 2].map((form) =>
+  [0, 1, 2].map((sz) =>
+    [0, 1].map((mem) => {
+      const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
+      const body = mem
+        ? `const c = ${count}; const lin = i.ea(cpu, i); const v = cpu.${RDW[sz]}(lin); ` +
+          `if (c === 0) return; cpu.${WR[sz]}(lin, H.shift(cpu, i.op, v, c, ${sz}));`
+        : `const c = ${count}; if (c !== 0) ${RM[sz]} = H.shift(cpu, i.op, ${RM[sz]}, c, ${sz});`;
+      return make(`shift_${form}_${sz}_${mem}`, body);
+    })
+  )
+);
+
+/** IMUL r, r/m and IMUL r, r/m, imm indexed [imm form][sz 1|2 -> 0|1][mem]. */
+const IMUL: Handler[][][] = [0, 1].map((imm) =>
+  [1, 2].map((sz) =>
+    [0, 1].map((mem) => {
+      const rm = mem ? `cpu.${RD[sz]}(i.ea(cpu, i))` : RM[sz];
+      const body = imm
+        ? `cpu.${VIEW[sz]}[i.reg] = H.imul2(cpu, ${rm}, i.imm, ${sz});`
+        : `const b = ${rm}; cpu.${VIEW[sz]}[i.reg] = H.imul2(cpu, cpu.${
+          VIEW[sz]
+        }[i.reg], b, ${sz});`;
+      return make(`imul_${imm}_${sz}_${mem}`, body);
+    })
+  )
+);
+
+/** TEST r/m, r (memory form) and TEST r/m, imm indexed [imm form][sz][mem]. */
+const TEST_ANY: Handler[][][] = [0, 1].map((imm) =>
+  [0, 1, 2].map((sz) =>
+    [0, 1].map((mem) => {
+      const a = mem ? `cpu.${RD[sz]}(i.ea(cpu, i))` : RM[sz];
+      const b = imm ? (sz === 2 ? "i.imm | 0" : `i.imm & ${MASKS[sz]}`) : `cpu.${VIEW[sz]}[i.reg]`;
+      return make(
+        `test_${imm}_${sz}_${mem}`,
+        `const a = ${a}, b = ${b}; const r = a & b; ` +
+          `cpu.la = a; cpu.lb = b; cpu.lr = r; cpu.lsz = ${sz}; cpu.lop = ${LOP_LOGIC};`,
+        !mem,
+      );
+    })
+  )
+);
+
+/** SETcc indexed [cc][mem] and CMOVcc indexed [cc][sz 1|2 -> 0|1][mem]. */
+const SETCC: Handler[][] = COND.map((c, cc) =>
+  [0, 1].map((mem) =>
+    make(
+      `set${cc}_${mem}`,
+      mem
+        ? `const v = (${c}) ? 1 : 0; cpu.wr8(i.ea(cpu, i), v);`
+        : `${SRC_RM[0]} = (${c}) ? 1 : 0;`,
+    )
+  )
+);
+const CMOV: Handler[][][] = COND.map((c, cc) =>
+  [1, 2].map((sz) =>
+    [0, 1].map((mem) =>
+      make(
+        `cmov${cc}_${sz}_${mem}`,
+        `const v = ${mem ? `cpu.${RD[sz]}(i.ea(cpu, i))` : RM[sz]}; if (${c}) cpu.${
+          VIEW[sz]
+        }[i.reg] = v;`,
+      )
+    )
+  )
+);
+
+/** MOV r/m, imm (C6/C7) indexed [sz][mem]; MOV AL/AX/EAX <-> moffs indexed [store][sz]. */
+const MOV_RMI: Handler[][] = [0, 1, 2].map((sz) =>
+  [0, 1].map((mem) =>
+    make(
+      `mov_rmi_${sz}_${mem}`,
+      mem ? `cpu.${WR[sz]}(i.ea(cpu, i), i.imm);` : `${RM[sz]} = i.imm;`,
+    )
+  )
+);
+const MOV_MOFF: Handler[][] = [0, 1].map((st) =>
+  [0, 1, 2].map((sz) =>
+    make(
+      `mov_moff_${st}_${sz}`,
+      st
+        ? `cpu.${WR[sz]}(i.ea(cpu, i), cpu.${VIEW[sz]}[0]);`
+        : `cpu.${VIEW[sz]}[0] = cpu.${RD[sz]}(i.ea(cpu, i));`,
+    )
+  )
+);
+
+/** CWDE/CBW and CDQ/CWD by size (1|2 -> 0|1). */
+const CBW = [
+  make("cbw", "cpu.r16[0] = (cpu.r8[0] << 24) >> 24;"),
+  make("cwde", "cpu.r32[0] = (cpu.r16[0] << 16) >> 16;"),
+];
+const CWD = [
+  make("cwd", "cpu.r16[4] = (cpu.r16[0] & 0x8000) !== 0 ? 0xffff : 0;"),
+  make("cdq", "cpu.r32[2] = cpu.r32[0] >> 31;"),
+];
+
 /**
  * Returns a specialised handler for the decoded instruction `i` (opcode in i.opcode, ModRM and
  * sizes decoded), or null to keep the generic one.
@@ -254,6 +401,24 @@ export function specialize(i: Instr): Handler | null {
   if (o === 0x1b6 && sz === 2 && !i.mem) return MOVZX8;
   if ((o === 0x68 || o === 0x6a) && sz === 2) return PUSHI32;
   if (o >= 0x58 && o < 0x60 && sz === 2) return POP32;
+  const m = i.mem ? 1 : 0;
+  if ((o === 0x1b6 || o === 0x1b7 || o === 0x1be || o === 0x1bf) && sz > 0) {
+    return MOVX[o >= 0x1be ? 1 : 0][o & 1][sz - 1][m];
+  }
+  if ((o === 0xfe || o === 0xff) && i.regN < 2) return INCDEC_RM[i.regN][sz][m];
+  if (o === 0xc0 || o === 0xc1) return SHIFT_ANY[0][sz][m];
+  if (o === 0xd0 || o === 0xd1) return SHIFT_ANY[1][sz][m];
+  if (o === 0xd2 || o === 0xd3) return SHIFT_ANY[2][sz][m];
+  if (o === 0x1af && sz > 0) return IMUL[0][sz - 1][m];
+  if ((o === 0x69 || o === 0x6b) && sz > 0) return IMUL[1][sz - 1][m];
+  if (o === 0x84 || o === 0x85) return TEST_ANY[0][sz][m];
+  if ((o === 0xf6 || o === 0xf7) && i.regN < 2) return TEST_ANY[1][sz][m];
+  if (o >= 0x190 && o <= 0x19f) return SETCC[o & 15][m];
+  if (o >= 0x140 && o <= 0x14f && sz > 0) return CMOV[o & 15][sz - 1][m];
+  if ((o === 0xc6 || o === 0xc7) && i.regN === 0) return MOV_RMI[sz][m];
+  if (o >= 0xa0 && o <= 0xa3) return MOV_MOFF[o >> 1 & 1][sz];
+  if (o === 0x98 && sz > 0) return CBW[sz - 1];
+  if (o === 0x99 && sz > 0) return CWD[sz - 1];
   return null;
 }
 

@@ -11,7 +11,7 @@
 
 import type { Cpu } from "./cpu.ts";
 import { eaSource } from "./decode.ts";
-import { handlerBody } from "./fast.ts";
+import { H, handlerBody } from "./fast.ts";
 import type { Block, Instr } from "./instr.ts";
 
 /** A compiled block: runs from EIP `base`; returns the number of records run. */
@@ -34,7 +34,7 @@ function envThreshold(): number | undefined {
   }
 }
 
-const FIELD = /\bi\.(rm|reg|imm2|imm|base|index|scale|disp|rmN|regN|accN|seg)\b/g;
+const FIELD = /\bi\.(rm|reg|imm2|imm|base|index|scale|disp|rmN|regN|accN|seg|op)\b/g;
 /** Calls that may touch memory or devices (and so set blockExit or fault). */
 const IMPURE = /cpu\.(rd|wr|push|pop|lin|peek|io|fault|limitFault)/;
 
@@ -76,5 +76,5 @@ export function compileBlock(b: Block, code32: number): BlockFn {
     }
   }
   src += `return ${last + 1};\n} catch (e) {\ncpu.jk = k;\nthrow e;\n}\n`;
-  return new Function("cpu", "I", "base", src) as BlockFn;
+  return new Function("H", `return function (cpu, I, base) {\n${src}};`)(H) as BlockFn;
 }

@@ -12,6 +12,7 @@ import {
   divR,
   divS64,
   divU64,
+  imul2,
   inc,
   mulHi,
   mulLo,
@@ -313,16 +314,6 @@ const hMulDiv: Handler = (cpu, i) => {
   }
 };
 
-function imul2(cpu: Cpu, a: number, b: number, sz: number): number {
-  if (sz === 1) {
-    const r = ((a << 16) >> 16) * ((b << 16) >> 16);
-    setResult(cpu, r & 0xffff, 1, r !== ((r << 16) >> 16) ? CF | OF : 0);
-    return r & 0xffff;
-  }
-  mulS32(a, b);
-  setResult(cpu, mulLo, 2, mulHi !== mulLo >> 31 ? CF | OF : 0);
-  return mulLo;
-}
 const hImulRRmI: Handler = (cpu, i) => {
   setReg(cpu, i.sz, i.reg, imul2(cpu, readRm(cpu, i), i.imm, i.sz));
 };
