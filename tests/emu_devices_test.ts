@@ -6,6 +6,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { NullBackend } from "../emu/chardev/mod.ts";
 import type { CharBackend } from "../emu/chardev/mod.ts";
 import { Machine } from "../emu/machine.ts";
+import { MachineClock } from "../emu/hw/clock.ts";
 import { FwCfg, le32 } from "../emu/hw/fw_cfg.ts";
 import { IdeDrive, PiixIde } from "../emu/hw/ide.ts";
 import { Pit } from "../emu/hw/pit.ts";
@@ -125,6 +126,26 @@ Deno.test("pit: mode 0 fires once; channel 2's output shows in port 0x61 with th
   // Read-back status of channel 2: OUT high, mode 0, lobyte/hibyte.
   m.io.write(0x43, 1, 0xe8);
   strictEqual(m.io.read(0x42, 1), 0x80 | 0x30);
+});
+
+Deno.test("pit: a one-shot count whose end passes before the load completes still fires", () => {
+  // A host stall (GC, preemption) between loading the count and scheduling its edge must not
+  // lose the edge: Linux's one-shot tick (mode 4) then never came and the guest idled forever.
+  let t = 0;
+  const clock = new MachineClock(() => (t += 5 * MS)); // every reading is 5 ms later
+  let edges = 0;
+  const pit = new Pit(clock, () => edges++);
+  const ch0 = pit.channels[0];
+  for (const mode of [0x38, 0x30]) { // mode 4 (Linux's one-shot), mode 0
+    edges = 0;
+    ch0.setControl(mode);
+    ch0.write(100); // 100 ticks = 84 us, far less than the 5 ms the clock moves per reading
+    ch0.write(0);
+    clock.runDue();
+    strictEqual(edges, 1, `mode ${(mode >> 1) & 7}: the edge was lost`);
+    clock.runDue();
+    strictEqual(edges, 1, `mode ${(mode >> 1) & 7}: one edge per count`);
+  }
 });
 
 Deno.test("rtc: BCD time from its start, periodic interrupts, update-in-progress", () => {

@@ -26,6 +26,8 @@ export class PitChannel {
   gate = true;
   /** A full count has been written since the mode was set. */
   loaded = false;
+  /** One-shot modes (0, 1, 4, 5): the terminal-count edge of this count was delivered. */
+  edgeDone = false;
   #writeHigh = false;
   #writeLatch = 0;
   #readHigh = false;
@@ -92,7 +94,11 @@ export class PitChannel {
       case 1:
       case 4:
       case 5:
-        if (d >= c) return this.timer.del();
+        // Not `d >= c`: the host may stall between loading the count and this line (a GC pause,
+        // preemption under load) long enough for the terminal count to pass already; the edge
+        // is still owed then, and the timer fires at once. Losing it lost Linux's one-shot tick
+        // and left the guest idle forever.
+        if (this.edgeDone) return this.timer.del();
         next = c;
         break;
       default: // 2, 3: periodic, edge at the start of each period
@@ -102,6 +108,7 @@ export class PitChannel {
   }
 
   fire(): void {
+    this.edgeDone = true;
     this.onOutputEdge?.();
     this.schedule();
   }
@@ -110,6 +117,7 @@ export class PitChannel {
     this.count = v === 0 ? 0x10000 : v;
     this.loadTime = this.clock.now();
     this.loaded = true;
+    this.edgeDone = false;
     this.schedule();
   }
 
@@ -184,6 +192,7 @@ export class PitChannel {
       on && !this.gate && (this.mode === 1 || this.mode === 2 || this.mode === 3 || this.mode === 5)
     ) {
       this.loadTime = this.clock.now(); // a rising gate restarts the count
+      this.edgeDone = false;
     }
     this.gate = on;
     this.schedule();
