@@ -209,6 +209,57 @@ guestTest(
     }),
 );
 
+const SCRIPT = haveCommand("script", ["--version"]);
+if (!SCRIPT) {
+  console.warn("WARNING: script (util-linux) is missing: the stdio signal= cases skipped");
+}
+
+/** Runs the peer in a pseudo-terminal (util-linux script), typing Ctrl-C after the greeting. */
+async function ctrlC(peer: Peer, base: string[], signal: string): Promise<string> {
+  const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+  const cmd = [peer.cmd, ...peer.pre, ...base, "-monitor", "none"]
+    .concat(["-chardev", `stdio,id=c0,signal=${signal}`]).map(quote).join(" ");
+  const e = new Emulator(
+    { name: "script", cmd: "script", pre: ["-qfec", cmd, "/dev/null"] },
+    [],
+    true,
+  );
+  try {
+    await e.until("the greeting", () => e.out.includes("\n"));
+    await e.write("\x03");
+    strictEqual((await e.exit()).code, 0, e.out);
+    return e.out.replaceAll("\r\n", "\n");
+  } finally {
+    await e.stop();
+  }
+}
+
+Deno.test({
+  name: "virtio chardev: stdio signal=on: Ctrl-C on the terminal stops the emulator",
+  ignore: !NASM || !SCRIPT,
+  sanitizeResources: false,
+  fn: () =>
+    eachPeer(async (peer, { base, serial }) => {
+      const out = await ctrlC(peer, base, "on");
+      strictEqual(out, `${GREETING}qemu-system-x86_64: terminating on signal 2\n`);
+      ok(!Deno.readTextFileSync(serial).includes("DEMU-VIRTIO-OK"), "the guest got Ctrl-C");
+      return out;
+    }),
+});
+
+Deno.test({
+  name: "virtio chardev: stdio signal=off: Ctrl-C goes to the guest, which echoes it",
+  ignore: !NASM || !SCRIPT,
+  sanitizeResources: false,
+  fn: () =>
+    eachPeer(async (peer, { base, serial }) => {
+      const out = await ctrlC(peer, base, "off");
+      strictEqual(out, `${GREETING}\x03`);
+      guestDone(serial);
+      return out;
+    }),
+});
+
 for (const append of [false, true]) {
   guestTest(
     `file: output to the file${append ? ", appended (append=on)" : ", truncated"}`,
