@@ -14,6 +14,7 @@ import {
   StdioBackend,
 } from "./chardev/mod.ts";
 import { Monitor } from "./chardev/monitor.ts";
+import { chardevValueById, openChardev, parseChardev } from "./chardev/options.ts";
 import { setupVirtio, type VirtioDriveSpec } from "./hw/virtio/board.ts";
 import { parseSocketSpec, SocketBackend } from "./chardev/socket.ts";
 import { TerminalDisplay, terminalKeys } from "./chardev/terminal_display.ts";
@@ -721,7 +722,23 @@ async function start(o: Options): Promise<number> {
 
   // Character devices: -nographic puts COM1 and the monitor on stdio (mux), as QEMU does.
   let stdio: StdioBackend | null = null;
+  const serialChardevs = new Set<string>(); // -chardev values COM1 took (-serial chardev:ID)
   const char = async (spec: string, opt = "-serial"): Promise<CharBackend> => {
+    if (opt === "-serial" && spec.startsWith("chardev:")) {
+      const value = chardevValueById(o.chardevs ?? [], spec.slice(8));
+      if (value === undefined) {
+        fail(`${opt} ${spec}: could not connect serial device to character backend '${spec}'`);
+      }
+      serialChardevs.add(value);
+      try {
+        return await openChardev(parseChardev(value), (so) => {
+          if (stdio) fail(`-chardev ${value}: cannot use stdio by multiple character devices`);
+          return stdio = new StdioBackend(so.mux, so.signal);
+        }, (m) => console.error(`${PROG}: ${m}`));
+      } catch (e) {
+        fail((e as Error).message);
+      }
+    }
     const sock = parseSocketSpec(spec);
     if (sock) {
       try {
@@ -806,7 +823,7 @@ async function start(o: Options): Promise<number> {
   });
   const m = pc.machine;
   const virtio = await setupVirtio(pc, {
-    chardevs: o.chardevs ?? [],
+    chardevs: (o.chardevs ?? []).filter((v) => !serialChardevs.has(v)),
     devices: o.devices ?? [],
     drives: o.virtioDrives ?? [],
     linuxBoot: linux !== undefined,

@@ -29,7 +29,7 @@ const PEERS: Peer[] = [
   { name: "demu", cmd: Deno.execPath(), pre: ["run", "-A", `${root}emu/main.ts`, "-accel", "tcg"] },
 ];
 
-async function buildGuest(dir: string): Promise<string> {
+async function buildGuest(dir: string, asm = "agent/virtio_console.asm"): Promise<string> {
   const bin = `${dir}/guest.bin`, img = `${dir}/guest.img`;
   const r = await new Deno.Command("nasm", {
     args: [
@@ -39,7 +39,7 @@ async function buildGuest(dir: string): Promise<string> {
       `${root}tests/guests/pc/`,
       "-o",
       bin,
-      `${root}tests/guests/agent/virtio_console.asm`,
+      `${root}tests/guests/${asm}`,
     ],
   }).output();
   ok(r.success, dec.decode(r.stderr));
@@ -442,6 +442,32 @@ guestTest(
     }),
 );
 
+guestTest(
+  "-serial chardev:ID: COM1 on a -chardev socket server (wait=on)",
+  () =>
+    eachPeer(async (peer, { dir }) => {
+      const img = await buildGuest(dir, "pc/serial_poweroff.asm");
+      const sock = `${dir}/com1.sock`;
+      const e = new Emulator(peer, [
+        ...["-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none"],
+        ...["-drive", `file=${img},format=raw`],
+        ...["-chardev", `socket,id=com1,path=${sock},server=on`, "-serial", "chardev:com1"],
+      ], false);
+      let conn: Deno.UnixConn | undefined;
+      try {
+        await e.until("the wait message", () => e.err.includes("QEMU waiting for connection"));
+        conn = await connectUnix(sock);
+        const text = await readUntil(conn, (t) => t.includes("\n"));
+        strictEqual(text, "DEMU-BOOT-OK\r\n");
+        strictEqual((await e.exit()).code, 0, e.err);
+        return text + e.err.replaceAll(dir, "DIR");
+      } finally {
+        conn?.close();
+        await e.stop();
+      }
+    }),
+);
+
 async function exists(p: string): Promise<boolean> {
   try {
     await Deno.lstat(p);
@@ -488,16 +514,25 @@ const BAD = [
   "null,id=a,logfile=/nonexistent-dir/log",
 ];
 
+/** Whole command lines QEMU refuses (the -chardev's users). */
+const BAD_LINES = [
+  ["-serial", "chardev:none-such"],
+  [
+    ...["-chardev", "null,id=x", "-device", "virtio-serial"],
+    ...["-device", "virtserialport,chardev=x", "-device", "virtserialport,chardev=x"],
+  ],
+];
+
 Deno.test("virtio chardev: bad -chardev options fail with QEMU's lines, exit 1", async () => {
-  for (const c of BAD) {
-    const args = [...BASE, "-chardev", c];
+  for (const line of [...BAD.map((c) => ["-chardev", c]), ...BAD_LINES]) {
+    const args = [...BASE, ...line], c = line.join(" ");
     const d = await runDemu(args, { timeoutMs: 30_000 });
-    strictEqual(d.code, 1, `-chardev ${c}: ${d.stderr}`);
-    ok(d.stderr.startsWith(`qemu-system-x86_64: -chardev ${c}: `), d.stderr);
+    strictEqual(d.code, 1, `${c}: ${d.stderr}`);
+    ok(d.stderr.startsWith(`qemu-system-x86_64: ${line[line.length - 2]} `), d.stderr);
     if (QEMU) {
       const q = await runUntil("qemu-system-x86_64", args, { timeoutMs: 10_000 });
-      strictEqual(q.code, 1, `QEMU accepts -chardev ${c}`);
-      strictEqual(d.stderr, q.stderr, `-chardev ${c}`);
+      strictEqual(q.code, 1, `QEMU accepts ${c}`);
+      strictEqual(d.stderr, q.stderr, c);
     }
   }
 });

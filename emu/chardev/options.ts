@@ -326,3 +326,11 @@ async function openBackend(
   }
   return fail(`'${c.backend}' is not a valid char driver name`);
 }
+
+/**
+ * The -chardev value whose id is `id` (for `-serial chardev:ID`), found without parsing the rest
+ * so that its warnings are printed once, when it is opened.
+ */
+export function chardevValueById(values: string[], id: string): string | undefined {
+  return values.findLast((v) => splitOpts(v).includes(`id=${id}`));
+}

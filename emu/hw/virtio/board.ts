@@ -198,7 +198,7 @@ export async function setupVirtio(pc: Pc, o: {
           }
           if (used.has(id)) {
             throw new Error(
-              `${dev.origin}: Property '${dev.driver}.chardev' can't take value '${id}', it's in use`,
+              `${dev.origin}: Property '${dev.driver}.chardev' can't take value '${id}': Device '${id}' is in use`,
             );
           }
           used.add(id);
