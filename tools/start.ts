@@ -188,10 +188,20 @@ async function boot(): Promise<number> {
 
   const filter = new ScreenResetFilter();
   const dec = new TextDecoder();
+  // If our own stdout goes away (piped into `head`), keep watching so the emulator still quits.
+  let relaying = true;
+  const show = async (text: string) => {
+    if (!relaying || !text) return;
+    try {
+      await Deno.stdout.write(enc.encode(text));
+    } catch {
+      relaying = false;
+    }
+  };
   let window = ""; // the tail of the output, to find MARKER across chunk boundaries
   for await (const chunk of child.stdout) {
     const text = dec.decode(chunk, { stream: true });
-    await Deno.stdout.write(enc.encode(filter.push(text)));
+    await show(filter.push(text));
     window = (window + text).slice(-(MARKER.length + 64 + text.length));
     // The whole line, so that the quit message does not cut it.
     const at = window.indexOf(MARKER);
@@ -200,7 +210,7 @@ async function boot(): Promise<number> {
       quit();
     }
   }
-  await Deno.stdout.write(enc.encode(filter.flush()));
+  await show(filter.flush());
   const status = await child.status;
   for (const t of timers) clearTimeout(t);
   Deno.removeSignalListener("SIGINT", onInt);
