@@ -7,6 +7,13 @@ import * as sys from "@demu/sys";
 import { FileProtocol } from "../file.ts";
 import type { BlockDriver } from "../types.ts";
 
+/**
+ * Requests at least this long (guest data runs, not tables of the usual cluster sizes) take
+ * the file's asynchronous path, which runs them on a pool thread: the caller's next work
+ * overlaps the copy, as with QEMU's thread-pool I/O.
+ */
+const LARGE = 256 << 10;
+
 /** Positioned I/O on the file under a qcow2 image. */
 export class Qcow2Io {
   readonly #sync: FileProtocol | undefined;
@@ -33,7 +40,9 @@ export class Qcow2Io {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     if (this.#sync) {
-      this.#sync.readSync(offset, buf);
+      // Metadata is read in place; large data reads go to a pool thread (FileProtocol.read).
+      if (buf.length >= LARGE) await this.#sync.read(offset, buf);
+      else this.#sync.readSync(offset, buf);
       return;
     }
     const inFile = Math.max(0, Math.min(buf.length, this.#length - offset));
@@ -42,7 +51,7 @@ export class Qcow2Io {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.#sync) this.#sync.writeSync(offset, data);
+    if (this.#sync && data.length < LARGE) this.#sync.writeSync(offset, data);
     else await this.file.write(offset, data);
     if (offset + data.length > this.#length) this.#length = offset + data.length;
   }

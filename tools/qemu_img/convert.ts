@@ -152,7 +152,7 @@ export class Converter {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
     const free: Uint8Array[] = Array.from(
-      { length: READ_AHEAD + 1 },
+      { length: READ_AHEAD + 2 },
       () => new Uint8Array(IO_BUF_SIZE),
     );
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
@@ -185,7 +185,9 @@ export class Converter {
         off = end;
       } else {
         // Up to READ_AHEAD chunks are read (on pool threads, for a host file) while this one
-        // is scanned and written, as QEMU keeps several requests in flight (-m, default 8).
+        // is scanned and the one before is written, as QEMU keeps several requests in flight
+        // (-m, default 8). Writes stay in order: a chunk's write starts after the previous
+        // one's (a qcow2 target queues them; a raw target's ranges do not overlap).
         const pending: { off: number; buf: Uint8Array; chunk: Uint8Array; done: Promise<void> }[] =
           [];
         let next = off;
@@ -200,26 +202,44 @@ export class Converter {
           }
         };
         issue();
+        let writing: { buf: Uint8Array; bytes: number; done: Promise<void> } | undefined;
+        const finishWrite = async () => {
+          if (!writing) return;
+          const w = writing;
+          writing = undefined;
+          await w.done;
+          this.#copied(w.bytes);
+          free.push(w.buf);
+        };
         while (pending.length) {
           const job = pending.shift()!;
           await job.done;
           issue();
-          await this.#writeData(base + job.off, job.chunk, align, gran);
-          this.#copied(job.chunk.length);
-          free.push(job.buf);
+          // Scans the chunk while the previous one is written; writes it after that one.
+          const runs = this.#planData(base + job.off, job.chunk, align, gran);
+          await finishWrite();
+          const done = this.#writePlan(base + job.off, job.chunk, runs);
+          done.catch(() => {}); // reported when awaited in finishWrite
+          writing = { buf: job.buf, bytes: job.chunk.length, done };
+          issue();
         }
+        await finishWrite();
         off = end;
       }
     }
   }
 
-  async #writeData(offset: number, chunk: Uint8Array, align: number, gran: number): Promise<void> {
-    if (!this.opts.minSparse) {
-      await this.target.write(offset, chunk);
-      this.written += chunk.length;
-      return;
-    }
-    // Runs of data and of skippable zeros, as QEMU's sparse detection finds them.
+  /**
+   * Runs of data (true) and of skippable zeros (false) in a chunk, as QEMU's sparse detection
+   * finds them: [from, to, data] in chunk order, neighbours of one kind merged.
+   */
+  #planData(
+    offset: number,
+    chunk: Uint8Array,
+    align: number,
+    gran: number,
+  ): [number, number, boolean][] {
+    if (!this.opts.minSparse) return [[0, chunk.length, true]];
     const runs: [number, number, boolean][] = [];
     for (let pos = 0; pos < chunk.length;) {
       const run = allocatedRun(chunk.subarray(pos), offset + pos, this.opts.minSparse, align);
@@ -242,15 +262,23 @@ export class Converter {
       }
       runs.sort((a, b) => a[0] - b[0]);
     }
+    const merged: [number, number, boolean][] = [];
     for (let i = 0; i < runs.length;) {
       let j = i;
       while (j + 1 < runs.length && runs[j + 1][2] === runs[i][2]) j++;
-      const [from, to] = [runs[i][0], runs[j][1]];
-      if (runs[i][2]) {
+      merged.push([runs[i][0], runs[j][1], runs[i][2]]);
+      i = j + 1;
+    }
+    return merged;
+  }
+
+  /** Writes a chunk's runs (from {@link #planData}) one after the other. */
+  async #writePlan(offset: number, chunk: Uint8Array, runs: [number, number, boolean][]) {
+    for (const [from, to, data] of runs) {
+      if (data) {
         await this.target.write(offset + from, chunk.subarray(from, to));
         this.written += to - from;
       } else await this.#zero(offset + from, to - from);
-      i = j + 1;
     }
   }
 
