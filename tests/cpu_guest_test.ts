@@ -17,9 +17,10 @@ for (const name of nasm ? guestNames().filter((n) => n.startsWith("t_")) : ["t_*
     name: `cpu guest: ${name}`,
     ignore: !nasm,
     fn() {
-      // t_irq gets a timer: vector 0x20 every 1000 instructions (idle time counts while halted)
+      // t_irq, t_rfirq get a timer: vector 0x20 every 1000 instructions (idle time counts while
+      // halted)
       let next = 1000, idle = 0, pending = false;
-      const irq = name === "t_irq"
+      const irq = name === "t_irq" || name === "t_rfirq"
         ? {
           vector: 0x20,
           pending: (cpu: Cpu) => (pending ||= cpu.instructions + idle >= next),
