@@ -98,6 +98,8 @@ function isAllocated(
     i = nz >= n ? n : Math.floor(nz / SECTOR) * SECTOR;
   } else {
     for (; i < n; i += SECTOR) {
+      // A data sector usually starts with a non-zero byte: no call for those.
+      if (buf[start + i]) continue;
       if (isZeroRange(buf, start + i, start + Math.min(i + SECTOR, n))) break;
     }
   }

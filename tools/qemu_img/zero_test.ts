@@ -43,6 +43,22 @@ function naiveAllocated(buf: Uint8Array, offset: number, alignment: number) {
   return { length: i, data: !zero };
 }
 
+/** is_allocated_sectors_min over the model above. */
+function naiveRun(buf: Uint8Array, offset: number, minSparse: number, alignment: number) {
+  const first = naiveAllocated(buf, offset, alignment);
+  if (!first.data) return first;
+  let used = first.length;
+  let checked = used;
+  const min = Math.min(minSparse, buf.length);
+  while (checked < buf.length) {
+    const r = naiveAllocated(buf.subarray(checked), offset + checked, alignment);
+    checked += r.length;
+    if (r.data) used = checked;
+    else if (r.length >= min && r.length >= 512) break;
+  }
+  return { length: used, data: true };
+}
+
 Deno.test("firstNonZero and allocatedRun agree with a byte-by-byte model at any alignment", () => {
   let seed = 7;
   const rand = (n: number) => {
@@ -66,9 +82,12 @@ Deno.test("firstNonZero and allocatedRun agree with a byte-by-byte model at any 
     strictEqual(firstNonZero(buf, from, to), expect, `round ${round}`);
     strictEqual(isZeroRange(buf, from, to), expect === to);
     const offset = rand(64) * 512;
-    const first = naiveAllocated(buf, offset, 4096);
-    const run = allocatedRun(buf, offset, 1 << 30, 4096);
-    if (!first.data) deepStrictEqual(run, first, `round ${round}`);
-    else strictEqual(run.data, true);
+    for (const minSparse of [4096, 1 << 30]) {
+      deepStrictEqual(
+        allocatedRun(buf, offset, minSparse, 4096),
+        naiveRun(buf, offset, minSparse, 4096),
+        `round ${round}`,
+      );
+    }
   }
 });
