@@ -93,6 +93,32 @@ interface Case {
   prepare?: (who: "real" | "demu") => Promise<void>;
 }
 
+/**
+ * What any `deno run` costs before demu's code runs, beside qemu-img's whole check: the floor
+ * under the short cases (check takes QEMU a few ms, less than Deno takes to start an empty
+ * module).
+ */
+async function startupFloor(dir: string, image: string, checkBest: number): Promise<void> {
+  const empty = `${dir}/empty.ts`;
+  await Deno.writeTextFile(empty, "");
+  const best = async (cmd: string, args: string[]) => {
+    let t = Infinity;
+    for (let i = 0; i < Math.max(ROUNDS, 5); i++) t = Math.min(t, (await timed(cmd, args)).wall);
+    return t;
+  };
+  const check = Math.min(checkBest, await best("qemu-img", ["check", image]));
+  const floor = await best(Deno.execPath(), ["run", "-A", empty]);
+  const version = await best(Deno.execPath(), [...DEMU, "--version"]);
+  const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
+  console.log(
+    `\nstart-up floor: deno run of an empty module ${ms(floor)}, demu qemu-img --version ` +
+      `${ms(version)}; qemu-img check (whole run) ${ms(check)}, so a 1.5x check needs demu ` +
+      `within ${ms(check * 1.5)}: ${
+        floor > check * 1.5 ? "unreachable, Deno's start-up alone takes longer" : "above the floor"
+      }`,
+  );
+}
+
 /** Runs the comparison and prints the table. */
 export async function bench(_filters: string[] = []): Promise<void> {
   if (!(await have("qemu-img"))) {
@@ -150,6 +176,7 @@ export async function bench(_filters: string[] = []): Promise<void> {
       "cpu qemu-img s",
       "cpu demu s",
     ]];
+    let realCheck = Infinity;
     for (const c of cases) {
       let real = Infinity, demu = Infinity, realCpu = Infinity, demuCpu = Infinity;
       const runReal = async () => {
@@ -177,10 +204,11 @@ export async function bench(_filters: string[] = []): Promise<void> {
         }
       }
       const ratio = demu / real;
+      if (c.name.startsWith("check")) realCheck = real;
       rows.push([
         c.name,
-        real.toFixed(2),
-        demu.toFixed(2),
+        real.toFixed(3),
+        demu.toFixed(3),
         ratio.toFixed(2) + "x",
         `<= ${c.target}x`,
         ratio <= c.target ? "ok" : "SLOWER THAN TARGET",
@@ -191,6 +219,7 @@ export async function bench(_filters: string[] = []): Promise<void> {
     }
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     console.log("\n" + rows.map((r) => r.map((x, i) => x.padEnd(widths[i])).join("  ")).join("\n"));
+    await startupFloor(dir, p("real", "plain.qcow2"), realCheck);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
