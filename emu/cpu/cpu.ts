@@ -348,6 +348,18 @@ export class Cpu extends LazyFlags implements CpuControl {
           let exited = false;
           for (k = 0; k < last; k++) {
             const i = ins[k];
+            if (i.exit) {
+              // a conditional jump inside the block: when taken, the block ends here
+              const fall = (base + i.end) & mask;
+              this.eip = fall;
+              i.fn(this, i);
+              if ((this.eip | 0) !== (fall | 0)) {
+                k++;
+                exited = true;
+                break;
+              }
+              continue;
+            }
             i.fn(this, i);
             if (this.blockExit) {
               this.eip = (base + i.end) & mask;

@@ -102,6 +102,8 @@ function fd(cpu: Cpu): number {
 
 /** The entry that handled the last decoded instruction ends a block. */
 let lastEnds = false;
+/** The last decoded instruction is a Jcc (a block goes on past it: a side exit). */
+let lastJcc = false;
 
 /** Decodes one instruction at linear address lin. Faults (#PF/#GP) propagate. */
 export function decodeOne(cpu: Cpu, lin: number): Instr {
@@ -243,6 +245,7 @@ export function decodeOne(cpu: Cpu, lin: number): Instr {
   }
   // REP string instructions may restart themselves, which needs EIP: they end blocks too
   lastEnds = e.end || (rep !== 0 && ((opc >= 0xa4 && opc <= 0xaf) || (opc >= 0x6c && opc <= 0x6f)));
+  lastJcc = (opc >= 0x70 && opc <= 0x7f) || (opc >= 0x180 && opc <= 0x18f);
   if (lock && !lockable(opc, i.regN, i.mem)) {
     i.fn = lockUd;
     lastEnds = true;
@@ -288,12 +291,14 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
     i.end = (p - lin + i.len) | 0;
     p = (p + i.len) | 0;
     const prev = b.ins.length > 0 ? b.ins[b.ins.length - 1] : null;
+    const jcc = lastJcc && i.fn !== lockUd;
     if (prev === null || i.fn === lockUd || !fuse(prev, i)) b.ins.push(i);
+    if (jcc) b.ins[b.ins.length - 1].exit = true; // the Jcc or the pair fused with it
     if (crosses) {
       b.cacheable = false;
       break;
     }
-    if (lastEnds || b.ins.length >= MAX_BLOCK || (p & 0xfff) === 0) break;
+    if ((lastEnds && !jcc) || b.ins.length >= MAX_BLOCK || (p & 0xfff) === 0) break;
   }
   return b;
 }

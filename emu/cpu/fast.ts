@@ -451,6 +451,56 @@ const SHIFT32: Handler[][][] = [0, 1, 2].map((form) =>
 const FUSED = new Map<string, Handler>();
 
 /**
+ * Condition cc evaluated straight from the locals of a flag-setting body (a, b, r, and c for
+ * ADC/SBB) whose lazy-flag record is (lop, sz): the formulas of flags.ts with the operation
+ * and size known, so no dispatch on cpu.lop. PF still reads the record. Null: keep COND.
+ */
+function directCond(cc: number, lop: number, sz: number): string | null {
+  const M = ["0xff", "0xffff", "0xffffffff"][sz];
+  const S = ["0x80", "0x8000", "0x80000000"][sz];
+  const S1 = ["0x7f", "0x7fff", "0x7fffffff"][sz];
+  const B1 = [7, 15, 31][sz];
+  let cf: string, of: string;
+  switch (lop) {
+    case LOP_ADD:
+      cf = `((r & ${M}) >>> 0 < a >>> 0 ? 1 : 0)`;
+      of = `(((a ^ r) & (b ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      break;
+    case LOP_ADC:
+      cf = `(c ? ((r & ${M}) >>> 0 <= a >>> 0 ? 1 : 0) : ((r & ${M}) >>> 0 < a >>> 0 ? 1 : 0))`;
+      of = `(((a ^ r) & (b ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      break;
+    case LOP_SUB:
+      cf = `(a >>> 0 < b >>> 0 ? 1 : 0)`;
+      of = `(((a ^ b) & (a ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      break;
+    case LOP_SBB:
+      cf = `(c ? (a >>> 0 <= b >>> 0 ? 1 : 0) : (a >>> 0 < b >>> 0 ? 1 : 0))`;
+      of = `(((a ^ b) & (a ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      break;
+    case LOP_LOGIC:
+      cf = "0";
+      of = "0";
+      break;
+    case LOP_INC:
+      cf = "(cpu.lcin & 1)";
+      of = `((r & ${M}) >>> 0 === ${S} ? 1 : 0)`;
+      break;
+    case LOP_DEC:
+      cf = "(cpu.lcin & 1)";
+      of = `((r & ${M}) >>> 0 === ${S1} ? 1 : 0)`;
+      break;
+    default:
+      return null;
+  }
+  return COND[cc]
+    .replaceAll("cpu.cf()", cf)
+    .replaceAll("cpu.of()", of)
+    .replaceAll("cpu.zf()", `((r & ${M}) === 0 ? 1 : 0)`)
+    .replaceAll("cpu.sf()", `((r >>> ${B1}) & 1)`);
+}
+
+/**
  * Fuses a flag-setting register instruction `a` with the conditional jump `j` after it into one
  * handler (both bodies inline: one dispatch instead of two). The fused record is `a` with
  * imm2 = the jump displacement and len/end covering both; it retires two instructions.
@@ -464,9 +514,17 @@ export function fuse(a: Instr, j: Instr): boolean {
   let f = FUSED.get(key);
   if (f === undefined) {
     const target = j.sz === 2 ? "(cpu.eip + i.imm2) >>> 0" : "(cpu.eip + i.imm2) & 0xffff";
+    // the flag record the body leaves (its literal lop and lsz) lets the condition be direct
+    const lop = [...body.matchAll(/cpu\.lop = (\d+);/g)];
+    const lsz = [...body.matchAll(/cpu\.lsz = (\d);/g)];
+    const direct = lop.length === 1 && lsz.length === 1
+      ? directCond(cc, Number(lop[0][1]), Number(lsz[0][1]))
+      : null;
     f = make(
       `fused_${key}`,
-      `{ ${body} } cpu.instructions++; if (${COND[cc]}) cpu.eip = ${target};`,
+      direct !== null
+        ? `${body} cpu.instructions++; if (${direct}) cpu.eip = ${target};`
+        : `{ ${body} } cpu.instructions++; if (${COND[cc]}) cpu.eip = ${target};`,
     );
     FUSED.set(key, f);
   }

@@ -59,6 +59,11 @@ export class Instr {
   accN = 0;
   /** REP prefix: 0 none, 1 REPE/REP (F3), 2 REPNE (F2). */
   rep = 0;
+  /**
+   * A conditional jump inside a block (a side exit): EIP is set to the next instruction before
+   * it runs; when it jumps, the block ends there.
+   */
+  exit = false;
   /** Memory operand address function. */
   ea: EaFn;
 

@@ -70,6 +70,13 @@ export function compileBlock(b: Block, code32: number): BlockFn {
     src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
     const il = inline(i, k);
+    if (i.exit && k < last) {
+      // a side exit: EIP = the next instruction; a taken jump ends the block
+      src += `const f${k} = (base + ${i.end}) & ${mask};\ncpu.eip = f${k};\n`;
+      src += il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
+      src += `if ((cpu.eip | 0) !== (f${k} | 0)) return ${k + 1};\n`;
+      continue;
+    }
     src += il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
     if (k < last && (il === null || !il.pure)) {
       src += `if (cpu.blockExit) { cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
