@@ -11,6 +11,7 @@ import { Progress } from "./progress.ts";
 import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
 import { cvtnum } from "./size.ts";
 import { allocatedRun, isZeroRange } from "./zero.ts";
+import { scanBuffers } from "./zero_simd.ts";
 import { createQcow2 } from "@demu/block";
 
 /** The parsed convert command line. */
@@ -72,6 +73,7 @@ export class Converter {
   hasZeroInit = false;
   written = 0;
   #pool?: CompressPool;
+  #buffers?: Uint8Array[];
 
   constructor(
     readonly sources: BlockDriver[],
@@ -151,10 +153,8 @@ export class Converter {
   async #copy(index: number, base: number, size: number): Promise<void> {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
-    const free: Uint8Array[] = Array.from(
-      { length: READ_AHEAD + 2 },
-      () => new Uint8Array(IO_BUF_SIZE),
-    );
+    // In the SIMD scanner's memory: chunks are read straight where the zero scan runs.
+    const free: Uint8Array[] = this.#buffers ??= scanBuffers(READ_AHEAD + 2, IO_BUF_SIZE);
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
     let off = 0;

@@ -1,5 +1,7 @@
 /** Fast all-zero tests of buffers (QEMU's buffer_is_zero), used for sparse detection. */
 
+import { scannerFor } from "./zero_simd.ts";
+
 const SECTOR = 512;
 
 let lastBuffer: ArrayBufferLike | undefined;
@@ -24,6 +26,15 @@ export function isZeroRange(buf: Uint8Array, from: number, to: number): boolean 
 
 /** The index of the first non-zero byte of buf in [from, to), or `to` when they are all zero. */
 export function firstNonZero(buf: Uint8Array, from: number, to: number): number {
+  const simd = to - from >= 256 ? scannerFor(buf.buffer) : undefined;
+  if (simd) {
+    // Whole 64-byte blocks in WebAssembly SIMD; then bytes of the block found, or of the tail.
+    const blocks = (to - from) & ~63;
+    const r = simd.scan(buf.byteOffset + from, to - from);
+    const stop = r < blocks ? from + r + 64 : to;
+    for (let i = from + r; i < stop; i++) if (buf[i]) return i;
+    return to;
+  }
   let i = from;
   const head = (4 - ((buf.byteOffset + i) & 3)) & 3;
   for (const stop = Math.min(to, i + head); i < stop; i++) if (buf[i]) return i;

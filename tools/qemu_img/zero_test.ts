@@ -1,5 +1,6 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { allocatedRun, firstNonZero, isZero, isZeroRange } from "./zero.ts";
+import { scanBuffers, scannerFor } from "./zero_simd.ts";
 
 Deno.test("isZero finds a single set byte anywhere", () => {
   const b = new Uint8Array(4099);
@@ -59,13 +60,28 @@ function naiveRun(buf: Uint8Array, offset: number, minSparse: number, alignment:
   return { length: used, data: true };
 }
 
-Deno.test("firstNonZero and allocatedRun agree with a byte-by-byte model at any alignment", () => {
+for (const simd of [false, true]) {
+  Deno.test(
+    `firstNonZero and allocatedRun agree with a byte-by-byte model at any alignment${
+      simd ? " (WebAssembly SIMD scan)" : ""
+    }`,
+    () => {
+      agreesWithModel(simd ? scanBuffers(1, 40000)[0] : new Uint8Array(40000), simd);
+    },
+  );
+}
+
+function agreesWithModel(whole: Uint8Array, simd: boolean) {
+  strictEqual(!!scannerFor(whole.buffer), simd);
   let seed = 7;
   const rand = (n: number) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    // xorshift32 (exact in 32-bit integer arithmetic, unlike a float LCG)
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
     return seed % n;
   };
-  const whole = new Uint8Array(40000);
   for (let round = 0; round < 300; round++) {
     whole.fill(0);
     // A few runs of data among zeros.
@@ -90,4 +106,4 @@ Deno.test("firstNonZero and allocatedRun agree with a byte-by-byte model at any 
       );
     }
   }
-});
+}
