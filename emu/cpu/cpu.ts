@@ -375,7 +375,7 @@ export class Cpu extends LazyFlags implements CpuControl {
             k = last + 1;
           }
           if (++block.hits === JIT_THRESHOLD && block.cacheable && block.valid) {
-            block.jit = compileBlock(block, this.code32);
+            block.jit = compileBlock(block, this.code32, this.ram32.length !== 0);
           }
         }
         n += k;

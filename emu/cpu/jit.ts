@@ -42,34 +42,106 @@ function literal(v: number): string {
   return v < 0 ? `(${v})` : `${v}`;
 }
 
+/**
+ * The TLB fast paths of cpu.ts's rd8/rd16/rd32, rdw8/16/32 and wr8/16/32 written out for the
+ * address in local `a` (T and X are scratch locals); the slow path is the method itself.
+ */
+function readInline(kind: string, size: string, a: string, ram32: boolean): string | null {
+  const tlb = kind === "rdw" ? "cpu.tlbW" : "cpu.tlbR";
+  const e = `(T = ${tlb}[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
+  const call = `cpu.${kind}${size}(${a})`;
+  if (size === "8") return `(${e} ? cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] : ${call})`;
+  if (size === "16") {
+    return `(${e} && (${a} & 0xfff) !== 0xfff ? (X = (T - 1) * 4096 + (${a} & 0xfff), ` +
+      `cpu.ram[X] | (cpu.ram[X + 1] << 8)) : ${call})`;
+  }
+  if (!ram32) return null;
+  return `(${e} && (${a} & 3) === 0 ? cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] : ${call})`;
+}
+
+function writeInline(size: string, a: string, v: string, ram32: boolean): string | null {
+  const e = `(T = cpu.tlbW[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
+  if (size === "8") {
+    return `{ const V = ${v}; if (${e}) cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] = V; ` +
+      `else cpu.wr8(${a}, V); }`;
+  }
+  if (size === "16") {
+    return `{ const V = ${v}; if (${e} && (${a} & 0xfff) !== 0xfff) { X = (T - 1) * 4096 + ` +
+      `(${a} & 0xfff); cpu.ram[X] = V; cpu.ram[X + 1] = V >> 8; } else cpu.wr16(${a}, V); }`;
+  }
+  if (!ram32) return null;
+  return `{ const V = ${v}; if (${e} && (${a} & 3) === 0) ` +
+    `cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] = V; else cpu.wr32(${a}, V); }`;
+}
+
+/** Index of the parenthesis closing the one opened just before `from`, or -1. */
+function closing(s: string, from: number): number {
+  let depth = 1;
+  for (let p = from; p < s.length; p++) {
+    if (s[p] === "(") depth++;
+    else if (s[p] === ")" && --depth === 0) return p;
+  }
+  return -1;
+}
+
+/** Writes memory accesses at the address locals (A<k>, lin) of `c` out inline. */
+function inlineMemory(c: string, ram32: boolean): string {
+  c = c.replace(
+    /cpu\.(rdw|rd)(8|16|32)\((A\d+|lin)\)/g,
+    (m, kind, size, a) => readInline(kind, size, a, ram32) ?? m,
+  );
+  for (let from = 0;;) {
+    const m = /cpu\.wr(8|16|32)\((A\d+|lin), /g;
+    m.lastIndex = from;
+    const r = m.exec(c);
+    if (r === null) break;
+    const open = r.index + r[0].length;
+    const close = closing(c, open);
+    if (close < 0 || c[close + 1] !== ";") break;
+    const w = writeInline(r[1], r[2], c.slice(open, close), ram32);
+    if (w === null) {
+      from = close;
+      continue;
+    }
+    c = c.slice(0, r.index) + w + c.slice(close + 2);
+    from = r.index + w.length;
+  }
+  return c;
+}
+
 /** The inlined form of record `i` (index k), or null when it has to call its handler. */
-function inline(i: Instr, k: number): { code: string; pure: boolean } | null {
+function inline(i: Instr, k: number, ram32: boolean): { code: string; pure: boolean } | null {
   const body = handlerBody(i.fn);
   if (body === undefined) return null;
   let c = body;
+  let pre = "";
   if (c.includes("i.ea(cpu, i)")) {
+    // the address first (nothing a body does before using it has an effect), then the
+    // accesses through it written out
     const ea = eaSource(i);
     if (ea === null) return null;
-    c = c.replaceAll("i.ea(cpu, i)", ea);
+    pre = `const A${k} = ${ea};\n`;
+    c = c.replaceAll("i.ea(cpu, i)", `A${k}`);
   }
   c = c.replace(/\breturn;/g, `break L${k};`);
   if (/\breturn\b/.test(c)) return null;
   c = c.replace(FIELD, (_m, f: string) => literal((i as unknown as Record<string, number>)[f]));
   if (/\bi\b/.test(c)) return null; // a field not folded: keep the handler
-  return { code: `L${k}: {\n${c}\n}\n`, pure: !IMPURE.test(c) };
+  if (pre !== "") c = inlineMemory(c, ram32);
+  return { code: `L${k}: {\n${pre}${c}\n}\n`, pure: !IMPURE.test(pre + c) };
 }
 
 /** Compiles block `b` (decoded for code32 = `code32`). */
-export function compileBlock(b: Block, code32: number): BlockFn {
+export function compileBlock(b: Block, code32: number, ram32: boolean): BlockFn {
   const ins = b.ins;
   const last = ins.length - 1;
   const mask = code32 ? "-1" : "0xffff";
-  let src = "let k = 0;\ntry {\n";
+  let src = "let k = 0, T = 0, X = 0;\ntry {\n";
   for (let k = 0; k <= last; k++) {
     const i = ins[k];
     src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
-    const il = inline(i, k);
+    const il = inline(i, k, ram32);
     if (i.exit && k < last) {
       // a side exit: EIP = the next instruction; a taken jump ends the block
       src += `const f${k} = (base + ${i.end}) & ${mask};\ncpu.eip = f${k};\n`;
