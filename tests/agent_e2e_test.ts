@@ -349,19 +349,9 @@ Deno.test({
   fn: () => runI386("qemu-system-i386", ["-machine", "pc", "-accel", "tcg"], 120_000),
 });
 
-// Linux boots on demu's interpreter stall now and then (a halted guest whose PIT timer is never
-// re-armed; see tests/emu_linux_test.ts), so this case runs only when asked, like those boots.
-const LINUX_TRY = Deno.env.get("DEMU_LINUX_TRY") === "1";
-if (!LINUX_TRY && whyI386 === null) {
-  console.warn(
-    "WARNING: agent e2e i386 in demu skipped: Linux boots on the interpreter still stall at " +
-      "times (timer bug not fixed yet); run it with DEMU_LINUX_TRY=1",
-  );
-}
-
 Deno.test({
   name: "agent e2e i386 in demu: the real qemu-ga over demu's virtio-serial; a virtio disk",
-  ignore: whyI386 !== null || !LINUX_TRY,
+  ignore: whyI386 !== null,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>

@@ -23,21 +23,6 @@ if (WHY) {
 const QEMU_IMG = haveCommand("qemu-img");
 if (!QEMU_IMG) console.warn("WARNING: qemu-img is not installed: the disk boots are skipped");
 
-/**
- * The boots pass (all three cases passed here, and the bench reaches the marker), but now and
- * then a boot stalls with the guest idle: the emulator process sleeps, no timer interrupt
- * reaches the halted guest and the kernel's clock stops (seen twice in a dozen boots, on a
- * loaded machine, once before /init and once at the final power-off). Until that is found the
- * boot cases run only when asked (DEMU_LINUX_TRY=1), so that the suite cannot hang on them.
- */
-const TRY = Deno.env.get("DEMU_LINUX_TRY") === "1";
-if (!TRY) {
-  console.warn(
-    "WARNING: the Linux boot cases are skipped (an intermittent stall of the halted guest is " +
-      "not fixed yet); run them with DEMU_LINUX_TRY=1",
-  );
-}
-
 /** One boot may take minutes on the interpreter, more on a loaded machine. */
 const BOOT_MS = 8 * 60_000;
 const ARGS = ["-nographic", "-no-reboot", "-nic", "none", "-m", "128"];
@@ -60,7 +45,7 @@ async function boot(iso: string, extra: string[]): Promise<RunResult> {
 
 Deno.test({
   name: "linux: the isolinux CD boots to userspace on the interpreter and powers off (exit 0)",
-  ignore: WHY !== null || !TRY,
+  ignore: WHY !== null,
   async fn() {
     const g = await buildLinuxGuest();
     const r = await boot(g.iso, []);
@@ -73,7 +58,7 @@ Deno.test({
 
 Deno.test({
   name: "linux: -hda disk.qcow2: the guest writes a filesystem and a file, a second boot finds it",
-  ignore: WHY !== null || !QEMU_IMG || !TRY,
+  ignore: WHY !== null || !QEMU_IMG,
   async fn() {
     const g = await buildLinuxGuest();
     const dir = await Deno.makeTempDir({ prefix: "demu-linux-disk-" });
@@ -99,7 +84,7 @@ Deno.test({
 
 Deno.test({
   name: "linux: -snapshot: the guest's writes leave the image byte-identical",
-  ignore: WHY !== null || !QEMU_IMG || !TRY,
+  ignore: WHY !== null || !QEMU_IMG,
   async fn() {
     const g = await buildLinuxGuest();
     const dir = await Deno.makeTempDir({ prefix: "demu-linux-snap-" });
@@ -120,7 +105,7 @@ Deno.test({
 
 Deno.test({
   name: "linux: -kernel/-initrd/-append boots the Debian i386 kernel to userspace (interpreter)",
-  ignore: WHY !== null || !TRY,
+  ignore: WHY !== null,
   async fn() {
     const g = await buildLinuxGuest();
     const r = await runDemu(

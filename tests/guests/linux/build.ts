@@ -49,7 +49,7 @@ mount -t sysfs sys /sys
 echo "${MARKER}"
 for m in $(cat /etc/modules.list); do insmod "$m" || echo "init: insmod $m failed"; done
 i=0
-while [ ! -b /dev/sda ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
+while [ ! -b /dev/sda ] && [ $i -lt 10 ]; do i=$((i+1)); sleep 0.5; done
 mkdir -p /mnt
 if [ -b /dev/sda ]; then
   if mount -t ext4 /dev/sda /mnt 2>/dev/null && [ -f /mnt/demu.txt ]; then
