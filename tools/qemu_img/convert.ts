@@ -37,7 +37,9 @@ export interface ConvertRequest {
 }
 
 const IO_BUF_SIZE = 2 << 20;
-/** Source reads in flight while a chunk is processed. */
+/** Bytes per source read: two chunks (each still scanned on its own, as QEMU's buffer). */
+const READ_UNIT = 2 * IO_BUF_SIZE;
+/** Source reads in flight while one unit is scanned and another written. */
 const READ_AHEAD = 3;
 const SECTOR = 512;
 
@@ -154,7 +156,7 @@ export class Converter {
     const src = this.sources[index];
     const backingBase = this.opts.targetHasBacking ? src.backing ?? null : null;
     // In the SIMD scanner's memory: chunks are read straight where the zero scan runs.
-    const free: Uint8Array[] = this.#buffers ??= scanBuffers(READ_AHEAD + 2, IO_BUF_SIZE);
+    const free: Uint8Array[] = this.#buffers ??= scanBuffers(READ_AHEAD + 2, READ_UNIT);
     const align = Math.max(SECTOR, pow2floor(this.opts.minSparse));
     const gran = this.#granularity();
     let off = 0;
@@ -184,9 +186,9 @@ export class Converter {
         if (!this.opts.minSparse) this.#copied(end - off);
         off = end;
       } else {
-        // Up to READ_AHEAD chunks are read (on pool threads, for a host file) while this one
+        // Up to READ_AHEAD units are read (on pool threads, for a host file) while this one
         // is scanned and the one before is written, as QEMU keeps several requests in flight
-        // (-m, default 8). Writes stay in order: a chunk's write starts after the previous
+        // (-m, default 8). Writes stay in order: a unit's writes start after the previous
         // one's (a qcow2 target queues them; a raw target's ranges do not overlap).
         const pending: { off: number; buf: Uint8Array; chunk: Uint8Array; done: Promise<void> }[] =
           [];
@@ -194,7 +196,7 @@ export class Converter {
         const issue = () => {
           while (next < end && free.length && pending.length < READ_AHEAD) {
             const buf = free.pop()!;
-            const chunk = buf.subarray(0, Math.min(end - next, IO_BUF_SIZE));
+            const chunk = buf.subarray(0, Math.min(end - next, READ_UNIT));
             const done = src.read(next, chunk);
             done.catch(() => {}); // reported when awaited; not unhandled if an earlier one fails
             pending.push({ off: next, buf, chunk, done });
@@ -208,15 +210,18 @@ export class Converter {
           const w = writing;
           writing = undefined;
           await w.done;
-          this.#copied(w.bytes);
+          // Progress moves chunk by chunk, as QEMU's does.
+          for (let n = 0; n < w.bytes; n += IO_BUF_SIZE) {
+            this.#copied(Math.min(IO_BUF_SIZE, w.bytes - n));
+          }
           free.push(w.buf);
         };
         while (pending.length) {
           const job = pending.shift()!;
           await job.done;
           issue();
-          // Scans the chunk while the previous one is written; writes it after that one.
-          const runs = this.#planData(base + job.off, job.chunk, align, gran);
+          // Scans the unit while the previous one is written; writes it after that one.
+          const runs = this.#planUnit(base + job.off, job.chunk, align, gran);
           await finishWrite();
           const done = this.#writePlan(base + job.off, job.chunk, runs);
           done.catch(() => {}); // reported when awaited in finishWrite
@@ -227,6 +232,28 @@ export class Converter {
         off = end;
       }
     }
+  }
+
+  /**
+   * The runs of a read unit: each IO_BUF_SIZE chunk of it planned on its own (QEMU's buffer),
+   * neighbouring runs of one kind merged across chunks (one write instead of two).
+   */
+  #planUnit(
+    offset: number,
+    unit: Uint8Array,
+    align: number,
+    gran: number,
+  ): [number, number, boolean][] {
+    const out: [number, number, boolean][] = [];
+    for (let sub = 0; sub < unit.length; sub += IO_BUF_SIZE) {
+      const part = unit.subarray(sub, Math.min(unit.length, sub + IO_BUF_SIZE));
+      for (const [from, to, data] of this.#planData(offset + sub, part, align, gran)) {
+        const last = out[out.length - 1];
+        if (last && last[2] === data && last[1] === sub + from) last[1] = sub + to;
+        else out.push([sub + from, sub + to, data]);
+      }
+    }
+    return out;
   }
 
   /**
