@@ -8,7 +8,7 @@ import {
   type WriteZeroesOptions,
 } from "./types.ts";
 
-/** Reads and writes at least this long go to a worker thread ({@link FileProtocol.read}). */
+/** With {@link FileProtocol.threaded}, reads and writes at least this long go to a pool thread. */
 const THREADED_BYTES = 256 << 10;
 
 const threadedSymbols = {
@@ -83,17 +83,23 @@ export class FileProtocol implements BlockDriver {
     sys.preadFull(this.#fd, buf, offset);
   }
 
+  /**
+   * Large reads and writes run on a thread of Deno's blocking pool, as QEMU's thread-pool I/O:
+   * for callers that keep several requests in flight (qemu-img convert reads ahead while it
+   * scans and writes), whose other work then overlaps the kernel's copy. A caller that waits for
+   * each request in turn only pays the hand-off, so it is off by default.
+   */
+  threaded = false;
+
   read(offset: number, buf: Uint8Array): Promise<void> {
-    if (buf.length >= THREADED_BYTES) return this.#readThreaded(offset, buf);
+    if (this.threaded && buf.length >= THREADED_BYTES) return this.#readThreaded(offset, buf);
     this.readSync(offset, buf);
     return Promise.resolve();
   }
 
   /**
-   * A large read runs on a thread of Deno's blocking pool, so the caller can work (scan the
-   * previous chunk, write it to another image) while the kernel copies this one, as QEMU's
-   * thread-pool I/O does. A failed or short read is finished synchronously, which also gives
-   * errno (it is per thread) and the zero fill past the end of the file.
+   * A read on a pool thread ({@link threaded}). A failed or short one is finished here, which
+   * also gives errno (it is per thread) and the zero fill past the end of the file.
    */
   async #readThreaded(offset: number, buf: Uint8Array): Promise<void> {
     const fd = this.#fd;
@@ -110,13 +116,15 @@ export class FileProtocol implements BlockDriver {
   }
 
   write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
-    if (data.length >= THREADED_BYTES && !fua) return this.#writeThreaded(offset, data);
+    if (this.threaded && data.length >= THREADED_BYTES && !fua) {
+      return this.#writeThreaded(offset, data);
+    }
     this.writeSync(offset, data);
     if (fua) sys.fdatasync(this.#fd);
     return Promise.resolve();
   }
 
-  /** A large write on a worker thread (see {@link FileProtocol.read}); a short one is finished here. */
+  /** A write on a pool thread ({@link threaded}); a short one is finished here. */
   async #writeThreaded(offset: number, data: Uint8Array): Promise<void> {
     this.#writable();
     const fd = this.#fd;

@@ -9,8 +9,8 @@ import type { BlockDriver } from "../types.ts";
 
 /**
  * Requests at least this long (guest data runs, not tables of the usual cluster sizes) take
- * the file's asynchronous path, which runs them on a pool thread: the caller's next work
- * overlaps the copy, as with QEMU's thread-pool I/O.
+ * the file's asynchronous path, which runs them on a pool thread when the file is set so
+ * ({@link FileProtocol.threaded}): the caller's next work overlaps the copy.
  */
 const LARGE = 256 << 10;
 
@@ -40,7 +40,7 @@ export class Qcow2Io {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     if (this.#sync) {
-      // Metadata is read in place; large data reads go to a pool thread (FileProtocol.read).
+      // Metadata is read in place; large data reads may go to a pool thread (FileProtocol.read).
       if (buf.length >= LARGE) await this.#sync.read(offset, buf);
       else this.#sync.readSync(offset, buf);
       return;

@@ -6,7 +6,7 @@ import type { BlockDriver, Qcow2CompressionType } from "@demu/block";
 import { getopt, type Io, QemuImgError } from "./cli.ts";
 import { type CompressedCluster, CompressPool } from "./compress_pool.ts";
 import { createRaw, parseCreateOptions, qcow2Options } from "./create.ts";
-import { asQcow2, closeAll, errorText, openImg, strerror } from "./image.ts";
+import { asQcow2, closeAll, errorText, openImg, strerror, useThreadedIo } from "./image.ts";
 import { Progress } from "./progress.ts";
 import { loadSnapshot, parseSnapshotSpec } from "./snapshot.ts";
 import { cvtnum } from "./size.ts";
@@ -461,6 +461,8 @@ export async function convert(io: Io, req: ConvertRequest): Promise<void> {
     if (req.skipCreate && tlen < total) {
       throw new QemuImgError(`Target is too small: ${tlen} bytes, ${total} bytes needed`);
     }
+    // The copy keeps reads ahead and a write in flight: the host files' copies overlap it.
+    for (const d of [...sources, target]) useThreadedIo(d);
     const progress = req.progress && !req.quiet ? new Progress(io) : undefined;
     progress?.update(0);
     const conv = new Converter(sources, target, {

@@ -88,6 +88,19 @@ async function openUnsafe(
   }
 }
 
+/**
+ * Lets the host file under an image (a format's `file`, down to the protocol) run its large
+ * requests on pool threads: for a caller that keeps several in flight (convert).
+ */
+export function useThreadedIo(d: BlockDriver): void {
+  for (let x: unknown = d; x; x = (x as { file?: unknown }).file) {
+    if (x instanceof FileProtocol) {
+      x.threaded = true;
+      return;
+    }
+  }
+}
+
 /** The image as a qcow2 driver, when it is one. */
 export function asQcow2(d: BlockDriver): Qcow2Format | undefined {
   return d instanceof Qcow2Format ? d : undefined;
