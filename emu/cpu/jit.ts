@@ -18,10 +18,13 @@ import type { Block, Instr } from "./instr.ts";
 export type BlockFn = (cpu: Cpu, ins: Instr[], base: number) => number;
 
 /**
- * Runs through the loop before a block is compiled. DEMU_JIT_AFTER overrides it (1 compiles
+ * Runs through the loop before a block is compiled. High: a new JS function starts in V8's
+ * bytecode interpreter and pays for its own compiles, which only a block run tens of thousands
+ * of times earns back (Linux boot, CPU seconds to the marker: 48 -> 29, 2000 -> 22,
+ * 20000 -> 20, never -> 34). DEMU_JIT_AFTER overrides it (1 compiles
  * every block at once: the CPU tests then check compiled code; 0 turns the compiler off).
  */
-export const JIT_THRESHOLD: number = envThreshold() ?? 48;
+export const JIT_THRESHOLD: number = envThreshold() ?? 20000;
 
 function envThreshold(): number | undefined {
   try {
