@@ -57,7 +57,8 @@ const eaNone: EaFn = () => 0;
 
 /**
  * JS for the linear address of `i`'s memory operand with its fields folded in (for the block
- * compiler, jit.ts): the same arithmetic and limit check as its address function, or null.
+ * compiler, jit.ts; O is a scratch local there): the same arithmetic and limit check as its
+ * address function, or null.
  */
 export function eaSource(i: Instr): string | null {
   const f = i.ea;
@@ -70,7 +71,11 @@ export function eaSource(i: Instr): string | null {
   } else if (f === ea32Base || f === ea32Basew) {
     off = i.base === ZERO32 ? `${i.disp >>> 0}` : `(cpu.r32[${i.base}] + ${i.disp}) >>> 0`;
   } else return null;
-  return `cpu.${w ? "linW" : "linR"}(${i.seg}, ${off}, ${i.accN})`;
+  // the quick limit check inline; the method repeats it and faults (or allows expand-down)
+  const chk = w ? "segChkW" : "segChk";
+  return `((O = ${off}) + ${i.accN} > cpu.${chk}[${i.seg}] ? cpu.${
+    w ? "linW" : "linR"
+  }(${i.seg}, O, ${i.accN}) : (cpu.segBase[${i.seg}] + O) | 0)`;
 }
 
 /** The offset part of a memory operand (LEA, BOUND's and LxS's addresses are built from it). */

@@ -139,7 +139,7 @@ export function compileBlock(b: Block, code32: number, ram32: boolean): BlockFn 
   const ins = b.ins;
   const last = ins.length - 1;
   const mask = code32 ? "-1" : "0xffff";
-  let src = "let k = 0, T = 0, X = 0;\ntry {\n";
+  let src = "let k = 0, T = 0, X = 0, O = 0;\ntry {\n";
   for (let k = 0; k <= last; k++) {
     const i = ins[k];
     src += `k = ${k};\n`;
