@@ -134,17 +134,50 @@ function inline(i: Instr, k: number, ram32: boolean): { code: string; pure: bool
   return { code: `L${k}: {\n${pre}${c}\n}\n`, pure: !IMPURE.test(pre + c) };
 }
 
+/** Assignments to the lazy-flag record in inlined code. */
+const FLAG_STORE = /cpu\.(la|lb|lr|lsz|lop|lcin) = [^;]*;/g;
+/** Code that reads the flags (evaluates them, or reads the record or EFLAGS), or calls out. */
+const FLAG_READ =
+  /cpu\.(cf|zf|sf|of|pf|af|cond|getFlags|materialize)\(|\bH\.|cpu\.(la|lb|lr|lsz|lop|lcin|eflags)\b(?!\s*=[^=])/;
+
+/**
+ * Removes stores to the lazy-flag record that a later instruction of the block overwrites with
+ * nothing in between that could observe them: only inlined register-only instructions (no
+ * memory, so no fault and no early exit), no side exit, nothing reading the flags. The record
+ * after such a run is the same; so is any state an exception or the block's end could see.
+ */
+function dropDeadFlagStores(ins: Instr[], ils: ({ code: string; pure: boolean } | null)[]) {
+  let dead = new Set<string>(); // fields overwritten further on before anything can see them
+  for (let k = ins.length - 1; k >= 0; k--) {
+    const il = ils[k];
+    if (il === null || !il.pure || ins[k].exit || k === ins.length - 1) {
+      dead = new Set();
+      continue;
+    }
+    const writes = [...il.code.matchAll(FLAG_STORE)].map((m) => m[1]);
+    if (dead.size !== 0) {
+      il.code = il.code.replace(FLAG_STORE, (m, f: string) => (dead.has(f) ? "" : m));
+    }
+    // a body reads before it writes: one that reads makes every earlier store visible; one
+    // that may skip its stores (a shift by zero leaves the flags) overwrites nothing for sure
+    if (FLAG_READ.test(il.code)) dead = new Set();
+    else if (!/\bbreak L/.test(il.code)) { for (const f of writes) dead.add(f); }
+  }
+}
+
 /** Compiles block `b` (decoded for code32 = `code32`). */
 export function compileBlock(b: Block, code32: number, ram32: boolean): BlockFn {
   const ins = b.ins;
   const last = ins.length - 1;
   const mask = code32 ? "-1" : "0xffff";
+  const ils = ins.map((i, k) => inline(i, k, ram32));
+  dropDeadFlagStores(ins, ils);
   let src = "let k = 0, T = 0, X = 0, O = 0;\ntry {\n";
   for (let k = 0; k <= last; k++) {
     const i = ins[k];
     src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
-    const il = inline(i, k, ram32);
+    const il = ils[k];
     if (i.exit && k < last) {
       // a side exit: EIP = the next instruction; a taken jump ends the block
       src += `const f${k} = (base + ${i.end}) & ${mask};\ncpu.eip = f${k};\n`;
