@@ -2,10 +2,13 @@
  * The block compiler: a block that the threaded-code loop ran often enough becomes one JS
  * function. Instructions with a generated handler (fast.ts) are inlined with their operand fields
  * folded in as constants (register indices, immediates, the address arithmetic); every other
- * instruction calls its handler as the loop would. The compiled function keeps the loop's rules:
- * EIP is set before the last instruction only, a handler that sets blockExit ends the block
- * after itself, and a fault reports which record raised it (cpu.jk) so that EIP is restored
- * exactly as for the loop. Semantics therefore stay those of the handlers.
+ * instruction calls its handler as the loop would. Memory operands get the TLB fast path and
+ * the segment limit check written out (the cpu.ts methods stay the slow path), and lazy-flag
+ * stores that a later register-only instruction overwrites unseen are dropped. The compiled
+ * function keeps the loop's rules: EIP is set before the last instruction and before each side
+ * exit (a Jcc inside the block) only, a handler that sets blockExit ends the block after
+ * itself, and a fault reports which record raised it (cpu.jk) so that EIP is restored exactly
+ * as for the loop. Semantics therefore stay those of the handlers.
  * @module
  */
 
