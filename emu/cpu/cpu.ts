@@ -1313,8 +1313,31 @@ export class Cpu extends LazyFlags implements CpuControl {
       ? -1
       : 0xffff;
     this.blockExit = true;
-    this.epoch++;
+    // Block links hold while code is fetched the same way: an interrupt or IRET that comes
+    // back to the same CS (the common case) keeps them; any other change drops them.
+    const pe = (this.cr0 & CR0_PE) | (this.eflags & VM);
+    if (
+      this.segBase[CS] !== this.linkCsBase || this.segLimit[CS] !== this.linkCsLimit ||
+      this.segAttr[CS] !== this.linkCsAttr || this.code32 !== this.linkCode32 ||
+      this.tlbUser !== this.linkUser || pe !== this.linkPe
+    ) {
+      this.linkCsBase = this.segBase[CS];
+      this.linkCsLimit = this.segLimit[CS];
+      this.linkCsAttr = this.segAttr[CS];
+      this.linkCode32 = this.code32;
+      this.linkUser = this.tlbUser;
+      this.linkPe = pe;
+      this.epoch++;
+    }
   }
+  /** The code-fetch state (CS base, limit and attributes, sizes, privilege) of the last
+   * modeChanged that dropped the block links. */
+  private linkCsBase = -1;
+  private linkCsLimit = -1;
+  private linkCsAttr = -1;
+  private linkCode32 = -1;
+  private linkUser = -1;
+  private linkPe = -1;
 
   /** Directional step for string instructions. */
   dstep(sz: number): number {
