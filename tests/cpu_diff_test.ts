@@ -21,29 +21,11 @@ import {
 } from "@demu/sys";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
 import { CF, OF, PF, SF, ZF } from "../emu/cpu/flags.ts";
+import { Rng } from "./rng.ts";
 
 const MAP_32BIT = 0x40;
 const AFL = 0x10;
 const ALL = CF | PF | AFL | ZF | SF | OF;
-
-/** xorshift32: deterministic sequences (the seed is printed on failure). */
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-  int(n: number): number {
-    return this.next() % n;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)];
-  }
-}
 
 // registers a sequence may write (not ESP, not EBX: EBX is the memory base) and read
 const DST = [0, 1, 2, 5, 6, 7];

@@ -23,27 +23,13 @@ import {
   PROT_WRITE,
 } from "@demu/sys";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
+import { Rng } from "./rng.ts";
 
 const MAP_32BIT = 0x40;
 /** CPU_X87M_MASKED=1: every exception masked (the default responses only). */
 const MASKED_ONLY = Deno.env.get("CPU_X87M_MASKED") === "1";
 const isX64 = Deno.build.arch === "x86_64" && Deno.build.os === "linux";
 if (!isX64) console.warn("WARNING: not an x86-64 Linux host: x87 exception response test skipped");
-
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-  int(n: number): number {
-    return this.next() % n;
-  }
-}
 
 /** Buffer layout (offsets from EDI/RDI). */
 const B_CW = 0x00, B_SW = 0x08, B_Y = 0x10, B_X = 0x20, B_MEM = 0x30, B_SAVE = 0x40;

@@ -18,25 +18,11 @@ import {
   PROT_WRITE,
 } from "@demu/sys";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
+import { Rng } from "./rng.ts";
 
 const MAP_32BIT = 0x40;
 const isX64 = Deno.build.arch === "x86_64" && Deno.build.os === "linux";
 if (!isX64) console.warn("WARNING: not an x86-64 Linux host: x87 transcendental test skipped");
-
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-  int(n: number): number {
-    return this.next() % n;
-  }
-}
 
 /** An 80-bit operand: sign+exponent word and the 64-bit mantissa as hi/lo. */
 interface X80 {

@@ -7,18 +7,7 @@
 
 import { deepStrictEqual } from "node:assert/strict";
 import * as f80 from "./f80.ts";
-
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-}
+import { Rng } from "../../tests/rng.ts";
 
 /** Rounds sign * (m + sticky) * 2^e to `prec` bits by rc: [biased exponent word, mantissa]. */
 function refRound(sign: number, m: bigint, e: number, sticky: boolean, prec: number, rc: number) {

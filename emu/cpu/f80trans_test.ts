@@ -22,6 +22,7 @@ import {
   sinCos,
   sub,
 } from "./f80trans.ts";
+import { Rng } from "../../tests/rng.ts";
 
 /** The 64-bit mantissa of v rounded to nearest (ties to even). */
 function mant64(v: BF): bigint {
@@ -36,18 +37,6 @@ function mant64(v: BF): bigint {
 /** |v| < 2^e. */
 function below(v: BF, e: number): boolean {
   return v.m === 0n || v.e + (v.m < 0n ? -v.m : v.m).toString(2).length <= e;
-}
-
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
 }
 
 Deno.test("f80trans: pi, ln 2 and the 66-bit pi as the x87 holds them", () => {
