@@ -12,6 +12,7 @@ import {
   LOP_ADC,
   LOP_ADD,
   LOP_DEC,
+  LOP_EAGER,
   LOP_INC,
   LOP_LOGIC,
   LOP_RESULT,
@@ -100,10 +101,19 @@ export function setResult(cpu: Cpu, r: number, sz: number, cfafof: number): void
   cpu.lcin = cfafof;
 }
 
-/** Sets CF and OF only (rotates), keeping the other flags. */
+/**
+ * Sets CF and OF only (rotates), keeping the other flags. Lazily when it can: every lazy record
+ * derives ZF/SF/PF from its result alone, so a LOP_RESULT record over the same result, with CF,
+ * OF and the AF evaluated now, keeps them (hashing code rotates between ALU operations; making
+ * all six flags eager each time cost more than the rotate).
+ */
 function setCfOf(cpu: Cpu, cf: number, of: number): void {
-  cpu.materialize();
-  cpu.eflags = (cpu.eflags & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
+  if (cpu.lop === LOP_EAGER) {
+    cpu.eflags = (cpu.eflags & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
+    return;
+  }
+  cpu.lcin = (cf ? CF : 0) | cpu.af() | (of ? OF : 0);
+  cpu.lop = LOP_RESULT;
 }
 
 /**
