@@ -238,6 +238,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   }
 
   memoryMapChanged(): void {
+    this.blockExit = true; // a compiled block holds ram/ram32 in locals
     this.ram = this.bus.ram;
     this.ram32 = dwordView(this.ram);
     const pages = this.ram.length >>> 12;
@@ -341,6 +342,11 @@ export class Cpu extends LazyFlags implements CpuControl {
         if (jit !== null) {
           inJit = true;
           k = jit(this, ins, base);
+          if (k < 0) {
+            // compiled for flat segments that are no longer flat: compiled again without
+            block.jit = compileBlock(block, this.code32, this.ram32.length !== 0);
+            k = block.jit(this, ins, base);
+          }
           inJit = false;
         } else {
           const last = ins.length - 1;
@@ -375,7 +381,11 @@ export class Cpu extends LazyFlags implements CpuControl {
             k = last + 1;
           }
           if (++block.hits === JIT_THRESHOLD && block.cacheable && block.valid) {
-            block.jit = compileBlock(block, this.code32, this.ram32.length !== 0);
+            block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
+              base: this.segBase,
+              chk: this.segChk,
+              chkW: this.segChkW,
+            });
           }
         }
         n += k;
@@ -792,6 +802,7 @@ export class Cpu extends LazyFlags implements CpuControl {
   setCpl(cpl: number): void {
     this.cpl = cpl;
     this.tlbUser = cpl === 3 ? TLB_PAGES : 0;
+    this.blockExit = true; // a compiled block holds tlbUser in a local
     this.updateAc();
   }
 

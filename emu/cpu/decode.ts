@@ -60,7 +60,7 @@ const eaNone: EaFn = () => 0;
  * compiler, jit.ts; O is a scratch local there): the same arithmetic and limit check as its
  * address function, or null.
  */
-export function eaSource(i: Instr): string | null {
+export function eaSource(i: Instr, flat?: (seg: number, write: boolean) => boolean): string | null {
   const f = i.ea;
   const w = f === ea16w || f === ea32w || f === ea32Basew;
   let off: string;
@@ -71,6 +71,12 @@ export function eaSource(i: Instr): string | null {
   } else if (f === ea32Base || f === ea32Basew) {
     off = i.base === ZERO32 ? `${i.disp >>> 0}` : `(cpu.r32[${i.base}] + ${i.disp}) >>> 0`;
   } else return null;
+  const lin = w ? "linW" : "linR";
+  if (f !== ea16 && f !== ea16w && flat?.(i.seg, w)) {
+    // base 0, limit 4G (the caller checks that it still is): only a wrap past 4G faults
+    if (i.accN === 0) return `((${off}) | 0)`;
+    return `((O = ${off}) > ${0xffffffff - i.accN} ? cpu.${lin}(${i.seg}, O, ${i.accN}) : O | 0)`;
+  }
   // the quick limit check inline; the method repeats it and faults (or allows expand-down)
   const chk = w ? "segChkW" : "segChk";
   return `((O = ${off}) + ${i.accN} > cpu.${chk}[${i.seg}] ? cpu.${

@@ -4,7 +4,10 @@
  * folded in as constants (register indices, immediates, the address arithmetic); every other
  * instruction calls its handler as the loop would. Memory operands get the TLB fast path and
  * the segment limit check written out (the cpu.ts methods stay the slow path), and lazy-flag
- * stores that a later register-only instruction overwrites unseen are dropped. The compiled
+ * stores that a later register-only instruction overwrites unseen are dropped. Runs of inlined
+ * records keep the general registers in JS locals; segments that are flat when the block is
+ * compiled (base 0, limit 4G) skip the base and limit arithmetic behind an entry check; an
+ * inlined jump inside the block returns straight from its taken branch. The compiled
  * function keeps the loop's rules: EIP is set before the last instruction and before each side
  * exit (a Jcc inside the block) only, a handler that sets blockExit ends the block after
  * itself, and a fault reports which record raised it (cpu.jk) so that EIP is restored exactly
@@ -17,8 +20,18 @@ import { eaSource } from "./decode.ts";
 import { H, handlerBody } from "./fast.ts";
 import type { Block, Instr } from "./instr.ts";
 
-/** A compiled block: runs from EIP `base`; returns the number of records run. */
+/**
+ * A compiled block: runs from EIP `base`; returns the number of records run, or -1 (having run
+ * nothing) when a segment it was compiled for as flat is no longer flat.
+ */
 export type BlockFn = (cpu: Cpu, ins: Instr[], base: number) => number;
+
+/** The segment caches' bases and read/write limit checks (cpu.ts's segBase/segChk/segChkW). */
+export interface FlatSegments {
+  base: Int32Array;
+  chk: Float64Array;
+  chkW: Float64Array;
+}
 
 /**
  * Runs through the loop before a block is compiled. High: a new JS function starts in V8's
@@ -116,7 +129,12 @@ function inlineMemory(c: string, ram32: boolean): string {
 }
 
 /** The inlined form of record `i` (index k), or null when it has to call its handler. */
-function inline(i: Instr, k: number, ram32: boolean): { code: string; pure: boolean } | null {
+function inline(
+  i: Instr,
+  k: number,
+  ram32: boolean,
+  flat?: (seg: number, write: boolean) => boolean,
+): { code: string; pure: boolean } | null {
   const body = handlerBody(i.fn);
   if (body === undefined) return null;
   let c = body;
@@ -124,7 +142,7 @@ function inline(i: Instr, k: number, ram32: boolean): { code: string; pure: bool
   if (c.includes("i.ea(cpu, i)")) {
     // the address first (nothing a body does before using it has an effect), then the
     // accesses through it written out
-    const ea = eaSource(i);
+    const ea = eaSource(i, flat);
     if (ea === null) return null;
     pre = `const A${k} = ${ea};\n`;
     c = c.replaceAll("i.ea(cpu, i)", `A${k}`);
@@ -168,31 +186,147 @@ function dropDeadFlagStores(ins: Instr[], ils: ({ code: string; pure: boolean } 
   }
 }
 
-/** Compiles block `b` (decoded for code32 = `code32`). */
-export function compileBlock(b: Block, code32: number, ram32: boolean): BlockFn {
+/** A relative jump's taken branch in a handler body: `cpu.eip = (cpu.eip + imm) & mask;`. */
+const TAKEN = /cpu\.eip = \(cpu\.eip \+ (\(-\d+\)|\d+)\) (>>> 0|& 0xffff);/;
+
+/** A general register read or written by index: `cpu.r32[n]`. */
+const REG = /\bcpu\.r32\[(\d)\]/g;
+const REG_WRITE = /\bcpu\.r32\[(\d)\]\s*(?:[-+*|&^]|<<|>>>?)?=(?!=)/g;
+
+/**
+ * Inlined register-only code that reaches the registers through `cpu.r32[n]` alone (the
+ * `const R = cpu.r32` of a template resolved), or null: such records keep registers in locals.
+ */
+function registerForm(code: string): string | null {
+  if (/\bconst R = cpu\.r32;/.test(code)) {
+    code = code.replace(/\bconst R = cpu\.r32;/, "").replace(/\bR\[/g, "cpu.r32[");
+  }
+  if (/\bR\b|cpu\.(r8|r16)\b/.test(code)) return null;
+  if (code.replace(REG, "").includes("cpu.r32")) return null;
+  return code;
+}
+
+/** Calls that leave the general registers alone (memory accesses, flag evaluation). */
+const KEEPS = /^((rd|rdw|wr)(8|16|32)|lin[RW]|cf|zf|sf|of|pf|af)$/;
+
+/** Whether every call in `code` leaves the registers alone (push/pop move ESP, for one). */
+function callsKeepRegisters(code: string): boolean {
+  for (const m of code.matchAll(/\bcpu\.(\w+)\(/g)) if (!KEEPS.test(m[1])) return false;
+  return true;
+}
+
+/** CPU fields that compiled code reads once at entry (none is assigned by inlined code). */
+const HOISTED =
+  /\bcpu\.(r32|r16|r8|ram32|ram|tlbR|tlbW|tlbUser|segBase|segChkW|segChk)\b(?!\s*=[^=])/g;
+
+/**
+ * Compiles block `b` (decoded for code32 = `code32`). A run of inlined records whose calls leave
+ * the registers alone (memory accesses, flag evaluation) keeps the registers it uses in JS
+ * locals: read at the run's start, written back at its end (before a side exit's test), before
+ * an early exit inside it and, when one of its accesses faults, in the catch (a local the run
+ * has not written yet holds the register's value, so writing back every local the run may
+ * write leaves exactly what the records before the fault left).
+ */
+export function compileBlock(
+  b: Block,
+  code32: number,
+  ram32: boolean,
+  segs: FlatSegments | null = null,
+): BlockFn {
   const ins = b.ins;
   const last = ins.length - 1;
   const mask = code32 ? "-1" : "0xffff";
-  const ils = ins.map((i, k) => inline(i, k, ram32));
+  // memory operands through a segment that is flat now (base 0, limit 4G) skip the base and
+  // limit arithmetic, up to the first record that calls its handler (it might load a segment
+  // register); the function starts by checking that those segments are still flat
+  const guard = new Set<string>();
+  const flat = (seg: number, write: boolean): boolean => {
+    if (segs === null || segs.base[seg] !== 0) return false;
+    const chk = write ? "segChkW" : "segChk";
+    if ((write ? segs.chkW : segs.chk)[seg] !== 0xffffffff) return false;
+    guard.add(`cpu.segBase[${seg}] === 0`).add(`cpu.${chk}[${seg}] === ${0xffffffff}`);
+    return true;
+  };
+  const ils: ({ code: string; pure: boolean } | null)[] = [];
+  let called = false;
+  for (let k = 0; k <= last; k++) {
+    const il = inline(ins[k], k, ram32, called ? undefined : flat);
+    if (il === null) called = true;
+    ils.push(il);
+  }
   dropDeadFlagStores(ins, ils);
-  let src = "let k = 0, T = 0, X = 0, O = 0;\ntry {\n";
+  const reg = ils.map((il, k) =>
+    il !== null && k < last && callsKeepRegisters(il.code) ? registerForm(il.code) : null
+  );
+  const runs: string[] = []; // per run: the catch's write-back for a fault inside it
+  const locals = new Set<string>();
+  let src = "";
+  let back = ""; // the write-back ending the current run
   for (let k = 0; k <= last; k++) {
     const i = ins[k];
-    src += `k = ${k};\n`;
-    if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
     const il = ils[k];
+    let code = il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
+    if (reg[k] !== null && (k === 0 || reg[k - 1] === null || ins[k - 1].exit)) {
+      // a run starts: its extent, the registers it uses and writes
+      let e = k;
+      while (e < last && reg[e] !== null && !(e > k && ins[e - 1].exit)) e++;
+      const used = new Set<string>(), written = new Set<string>();
+      for (let j = k; j < e; j++) {
+        for (const m of reg[j]!.matchAll(REG)) used.add(m[1]);
+        for (const m of reg[j]!.matchAll(REG_WRITE)) written.add(m[1]);
+      }
+      for (const n of used) {
+        locals.add(n);
+        src += `Q${n} = cpu.r32[${n}];\n`;
+      }
+      back = [...written].map((n) => `cpu.r32[${n}] = Q${n};\n`).join("");
+      if (back !== "") runs.push(`if (k >= ${k} && k < ${e}) {\n${back}}\n`);
+    }
+    if (reg[k] !== null) {
+      // a local holds what the Int32Array would: the record's writes made int32 after it
+      const w = new Set([...reg[k]!.matchAll(REG_WRITE)].map((m) => m[1]));
+      code = reg[k]!.replace(REG, (_m, n: string) => `Q${n}`) +
+        [...w].map((n) => `Q${n} |= 0;\n`).join("");
+    }
+    const endsRun = reg[k] !== null && (reg[k + 1] === null || i.exit);
+    // only a record that calls out or touches memory can raise an exception
+    if (il === null || !il.pure || k === last) src += `k = ${k};\n`;
+    if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
     if (i.exit && k < last) {
       // a side exit: EIP = the next instruction; a taken jump ends the block
-      src += `const f${k} = (base + ${i.end}) & ${mask};\ncpu.eip = f${k};\n`;
-      src += il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
+      src += `const f${k} = (base + ${i.end}) & ${mask};\n`;
+      const taken = il === null ? null : TAKEN.exec(code);
+      if (taken !== null && code.slice(taken.index + taken[0].length).trim() === "}") {
+        // an inlined jump whose last statement is the taken branch: it leaves the block there
+        // (EIP stays stale on the fall-through; only block ends and faults need it)
+        const wb = reg[k] !== null ? back : "";
+        src += code.slice(0, taken.index) +
+          `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}return ${k + 1}; }` +
+          code.slice(taken.index + taken[0].length) + (endsRun ? back : "");
+        continue;
+      }
+      src += `cpu.eip = f${k};\n`;
+      src += code + (endsRun ? back : "");
       src += `if ((cpu.eip | 0) !== (f${k} | 0)) return ${k + 1};\n`;
       continue;
     }
-    src += il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
+    src += code + (endsRun ? back : "");
     if (k < last && (il === null || !il.pure)) {
-      src += `if (cpu.blockExit) { cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
+      src += `if (cpu.blockExit) { ${reg[k] !== null && !endsRun ? back : ""}` +
+        `cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
     }
   }
-  src += `return ${last + 1};\n} catch (e) {\ncpu.jk = k;\nthrow e;\n}\n`;
-  return new Function("H", `return function (cpu, I, base) {\n${src}};`)(H) as BlockFn;
+  const decl = [...locals].map((n) => `Q${n} = 0`).join(", ");
+  const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
+  src = `${check}let k = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\ntry {\n${src}` +
+    `return ${last + 1};\n} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
+  // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
+  // and the TLB half read once, so that no slow-path call in between makes V8 load them again
+  const hoisted = new Set<string>();
+  src = src.replace(HOISTED, (_m, f: string) => {
+    hoisted.add(f);
+    return `C_${f}`;
+  });
+  const pre = [...hoisted].map((f) => `const C_${f} = cpu.${f};\n`).join("");
+  return new Function("H", `return function (cpu, I, base) {\n${pre}${src}};`)(H) as BlockFn;
 }
