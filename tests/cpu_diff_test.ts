@@ -10,20 +10,11 @@
  */
 
 import { deepStrictEqual, ok } from "node:assert/strict";
-import {
-  MAP_ANONYMOUS,
-  MAP_PRIVATE,
-  mmap,
-  munmap,
-  PROT_EXEC,
-  PROT_READ,
-  PROT_WRITE,
-} from "@demu/sys";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
 import { CF, OF, PF, SF, ZF } from "../emu/cpu/flags.ts";
 import { Rng } from "./rng.ts";
+import { HostCode } from "./host_code.ts";
 
-const MAP_32BIT = 0x40;
 const AFL = 0x10;
 const ALL = CF | PF | AFL | ZF | SF | OF;
 
@@ -519,25 +510,14 @@ function differential(
   initBuf: (rng: Rng) => number[],
   sameMem: (demu: Uint8Array, host: Uint8Array) => string | null,
 ): { report: string[]; mismatches: number } {
-  const code = mmap(
-    65536,
-    PROT_READ | PROT_WRITE | PROT_EXEC,
-    MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-  );
-  const data = mmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT);
+  const native = new HostCode(65536);
+  const { code, data, fn } = native;
   try {
     const codeBytes = new Uint8Array(code.buffer);
     const dataView = new DataView(data.buffer);
     const dataBytes = new Uint8Array(data.buffer);
     const hostData = Number(Deno.UnsafePointer.value(data.pointer));
     ok(hostData + 4096 < 2 ** 31, "MAP_32BIT mapping above 2 GiB");
-    const def = { parameters: ["pointer"], result: "void" } as const;
-    const fn = new Deno.UnsafeFnPointer(
-      Deno.UnsafePointer.create(Deno.UnsafePointer.value(code.pointer)) as Deno.PointerObject<
-        typeof def
-      >,
-      def,
-    );
     const BUF = 512; // EBX = data + BUF; operands at data+BUF-128 .. +BUF+127
     const RAM_BUF = 0x10000; // where the buffer sits in demu's RAM
     const ram = new Uint8Array(1 << 20);
@@ -605,8 +585,7 @@ function differential(
     }
     return { report, mismatches };
   } finally {
-    munmap(code);
-    munmap(data);
+    native.close();
   }
 }
 

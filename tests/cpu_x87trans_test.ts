@@ -8,19 +8,10 @@
  */
 
 import { ok } from "node:assert/strict";
-import {
-  MAP_ANONYMOUS,
-  MAP_PRIVATE,
-  mmap,
-  munmap,
-  PROT_EXEC,
-  PROT_READ,
-  PROT_WRITE,
-} from "@demu/sys";
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
 import { Rng } from "./rng.ts";
+import { HostCode } from "./host_code.ts";
 
-const MAP_32BIT = 0x40;
 const isX64 = Deno.build.arch === "x86_64" && Deno.build.os === "linux";
 if (!isX64) console.warn("WARNING: not an x86-64 Linux host: x87 transcendental test skipped");
 
@@ -238,22 +229,11 @@ Deno.test({
   ignore: !isX64,
   fn() {
     const N = Number(Deno.env.get("CPU_X87T_N") ?? 2000);
-    const code = mmap(
-      4096,
-      PROT_READ | PROT_WRITE | PROT_EXEC,
-      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-    );
-    const data = mmap(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT);
+    const native = new HostCode();
+    const { code, data, fn } = native;
     try {
       const codeBytes = new Uint8Array(code.buffer);
       const hv = new DataView(data.buffer);
-      const def = { parameters: ["pointer"], result: "void" } as const;
-      const fn = new Deno.UnsafeFnPointer(
-        Deno.UnsafePointer.create(Deno.UnsafePointer.value(code.pointer)) as Deno.PointerObject<
-          typeof def
-        >,
-        def,
-      );
       const ram = new Uint8Array(1 << 20);
       const dv = new DataView(ram.buffer);
       const cpu = new Cpu(ramOnlyBus(ram));
@@ -336,8 +316,7 @@ Deno.test({
       for (const f of failures) console.log(`  ${f}`);
       ok(bad === 0, `${bad}/${total} disagree`);
     } finally {
-      munmap(code);
-      munmap(data);
+      native.close();
     }
   },
 });
