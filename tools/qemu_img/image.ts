@@ -151,3 +151,26 @@ export function resolveBacking(imageName: string, backing: string): string {
   const slash = imageName.lastIndexOf("/");
   return slash >= 0 ? imageName.slice(0, slash + 1) + backing : backing;
 }
+
+/**
+ * The write side of a read-only view over an image (map's QEMU-status view, a snapshot view):
+ * every write is refused, and a flush has nothing to do.
+ */
+export abstract class ReadOnlyView {
+  readonly readOnly = true;
+  write(): Promise<void> {
+    return Promise.reject(new Error("read-only view"));
+  }
+  writeZeroes(): Promise<void> {
+    return this.write();
+  }
+  discard(): Promise<void> {
+    return this.write();
+  }
+  truncate(): Promise<void> {
+    return this.write();
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -7,7 +7,7 @@ import {
   REFT_OFFSET_MASK,
 } from "@demu/block";
 import { getopt, type Io, parseOutputFormat, QemuImgError, usageError } from "./cli.ts";
-import { asQcow2, closeAll, openImg, strerror } from "./image.ts";
+import { asQcow2, closeAll, openImg, ReadOnlyView, strerror } from "./image.ts";
 import { cvtnum } from "./size.ts";
 
 /** One extent as qemu-img map reports it (MapEntry). */
@@ -78,10 +78,10 @@ async function countReferencedClusters(file: BlockDriver, limit: number): Promis
  * through to holes in the file is kept only for metadata-preallocated images. Used where a
  * library routine walks the status itself (measure).
  */
-export class QemuStatusView implements BlockDriver {
-  readonly readOnly = true;
+export class QemuStatusView extends ReadOnlyView implements BlockDriver {
   readonly backing: BlockDriver | null;
   constructor(readonly inner: BlockDriver) {
+    super();
     this.backing = inner.backing ? new QemuStatusView(inner.backing) : null;
   }
   get format(): string {
@@ -102,21 +102,6 @@ export class QemuStatusView implements BlockDriver {
       st.zero = false;
     }
     return st;
-  }
-  write(): Promise<void> {
-    return Promise.reject(new Error("read-only view"));
-  }
-  writeZeroes(): Promise<void> {
-    return this.write();
-  }
-  discard(): Promise<void> {
-    return this.write();
-  }
-  truncate(): Promise<void> {
-    return this.write();
-  }
-  flush(): Promise<void> {
-    return Promise.resolve();
   }
   close(): Promise<void> {
     return Promise.resolve();

@@ -2,7 +2,7 @@
 import { type BlockDriver, rawProbeWarning } from "@demu/block";
 import { getopt, type Io, QemuImgError, usageError } from "./cli.ts";
 import { snapshotTable } from "./human.ts";
-import { asQcow2, closeAll, errorText, openImg } from "./image.ts";
+import { asQcow2, closeAll, errorText, openImg, ReadOnlyView } from "./image.ts";
 
 /** Which snapshot -l names in convert: by id, by name, or either. */
 export interface SnapshotSpec {
@@ -56,15 +56,16 @@ export async function loadSnapshot(src: BlockDriver, spec: SnapshotSpec): Promis
 }
 
 /** A read-only view of a snapshot over a private copy of the image. */
-class SnapshotView implements BlockDriver {
+class SnapshotView extends ReadOnlyView implements BlockDriver {
   readonly format = "qcow2";
-  readonly readOnly = true;
   constructor(
     readonly inner: BlockDriver,
     readonly backing: BlockDriver | null,
     readonly source: BlockDriver,
     readonly dir: string,
-  ) {}
+  ) {
+    super();
+  }
   get filename(): string {
     return this.source.filename;
   }
@@ -87,21 +88,6 @@ class SnapshotView implements BlockDriver {
       }
       pos += st.length;
     }
-  }
-  write(): Promise<void> {
-    return Promise.reject(new Error("snapshot views are read-only"));
-  }
-  writeZeroes(): Promise<void> {
-    return this.write();
-  }
-  discard(): Promise<void> {
-    return this.write();
-  }
-  truncate(): Promise<void> {
-    return this.write();
-  }
-  flush(): Promise<void> {
-    return Promise.resolve();
   }
   blockStatus(offset: number, length: number) {
     return this.inner.blockStatus(offset, length);
