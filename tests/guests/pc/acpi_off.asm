@@ -5,25 +5,7 @@
 bits 16
 org 0x7c00
 
-start:
-  cli
-  xor ax, ax
-  mov ds, ax
-  mov es, ax
-  mov ss, ax
-  mov sp, 0x7c00
-  sti
-  mov ax, 0x0200 | STAGE2_SECTORS
-  mov cx, 0x0002
-  xor dh, dh
-  mov bx, 0x7e00
-  int 0x13
-  cli
-  lgdt [gdtr]
-  mov eax, cr0
-  or al, 1
-  mov cr0, eax
-  jmp 0x08:pm32
+%include "boot_pm.inc"
 
 align 8
 gdt:
