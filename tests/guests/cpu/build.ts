@@ -26,13 +26,21 @@ function mtime(u: URL): number {
   }
 }
 
+/** The newest modification time among the shared *.inc files the programs include. */
+function newestInclude(): number {
+  let t = 0;
+  for (const e of Deno.readDirSync(SRC)) {
+    if (e.name.endsWith(".inc")) t = Math.max(t, mtime(new URL(e.name, SRC)));
+  }
+  return t;
+}
+
 /** Builds `name`.asm (if stale) and returns the binary's bytes. */
 export function buildGuest(name: string): Uint8Array {
   Deno.mkdirSync(OUT, { recursive: true });
   const src = new URL(`${name}.asm`, SRC);
   const bin = new URL(`${name}.bin`, OUT);
-  const inc = new URL("boot.inc", SRC);
-  if (mtime(bin) < Math.max(mtime(src), mtime(inc))) {
+  if (mtime(bin) < Math.max(mtime(src), newestInclude())) {
     const tmp = new URL(`${name}.bin.${Deno.pid}.tmp`, OUT);
     const r = new Deno.Command("nasm", {
       args: ["-f", "bin", "-i", SRC.pathname, "-o", tmp.pathname, src.pathname],

@@ -194,21 +194,7 @@ main:
         CHECK 73, ecx, 0
         jmp pass
 
-; log_event: appends (eax vector, ebx EIP, ecx EFLAGS image, edx DR6 / CR2) to logbuf
-log_event:
-        push edi
-        mov edi, [nlog]
-        cmp edi, 16
-        jae .full
-        shl edi, 4
-        add edi, logbuf
-        mov [edi], eax
-        mov [edi + 4], ebx
-        mov [edi + 8], ecx
-        mov [edi + 12], edx
-.full:  inc dword [nlog]
-        pop edi
-        ret
+%include "event_log.inc"
 
 ; #DB: log, clear DR6, TF off in the image; RF on after an instruction breakpoint
 db_handler:

@@ -268,21 +268,7 @@ back_to_ring0:
         mov esp, 0x7fff0
         jmp main.ring0
 
-; log_event: appends (eax vector, ebx EIP, ecx EFLAGS image, edx DR6) to logbuf
-log_event:
-        push edi
-        mov edi, [nlog]
-        cmp edi, 16
-        jae .full
-        shl edi, 4
-        add edi, logbuf
-        mov [edi], eax
-        mov [edi + 4], ebx
-        mov [edi + 8], ecx
-        mov [edi + 12], edx
-.full:  inc dword [nlog]
-        pop edi
-        ret
+%include "event_log.inc"
 
 ; #DB: log, clear DR6, TF off in the image; RF on for an instruction breakpoint (B0)
 db_handler:
