@@ -217,7 +217,10 @@ if (!SCRIPT) {
 /** Runs the peer in a pseudo-terminal (util-linux script), typing Ctrl-C after the greeting. */
 async function ctrlC(peer: Peer, base: string[], signal: string): Promise<string> {
   const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
-  const cmd = [peer.cmd, ...peer.pre, ...base, "-monitor", "none"]
+  // `exec`: script runs the line through $SHELL -c; a shell left waiting in the foreground process
+  // group would die of the same SIGINT (dash does) and script would report 130, whatever the
+  // emulator did.
+  const cmd = "exec " + [peer.cmd, ...peer.pre, ...base, "-monitor", "none"]
     .concat(["-chardev", `stdio,id=c0,signal=${signal}`]).map(quote).join(" ");
   const e = new Emulator(
     { name: "script", cmd: "script", pre: ["-qfec", cmd, "/dev/null"] },
