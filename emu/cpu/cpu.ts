@@ -328,17 +328,23 @@ export class Cpu extends LazyFlags implements CpuControl {
       for (;;) {
         this.curBlock = block;
         this.blockExit = false;
-        if ((this.eflags & (TF | RF)) !== 0 || this.dbgOn || this.stepOne) {
-          this.stepOne = false;
-          this.instructions++;
-          return n + this.stepTrap();
-        }
+        // TF, RF and breakpoints are checked above, before the first block only: whatever
+        // turns one on (POPF/IRET through setFlagsMasked, a task switch, a DR7 write) ends
+        // the block with blockExit, so the next block starts a new runBlock
         const ins = block.ins;
         // EIP is not kept current inside a block: only the last instruction (every control
         // transfer ends a block) sees it. A fault recomputes it from the instruction's offset.
         const base = this.eip;
         this.blockEip = base;
-        const jit = block.jit;
+        let jit = block.jit;
+        if (jit === null && ++block.hits >= JIT_THRESHOLD && block.cacheable && block.valid) {
+          // hot: compiled before this run (so that DEMU_JIT_AFTER=1 runs compiled code only)
+          jit = block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
+            base: this.segBase,
+            chk: this.segChk,
+            chkW: this.segChkW,
+          });
+        }
         if (jit !== null) {
           inJit = true;
           k = jit(this, ins, base);
@@ -379,13 +385,6 @@ export class Cpu extends LazyFlags implements CpuControl {
             this.eip = (base + i.end) & mask;
             i.fn(this, i);
             k = last + 1;
-          }
-          if (++block.hits === JIT_THRESHOLD && block.cacheable && block.valid) {
-            block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
-              base: this.segBase,
-              chk: this.segChk,
-              chkW: this.segChkW,
-            });
           }
         }
         n += k;
@@ -1296,7 +1295,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     const old = this.eflags;
     this.eflags = ((old & ~changeable) | (v & changeable) | 2) & ~0x8028;
     this.lop = 0;
-    if (((old ^ this.eflags) & (IF | TF | VM)) !== 0) this.blockExit = true;
+    if (((old ^ this.eflags) & (IF | TF | RF | VM)) !== 0) this.blockExit = true;
     if (((old ^ this.eflags) & AC) !== 0) this.updateAc();
   }
 

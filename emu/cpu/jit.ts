@@ -54,6 +54,8 @@ function envThreshold(): number | undefined {
 }
 
 const FIELD = /\bi\.(rm|reg|imm2|imm|base|index|scale|disp|rmN|regN|accN|seg|op)\b/g;
+/** The slow paths of inlined memory accesses (they set S) and the segment checks of addresses. */
+const SLOW = /S = 1[,;] cpu\.(rdw|rd|wr)(8|16|32)\(|cpu\.lin[RW]\(/g;
 /** Calls that may touch memory or devices (and so set blockExit or fault). */
 const IMPURE = /cpu\.(rd|wr|push|pop|lin|peek|io|fault|limitFault)/;
 
@@ -68,7 +70,7 @@ function literal(v: number): string {
 function readInline(kind: string, size: string, a: string, ram32: boolean): string | null {
   const tlb = kind === "rdw" ? "cpu.tlbW" : "cpu.tlbR";
   const e = `(T = ${tlb}[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
-  const call = `cpu.${kind}${size}(${a})`;
+  const call = `(S = 1, cpu.${kind}${size}(${a}))`;
   if (size === "8") return `(${e} ? cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] : ${call})`;
   if (size === "16") {
     return `(${e} && (${a} & 0xfff) !== 0xfff ? (X = (T - 1) * 4096 + (${a} & 0xfff), ` +
@@ -82,15 +84,15 @@ function writeInline(size: string, a: string, v: string, ram32: boolean): string
   const e = `(T = cpu.tlbW[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
   if (size === "8") {
     return `{ const V = ${v}; if (${e}) cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] = V; ` +
-      `else cpu.wr8(${a}, V); }`;
+      `else { S = 1; cpu.wr8(${a}, V); } }`;
   }
   if (size === "16") {
     return `{ const V = ${v}; if (${e} && (${a} & 0xfff) !== 0xfff) { X = (T - 1) * 4096 + ` +
-      `(${a} & 0xfff); cpu.ram[X] = V; cpu.ram[X + 1] = V >> 8; } else cpu.wr16(${a}, V); }`;
+      `(${a} & 0xfff); cpu.ram[X] = V; cpu.ram[X + 1] = V >> 8; } else { S = 1; cpu.wr16(${a}, V); } }`;
   }
   if (!ram32) return null;
   return `{ const V = ${v}; if (${e} && (${a} & 3) === 0) ` +
-    `cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] = V; else cpu.wr32(${a}, V); }`;
+    `cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] = V; else { S = 1; cpu.wr32(${a}, V); } }`;
 }
 
 /** Index of the parenthesis closing the one opened just before `from`, or -1. */
@@ -189,6 +191,12 @@ function dropDeadFlagStores(ins: Instr[], ils: ({ code: string; pure: boolean } 
 /** A relative jump's taken branch in a handler body: `cpu.eip = (cpu.eip + imm) & mask;`. */
 const TAKEN = /cpu\.eip = \(cpu\.eip \+ (\(-\d+\)|\d+)\) (>>> 0|& 0xffff);/;
 
+/** The TAKEN statement of inlined code when it is the code's last statement, or null. */
+function takenAtEnd(code: string): RegExpExecArray | null {
+  const t = TAKEN.exec(code);
+  return t !== null && code.slice(t.index + t[0].length).trim() === "}" ? t : null;
+}
+
 /** A general register read or written by index: `cpu.r32[n]`. */
 const REG = /\bcpu\.r32\[(\d)\]/g;
 const REG_WRITE = /\bcpu\.r32\[(\d)\]\s*(?:[-+*|&^]|<<|>>>?)?=(?!=)/g;
@@ -258,6 +266,9 @@ export function compileBlock(
   const reg = ils.map((il, k) =>
     il !== null && k < last && callsKeepRegisters(il.code) ? registerForm(il.code) : null
   );
+  // a register-form side exit whose taken branch returns from the block (writing the run's
+  // registers back there) does not end its run: the fall-through goes on with the locals
+  const through = reg.map((r, k) => r !== null && ins[k].exit && takenAtEnd(r) !== null);
   const runs: string[] = []; // per run: the catch's write-back for a fault inside it
   const locals = new Set<string>();
   let src = "";
@@ -266,10 +277,12 @@ export function compileBlock(
     const i = ins[k];
     const il = ils[k];
     let code = il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
-    if (reg[k] !== null && (k === 0 || reg[k - 1] === null || ins[k - 1].exit)) {
+    if (
+      reg[k] !== null && (k === 0 || reg[k - 1] === null || (ins[k - 1].exit && !through[k - 1]))
+    ) {
       // a run starts: its extent, the registers it uses and writes
       let e = k;
-      while (e < last && reg[e] !== null && !(e > k && ins[e - 1].exit)) e++;
+      while (e < last && reg[e] !== null && !(e > k && ins[e - 1].exit && !through[e - 1])) e++;
       const used = new Set<string>(), written = new Set<string>();
       for (let j = k; j < e; j++) {
         for (const m of reg[j]!.matchAll(REG)) used.add(m[1]);
@@ -282,43 +295,50 @@ export function compileBlock(
       back = [...written].map((n) => `cpu.r32[${n}] = Q${n};\n`).join("");
       if (back !== "") runs.push(`if (k >= ${k} && k < ${e}) {\n${back}}\n`);
     }
+    let norm = "";
     if (reg[k] !== null) {
       // a local holds what the Int32Array would: the record's writes made int32 after it
       const w = new Set([...reg[k]!.matchAll(REG_WRITE)].map((m) => m[1]));
-      code = reg[k]!.replace(REG, (_m, n: string) => `Q${n}`) +
-        [...w].map((n) => `Q${n} |= 0;\n`).join("");
+      code = reg[k]!.replace(REG, (_m, n: string) => `Q${n}`);
+      norm = [...w].map((n) => `Q${n} |= 0;\n`).join("");
     }
-    const endsRun = reg[k] !== null && (reg[k + 1] === null || i.exit);
+    const endsRun = reg[k] !== null && (reg[k + 1] === null || (i.exit && !through[k]));
     // only a record that calls out or touches memory can raise an exception
     if (il === null || !il.pure || k === last) src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
     if (i.exit && k < last) {
       // a side exit: EIP = the next instruction; a taken jump ends the block
       src += `const f${k} = (base + ${i.end}) & ${mask};\n`;
-      const taken = il === null ? null : TAKEN.exec(code);
-      if (taken !== null && code.slice(taken.index + taken[0].length).trim() === "}") {
+      const taken = il === null ? null : takenAtEnd(code);
+      if (taken !== null) {
         // an inlined jump whose last statement is the taken branch: it leaves the block there
         // (EIP stays stale on the fall-through; only block ends and faults need it)
         const wb = reg[k] !== null ? back : "";
         src += code.slice(0, taken.index) +
           `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}return ${k + 1}; }` +
-          code.slice(taken.index + taken[0].length) + (endsRun ? back : "");
+          code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
         continue;
       }
       src += `cpu.eip = f${k};\n`;
-      src += code + (endsRun ? back : "");
+      src += code + norm + (endsRun ? back : "");
       src += `if ((cpu.eip | 0) !== (f${k} | 0)) return ${k + 1};\n`;
       continue;
     }
-    src += code + (endsRun ? back : "");
+    src += code + norm + (endsRun ? back : "");
     if (k < last && (il === null || !il.pure)) {
-      src += `if (cpu.blockExit) { ${reg[k] !== null && !endsRun ? back : ""}` +
+      // a record whose only calls are the slow paths of inlined accesses (which set S) and
+      // address checks (which can only fault) can have set blockExit only on a slow path
+      const slowOnly = il !== null && !IMPURE.test(il.code.replace(SLOW, ""));
+      src +=
+        `if (${slowOnly ? "S !== 0 && " : ""}cpu.blockExit) { ${
+          reg[k] !== null && !endsRun ? back : ""
+        }` +
         `cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
     }
   }
   const decl = [...locals].map((n) => `Q${n} = 0`).join(", ");
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
-  src = `${check}let k = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\ntry {\n${src}` +
+  src = `${check}let k = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\ntry {\n${src}` +
     `return ${last + 1};\n} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
@@ -328,5 +348,7 @@ export function compileBlock(
     return `C_${f}`;
   });
   const pre = [...hoisted].map((f) => `const C_${f} = cpu.${f};\n`).join("");
-  return new Function("H", `return function (cpu, I, base) {\n${pre}${src}};`)(H) as BlockFn;
+  // named by physical address, so that profiles (perf with --perf-basic-prof) tell blocks apart
+  const name = `block_${b.phys.toString(16)}`;
+  return new Function("H", `return function ${name}(cpu, I, base) {\n${pre}${src}};`)(H) as BlockFn;
 }
