@@ -19,6 +19,16 @@ import type { Cpu } from "./cpu.ts";
 import { eaSource } from "./decode.ts";
 import { H, handlerBody } from "./fast.ts";
 import type { Block, Instr } from "./instr.ts";
+import {
+  LOP_ADC,
+  LOP_ADD,
+  LOP_DEC,
+  LOP_INC,
+  LOP_LOGIC,
+  LOP_RESULT,
+  LOP_SBB,
+  LOP_SUB,
+} from "./flags.ts";
 
 /**
  * A compiled block: runs from EIP `base`; returns the number of records run, or -1 (having run
@@ -159,33 +169,138 @@ function inline(
 
 /** Assignments to the lazy-flag record in inlined code. */
 const FLAG_STORE = /cpu\.(la|lb|lr|lsz|lop|lcin) = [^;]*;/g;
-/** Code that reads the flags (evaluates them, or reads the record or EFLAGS), or calls out. */
-const FLAG_READ =
-  /cpu\.(cf|zf|sf|of|pf|af|cond|getFlags|materialize)\(|\bH\.|cpu\.(la|lb|lr|lsz|lop|lcin|eflags)\b(?!\s*=[^=])/;
+/** A flag writer whose record stays in locals: F<field><k> hold what cpu.<field> would. */
+interface Writer {
+  k: number;
+  lop: number;
+  lsz: number;
+  /** It sets lcin too (the lop's flags depend on it). */
+  cin: boolean;
+}
+
+/** Reads of the four flags a Jcc needs. */
+const FLAG_GET = /cpu\.(cf|zf|sf|of)\(\)/g;
+/** Anything else that reads or writes the flag state (helpers, handlers' flag methods). */
+const FLAG_OTHER =
+  /\bH\.|cpu\.(pf|af|getFlags|materialize|setFlags\w*|cond)\(|cpu\.(la|lb|lr|lsz|lop|lcin|eflags)\b/;
+
+/** The stores that put writer `w`'s record into the CPU (none for no writer). */
+function flagWriteBack(w: Writer | null): string {
+  if (w === null) return "";
+  const k = w.k;
+  return `cpu.la = Fla${k}; cpu.lb = Flb${k}; cpu.lr = Flr${k}; cpu.lsz = ${w.lsz}; ` +
+    `cpu.lop = ${w.lop};${w.cin ? ` cpu.lcin = Flcin${k};` : ""}\n`;
+}
+
+/** CF, ZF, SF or OF of writer `w`'s record, as flags.ts computes it from the same fields. */
+function flagExpr(f: string, w: Writer): string | null {
+  const k = w.k, m = [0xff, 0xffff, 0xffffffff][w.lsz], bits = [8, 16, 32][w.lsz];
+  const sign = [0x80, 0x8000, 0x80000000][w.lsz];
+  const a = `Fla${k}`, b = `Flb${k}`, r = `Flr${k}`, c = `Flcin${k}`;
+  switch (f) {
+    case "zf":
+      return `((${r} & ${m}) === 0 ? 1 : 0)`;
+    case "sf":
+      return `((${r} >>> ${bits - 1}) & 1)`;
+    case "cf":
+      switch (w.lop) {
+        case LOP_ADD:
+          return `((${r} & ${m}) >>> 0 < ${a} >>> 0 ? 1 : 0)`;
+        case LOP_ADC:
+          return `(${c} ? ((${r} & ${m}) >>> 0 <= ${a} >>> 0 ? 1 : 0) : ` +
+            `((${r} & ${m}) >>> 0 < ${a} >>> 0 ? 1 : 0))`;
+        case LOP_SUB:
+          return `(${a} >>> 0 < ${b} >>> 0 ? 1 : 0)`;
+        case LOP_SBB:
+          return `(${c} ? (${a} >>> 0 <= ${b} >>> 0 ? 1 : 0) : (${a} >>> 0 < ${b} >>> 0 ? 1 : 0))`;
+        case LOP_LOGIC:
+          return "0";
+        default:
+          return `(${c} & 1)`;
+      }
+    default: // of
+      switch (w.lop) {
+        case LOP_ADD:
+        case LOP_ADC:
+          return `(((${a} ^ ${r}) & (${b} ^ ${r}) & ${sign}) !== 0 ? 1 : 0)`;
+        case LOP_SUB:
+        case LOP_SBB:
+          return `(((${a} ^ ${b}) & (${a} ^ ${r}) & ${sign}) !== 0 ? 1 : 0)`;
+        case LOP_LOGIC:
+          return "0";
+        case LOP_INC:
+          return `((${r} & ${m}) >>> 0 === ${sign} ? 1 : 0)`;
+        case LOP_DEC:
+          return `((${r} & ${m}) >>> 0 === ${sign - 1} ? 1 : 0)`;
+        default:
+          return `((${c} >> 11) & 1)`;
+      }
+  }
+}
 
 /**
- * Removes stores to the lazy-flag record that a later instruction of the block overwrites with
- * nothing in between that could observe them: only inlined register-only instructions (no
- * memory, so no fault and no early exit), no side exit, nothing reading the flags. The record
- * after such a run is the same; so is any state an exception or the block's end could see.
+ * Keeps the lazy-flag record in locals: an inlined record that sets the whole record with a
+ * known operation and size (and nothing else touching the flags) assigns F<field><k> instead of
+ * the CPU's fields, and the CF/ZF/SF/OF reads after it evaluate those locals directly. The CPU's
+ * fields get the pending writer's values before anything that reads them (a handler, a helper,
+ * PF/AF/EFLAGS), before every return and, in the catch, for a fault: a fault inside a writer
+ * leaves the record as the writer before it set it. Rewrites `ils` in place; returns per record
+ * the write-back to put before it, the pending writer before it and after it.
  */
-function dropDeadFlagStores(ins: Instr[], ils: ({ code: string; pure: boolean } | null)[]) {
-  let dead = new Set<string>(); // fields overwritten further on before anything can see them
-  for (let k = ins.length - 1; k >= 0; k--) {
+function deferFlags(ils: ({ code: string; pure: boolean } | null)[]) {
+  const before: string[] = [], at: (Writer | null)[] = [], after: (Writer | null)[] = [];
+  let pending: Writer | null = null;
+  for (let k = 0; k < ils.length; k++) {
+    at.push(pending);
     const il = ils[k];
-    if (il === null || !il.pure || ins[k].exit || k === ins.length - 1) {
-      dead = new Set();
-      continue;
+    let wb = "";
+    if (il === null) {
+      wb = flagWriteBack(pending);
+      pending = null;
+    } else {
+      let c = il.code;
+      const stores = [...c.matchAll(FLAG_STORE)];
+      // a read inside the first store (lcin = cf()) still sees the writer before
+      const first = stores.length === 0 ? Infinity : stores[0].index! + stores[0][0].length;
+      const selfRead = [...c.matchAll(FLAG_GET)].some((g) => g.index! >= first);
+      if (selfRead || FLAG_OTHER.test(c.replace(FLAG_STORE, ""))) {
+        wb = flagWriteBack(pending);
+        pending = null;
+      } else {
+        if (pending !== null) {
+          const w: Writer = pending;
+          c = c.replace(FLAG_GET, (_m, f: string) => flagExpr(f, w)!);
+        }
+        if (stores.length !== 0) {
+          const set = new Map<string, string>();
+          for (const m of stores) set.set(m[1], m[0].slice(m[0].indexOf("=") + 1, -1).trim());
+          const lop = Number(set.get("lop")), lsz = Number(set.get("lsz"));
+          const cin = set.has("lcin");
+          const needCin = lop !== LOP_ADD && lop !== LOP_SUB && lop !== LOP_LOGIC;
+          const ok = set.size === stores.length && !/\bbreak L/.test(c) &&
+            ["la", "lb", "lr"].every((f) => set.has(f)) && Number.isInteger(lop) &&
+            lop >= LOP_ADD && lop <= LOP_RESULT && (lsz === 0 || lsz === 1 || lsz === 2) &&
+            (cin || !needCin);
+          if (ok) {
+            c = c.replace(
+              FLAG_STORE,
+              (m, f: string) =>
+                f === "lop" || f === "lsz" ? "" : `F${f}${k} =${m.slice(m.indexOf("=") + 1)}`,
+            );
+            pending = { k, lop, lsz, cin };
+          } else {
+            wb = flagWriteBack(pending);
+            pending = null;
+            c = il.code; // the CPU's fields are current before it: its own reads stay
+          }
+        }
+      }
+      il.code = c;
     }
-    const writes = [...il.code.matchAll(FLAG_STORE)].map((m) => m[1]);
-    if (dead.size !== 0) {
-      il.code = il.code.replace(FLAG_STORE, (m, f: string) => (dead.has(f) ? "" : m));
-    }
-    // a body reads before it writes: one that reads makes every earlier store visible; one
-    // that may skip its stores (a shift by zero leaves the flags) overwrites nothing for sure
-    if (FLAG_READ.test(il.code)) dead = new Set();
-    else if (!/\bbreak L/.test(il.code)) { for (const f of writes) dead.add(f); }
+    before.push(wb);
+    after.push(pending);
   }
+  return { before, at, after };
 }
 
 /** A relative jump's taken branch in a handler body: `cpu.eip = (cpu.eip + imm) & mask;`. */
@@ -262,7 +377,7 @@ export function compileBlock(
     if (il === null) called = true;
     ils.push(il);
   }
-  dropDeadFlagStores(ins, ils);
+  const flags = deferFlags(ils);
   const reg = ils.map((il, k) =>
     il !== null && k < last && callsKeepRegisters(il.code) ? registerForm(il.code) : null
   );
@@ -306,6 +421,8 @@ export function compileBlock(
     // only a record that calls out or touches memory can raise an exception
     if (il === null || !il.pure || k === last) src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
+    src += flags.before[k];
+    const fwb = flagWriteBack(flags.after[k]); // before a return after this record
     if (i.exit && k < last) {
       // a side exit: EIP = the next instruction; a taken jump ends the block
       src += `const f${k} = (base + ${i.end}) & ${mask};\n`;
@@ -315,13 +432,13 @@ export function compileBlock(
         // (EIP stays stale on the fall-through; only block ends and faults need it)
         const wb = reg[k] !== null ? back : "";
         src += code.slice(0, taken.index) +
-          `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}return ${k + 1}; }` +
+          `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${k + 1}; }` +
           code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
         continue;
       }
       src += `cpu.eip = f${k};\n`;
       src += code + norm + (endsRun ? back : "");
-      src += `if ((cpu.eip | 0) !== (f${k} | 0)) return ${k + 1};\n`;
+      src += `if ((cpu.eip | 0) !== (f${k} | 0)) { ${fwb}return ${k + 1}; }\n`;
       continue;
     }
     src += code + norm + (endsRun ? back : "");
@@ -333,13 +450,28 @@ export function compileBlock(
         `if (${slowOnly ? "S !== 0 && " : ""}cpu.blockExit) { ${
           reg[k] !== null && !endsRun ? back : ""
         }` +
-        `cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
+        `${fwb}cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
     }
   }
-  const decl = [...locals].map((n) => `Q${n} = 0`).join(", ");
+  // the flag locals, and the catch's write-back of the record pending at a faulting record
+  const writers = new Map<number, Writer>();
+  for (const w of flags.after) if (w !== null) writers.set(w.k, w);
+  for (const w of writers.values()) {
+    for (const f of ["la", "lb", "lr", ...(w.cin ? ["lcin"] : [])]) locals.add(`F${f}${w.k}`);
+  }
+  for (let k = 0; k <= last;) {
+    const w = flags.at[k];
+    let e = k + 1;
+    while (e <= last && flags.at[e] === w) e++;
+    if (w !== null) runs.push(`if (k >= ${k} && k < ${e}) {\n${flagWriteBack(w)}}\n`);
+    k = e;
+  }
+  const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
   src = `${check}let k = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\ntry {\n${src}` +
-    `return ${last + 1};\n} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
+    `${flagWriteBack(flags.after[last])}return ${last + 1};\n} catch (e) {\n${
+      runs.join("")
+    }cpu.jk = k;\nthrow e;\n}\n`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
   const hoisted = new Set<string>();
