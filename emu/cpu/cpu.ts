@@ -70,8 +70,6 @@ export class Cpu extends LazyFlags implements CpuControl {
   readonly r16: Uint16Array;
   readonly r8: Uint8Array;
   eip = 0;
-  /** EIP at the start of the running block. */
-  blockEip = 0;
 
   segSel: Uint16Array = new Uint16Array(8);
   segBase: Int32Array = new Int32Array(8);
@@ -162,7 +160,6 @@ export class Cpu extends LazyFlags implements CpuControl {
   private codePage: Uint8Array;
   /** Per 64-byte line of RAM: decoded code lies there. */
   private codeLines: Uint8Array;
-  curBlock: Block | null = null;
 
   /** x87 and SSE state live in fpu.ts; attached lazily. */
   fpu: unknown = null;
@@ -317,6 +314,9 @@ export class Cpu extends LazyFlags implements CpuControl {
     let n = 0;
     let k = 0;
     let inJit = false;
+    // the running block and its EIP, for a fault's EIP (null: none, EIP is current)
+    let cur: Block | null = null;
+    let curBase = 0;
     try {
       if ((this.eflags & (TF | RF)) !== 0 || this.dbgOn || this.stepOne) {
         // before any block lookup: a code breakpoint comes ahead of the fetch's page fault
@@ -326,7 +326,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       }
       let block = this.lookupBlock();
       for (;;) {
-        this.curBlock = block;
+        cur = block;
         this.blockExit = false;
         // TF, RF and breakpoints are checked above, before the first block only: whatever
         // turns one on (POPF/IRET through setFlagsMasked, a task switch, a DR7 write) ends
@@ -335,7 +335,7 @@ export class Cpu extends LazyFlags implements CpuControl {
         // EIP is not kept current inside a block: only the last instruction (every control
         // transfer ends a block) sees it. A fault recomputes it from the instruction's offset.
         const base = this.eip;
-        this.blockEip = base;
+        curBase = base;
         let jit = block.jit;
         if (jit === null && ++block.hits >= JIT_THRESHOLD && block.cacheable && block.valid) {
           // hot: compiled before this run (so that DEMU_JIT_AFTER=1 runs compiled code only)
@@ -390,10 +390,11 @@ export class Cpu extends LazyFlags implements CpuControl {
         n += k;
         this.instructions += k;
         k = 0;
-        if (this.code32) this.eip >>>= 0;
+        // 32-bit code may leave EIP as a negative int32 (16-bit code masks it)
+        let eip = this.eip;
+        if (eip < 0) this.eip = eip = eip >>> 0;
         if (this.blockExit || n >= limit) break;
         // follow the cached successor when it was linked under the same translation epoch
-        const eip = this.eip;
         let next: Block | null = null;
         if (block.linkEpoch === this.epoch) {
           if (block.nextEip0 === eip) next = block.next0;
@@ -404,7 +405,7 @@ export class Cpu extends LazyFlags implements CpuControl {
           block.next0 = block.next1 = null;
         }
         if (next === null || !next.valid) {
-          this.curBlock = null; // a fault in the lookup belongs to the new EIP
+          cur = null; // a fault in the lookup belongs to the new EIP
           next = this.lookupBlock();
           if (next.cacheable) {
             if (block.nextEip0 === -1 || block.nextEip0 === eip) {
@@ -418,13 +419,11 @@ export class Cpu extends LazyFlags implements CpuControl {
         }
         block = next;
       }
-      this.curBlock = null;
       return n;
     } catch (e) {
       if (e !== FAULT) throw e;
       if (inJit) k = this.jk;
-      this.eip = this.faultEip(k);
-      this.curBlock = null;
+      this.eip = this.faultEip(cur, curBase, k);
       this.instructions += k + 1;
       this.guardedInterrupt(this.excVec, this.excCode, 1);
       return n + k + 1;
@@ -446,19 +445,18 @@ export class Cpu extends LazyFlags implements CpuControl {
     return (this.segBase[seg] + off) | 0;
   }
 
-  /** EIP of instruction k of the running block (or the current EIP between blocks). */
-  private faultEip(k: number): number {
-    const b = this.curBlock;
+  /** EIP of instruction k of block b run from `base` (or the current EIP when b is null). */
+  private faultEip(b: Block | null, base: number, k: number): number {
     if (b === null || k >= b.ins.length) return this.eip;
     const i = b.ins[k];
-    const e = this.blockEip + i.end - i.len;
+    const e = base + i.end - i.len;
     return this.code32 ? e >>> 0 : e & 0xffff;
   }
 
   /** TF set: run one instruction, then #DB (after it, as a trap). */
   private stepTrap(): number {
     // decoded afresh: a cached block may hold fused pairs, single-stepping needs one instruction
-    this.curBlock = null; // a fault restores EIP from `start` below, not from a block offset
+    // (runBlock has no running block here: a fault restores EIP from `start` below)
     const start = this.eip;
     const rfBefore = (this.eflags & RF) !== 0;
     // an instruction breakpoint is a fault before the instruction (not with RF set), ahead of
@@ -472,7 +470,6 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
     if (rfBefore) this.eflags &= ~RF; // RF lasts one instruction: cleared once it starts
     const i = decodeOne(this, (this.segBase[CS] + start) | 0);
-    this.blockEip = start;
     this.eip = (start + i.len) & (this.code32 ? -1 : 0xffff);
     if (this.code32) this.eip >>>= 0;
     const tfBefore = (this.eflags & TF) !== 0;
@@ -723,10 +720,10 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.codeLines.fill(0, p * 64, p * 64 + 64);
     if (map === undefined) return;
     this.pageBlocks[p] = undefined;
-    for (const b of map.values()) {
-      b.valid = false;
-      if (b === this.curBlock) this.blockExit = true;
-    }
+    for (const b of map.values()) b.valid = false;
+    // the running block may be among them (self-modifying code): the loop stops after the
+    // instruction that wrote (any block would do; keeping track of which one costs every block)
+    this.blockExit = true;
   }
 
   /** Invalidates block links (CS:EIP to physical mappings may have changed). */
