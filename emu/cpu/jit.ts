@@ -321,12 +321,58 @@ const REG_WRITE = /\bcpu\.r32\[(\d)\]\s*(?:[-+*|&^]|<<|>>>?)?=(?!=)/g;
  * `const R = cpu.r32` of a template resolved), or null: such records keep registers in locals.
  */
 function registerForm(code: string): string | null {
-  if (/\bconst R = cpu\.r32;/.test(code)) {
-    code = code.replace(/\bconst R = cpu\.r32;/, "").replace(/\bR\[/g, "cpu.r32[");
+  const view = /\bconst R = cpu\.(r32|r16|r8);/.exec(code);
+  if (view !== null) {
+    code = code.replace(view[0], "").replace(/\bR\[/g, `cpu.${view[1]}[`);
   }
-  if (/\bR\b|cpu\.(r8|r16)\b/.test(code)) return null;
+  if (/\bR\b/.test(code)) return null;
+  const wide = narrowToWide(code);
+  if (wide === null) return null;
+  code = wide;
   if (code.replace(REG, "").includes("cpu.r32")) return null;
   return code;
+}
+
+/**
+ * Rewrites byte and word register accesses with literal indices (`cpu.r8[5]`, `cpu.r16[4] = e;`)
+ * as the same bits of `cpu.r32[n]` (the views alias it, little-endian), or null when one has
+ * another form.
+ */
+function narrowToWide(code: string): string | null {
+  // indices the templates compute from folded fields: `cpu.r8[((5 & 3) << 2) | (5 >> 2)]`
+  code = code.replace(
+    /cpu\.(r8|r16)\[([\d\s()&|<>+]+)\]/g,
+    (_m, v: string, e: string) => `cpu.${v}[${new Function(`return ${e};`)()}]`,
+  );
+  // writes first: `cpu.rNN[i] = expr;` with the expression up to its statement's end
+  for (;;) {
+    const m = /cpu\.(r8|r16)\[(\d+)\] = (?!=)/.exec(code);
+    if (m === null) break;
+    let depth = 0, end = m.index + m[0].length;
+    for (; end < code.length; end++) {
+      const ch = code[end];
+      if (ch === "(" || ch === "[" || ch === "{") depth++;
+      else if (ch === ")" || ch === "]" || ch === "}") {
+        if (--depth < 0) return null;
+      } else if (ch === ";" && depth === 0) break;
+    }
+    if (end >= code.length) return null;
+    const e = code.slice(m.index + m[0].length, end);
+    const x = Number(m[2]);
+    const [n, sh, mask] = m[1] === "r16"
+      ? [x >> 1, (x & 1) * 16, 0xffff]
+      : [x >> 2, (x & 3) * 8, 0xff];
+    const keep = ~(mask << sh);
+    code = code.slice(0, m.index) +
+      `cpu.r32[${n}] = (cpu.r32[${n}] & ${keep}) | (((${e}) & ${mask}) << ${sh})` + code.slice(end);
+  }
+  code = code.replace(/cpu\.(r8|r16)\[(\d+)\]/g, (_m, v: string, i: string) => {
+    const x = Number(i);
+    return v === "r16"
+      ? `((cpu.r32[${x >> 1}] >>> ${(x & 1) * 16}) & 0xffff)`
+      : `((cpu.r32[${x >> 2}] >>> ${(x & 3) * 8}) & 0xff)`;
+  });
+  return /cpu\.(r8|r16)\b/.test(code) ? null : code;
 }
 
 /** Calls that leave the general registers alone (memory accesses, flag evaluation). */
