@@ -20,3 +20,20 @@ Deno.test("cpu tests with every block compiled (DEMU_JIT_AFTER=1)", async () => 
   console.log(`under the block compiler: ${summary}`);
   strictEqual(out.code, 0, text.slice(-4000));
 });
+
+Deno.test("compiled self-loops end in the same state as the interpreter's (jit_loop_probe.ts)", async () => {
+  const probe = new URL("jit_loop_probe.ts", import.meta.url).pathname;
+  const run = async (after: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", probe],
+      env: { DEMU_JIT_AFTER: after },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout);
+  };
+  const interpreted = await run("0");
+  strictEqual(await run("1"), interpreted, "every block compiled");
+  strictEqual(await run("3"), interpreted, "compiled after three runs (mid-loop)");
+});

@@ -52,6 +52,12 @@ export interface FlatSegments {
  */
 export const JIT_THRESHOLD: number = envThreshold() ?? 20000;
 
+/**
+ * Records a compiled block that jumps back to its own start runs at most per call before it
+ * returns to the loop (which checks the slice's budget, interrupts and timers).
+ */
+const LOOP_RECORDS = 4096;
+
 function envThreshold(): number | undefined {
   try {
     const q = Deno.permissions.querySync({ name: "env", variable: "DEMU_JIT_AFTER" });
@@ -430,6 +436,10 @@ export function compileBlock(
   // a register-form side exit whose taken branch returns from the block (writing the run's
   // registers back there) does not end its run: the fall-through goes on with the locals
   const through = reg.map((r, k) => r !== null && ins[k].exit && takenAtEnd(r) !== null);
+  const firstCall = ils.findIndex((il) => il === null) < 0
+    ? Infinity
+    : ils.findIndex((il) => il === null);
+  let looped = false;
   const runs: string[] = []; // per run: the catch's write-back for a fault inside it
   const locals = new Set<string>();
   let src = "";
@@ -477,8 +487,19 @@ export function compileBlock(
         // an inlined jump whose last statement is the taken branch: it leaves the block there
         // (EIP stays stale on the fall-through; only block ends and faults need it)
         const wb = reg[k] !== null ? back : "";
-        src += code.slice(0, taken.index) +
-          `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${k + 1}; }` +
+        const disp = Number(taken[1].replace(/[()]/g, ""));
+        // a jump back to the block's start with only inlined code before it loops here (a
+        // called handler might change what the entry checks assumed): up to LOOP_RECORDS
+        // records, or until something asks for a return to the event loop
+        const loop = i.end + disp === 0 && k < firstCall;
+        looped ||= loop;
+        const leave = loop
+          ? `{ ${wb}${fwb}N += ${
+            k + 1
+          }; if (N < ${LOOP_RECORDS} && !cpu.blockExit) continue LOOP; ` +
+            `cpu.eip = base; return N; }`
+          : `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${k + 1}; }`;
+        src += code.slice(0, taken.index) + leave +
           code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
         continue;
       }
@@ -514,10 +535,14 @@ export function compileBlock(
   }
   const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
-  src = `${check}let k = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\ntry {\n${src}` +
-    `${flagWriteBack(flags.after[last])}return ${last + 1};\n} catch (e) {\n${
-      runs.join("")
-    }cpu.jk = k;\nthrow e;\n}\n`;
+  src += `${flagWriteBack(flags.after[last])}return ${last + 1};\n`;
+  if (looped) {
+    // the records of earlier turns count too: every return adds them; a fault retires them
+    src = `LOOP: for (;;) {\n${src.replace(/\breturn (\d+);/g, "return N + $1;")}}\n`;
+    runs.push("cpu.instructions += N;\n");
+  }
+  src = `${check}let k = 0, N = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\n` +
+    `try {\n${src}} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
   const hoisted = new Set<string>();

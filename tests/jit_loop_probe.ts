@@ -1,0 +1,80 @@
+/**
+ * Runs small looping programs on a bare CPU and prints the final state as JSON; cpu_jit_test.ts
+ * runs it with the block compiler on every block and with it off and compares the two. The loops
+ * exercise blocks that jump back to their own start (compiled as a loop), a fault in a later
+ * turn, the turn cap, and flags carried from one turn into the next.
+ */
+import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
+
+interface Case {
+  name: string;
+  code: number[];
+  regs: Record<number, number>;
+  /** DS limit (a store past it faults: #GP, then with no IDT a triple fault). */
+  dsLimit: number;
+}
+
+const CASES: Case[] = [
+  {
+    // mov [edi], eax; add edi, 4; inc eax; dec ecx; jnz top; hlt -- faults at EDI = 0x3000
+    name: "store loop into a limit fault",
+    code: [0x89, 0x07, 0x83, 0xc7, 0x04, 0x40, 0x49, 0x75, 0xf7, 0xf4],
+    regs: { 0: 7, 1: 5000, 7: 0x1000 },
+    dsLimit: 0x2fff,
+  },
+  {
+    name: "store loop to its end",
+    code: [0x89, 0x07, 0x83, 0xc7, 0x04, 0x40, 0x49, 0x75, 0xf7, 0xf4],
+    regs: { 0: 7, 1: 3000, 7: 0x1000 },
+    dsLimit: 0xfffff,
+  },
+  {
+    // adc eax, ebx; add ebx, eax; dec ecx; jnz top; hlt -- CF from the last turn's add
+    name: "carry from one turn into the next",
+    code: [0x11, 0xd8, 0x01, 0xc3, 0x49, 0x75, 0xf9, 0xf4],
+    regs: { 0: 0x9e3779b9 | 0, 1: 7000, 3: 0x7f4a7c15 },
+    dsLimit: 0xfffff,
+  },
+  {
+    // movzx edx, byte [esi]; add eax, edx; inc esi; cmp esi, edi; jb top; hlt
+    name: "byte sum with a compare at the back edge",
+    code: [0x0f, 0xb6, 0x16, 0x01, 0xd0, 0x46, 0x39, 0xfe, 0x72, 0xf6, 0xf4],
+    regs: { 6: 0x2000, 7: 0x2000 + 9000 },
+    dsLimit: 0xfffff,
+  },
+];
+
+const CODE = 0x40000;
+const out: unknown[] = [];
+for (const c of CASES) {
+  const ram = new Uint8Array(1 << 20);
+  for (let a = 0; a < 0x8000; a++) ram[0x2000 + a] = (a * 37 + (a >> 7)) & 0xff;
+  ram.set(c.code, CODE);
+  const cpu = new Cpu(ramOnlyBus(ram));
+  cpu.reset();
+  cpu.cr0 |= 1;
+  cpu.setSegCache(1, 8, 0, 0xffffffff, 0xc09b);
+  for (const s of [0, 2, 4, 5]) cpu.setSegCache(s, 16, 0, 0xffffffff, 0xc093);
+  cpu.setSegCache(3, 24, 0, c.dsLimit, 0x4093);
+  cpu.modeChanged();
+  for (const [r, v] of Object.entries(c.regs)) cpu.r32[Number(r)] = v;
+  cpu.r32[4] = 0x8000;
+  cpu.eip = CODE;
+  let exit = 0;
+  for (let k = 0; k < 1000 && !cpu.halted; k++) {
+    exit = cpu.run(1000);
+    if (exit !== 0 && !cpu.halted) break; // shutdown (the triple fault)
+  }
+  let sum = 0;
+  for (let a = 0; a < 0x10000; a++) sum = (sum * 31 + ram[a]) | 0;
+  out.push({
+    name: c.name,
+    exit,
+    regs: [...cpu.r32.subarray(0, 8)],
+    eip: cpu.eip,
+    flags: cpu.getFlags(),
+    instructions: cpu.instructions,
+    ram: sum,
+  });
+}
+console.log(JSON.stringify(out, null, 1));
