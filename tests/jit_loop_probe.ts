@@ -42,6 +42,24 @@ const CASES: Case[] = [
     regs: { 6: 0x2000, 7: 0x2000 + 9000 },
     dsLimit: 0xfffff,
   },
+  {
+    // mov edx, [esi]; add esi, 4; test edx, 1; jz skip; add eax, edx; inc ebx;
+    // skip: dec ecx; jnz top; hlt -- a jump forward inside the loop's block
+    name: "odd sum with a jump over two records",
+    code: [0x8b, 0x16, 0x83, 0xc6, 0x04, 0xf7, 0xc2, 1, 0, 0, 0, 0x74, 0x03, 0x01, 0xd0, 0x43]
+      .concat([0x49, 0x75, 0xed, 0xf4]),
+    regs: { 1: 6000, 6: 0x2000 },
+    dsLimit: 0xfffff,
+  },
+  {
+    // test eax, 3; jnz skip; mov [edi], eax; skip: add edi, 4; inc eax; dec ecx; jnz top;
+    // hlt -- the store after a skipped turn faults at the limit
+    name: "skipped stores, then a limit fault",
+    code: [0xa9, 3, 0, 0, 0, 0x75, 0x02, 0x89, 0x07, 0x83, 0xc7, 0x04, 0x40, 0x49, 0x75, 0xf0]
+      .concat([0xf4]),
+    regs: { 0: 1, 1: 9000, 7: 0x1000 },
+    dsLimit: 0x4fff,
+  },
 ];
 
 const CODE = 0x40000;
@@ -69,7 +87,9 @@ for (const c of CASES) {
   for (let a = 0; a < 0x10000; a++) sum = (sum * 31 + ram[a]) | 0;
   out.push({
     name: c.name,
-    exit,
+    // (not the last run's exit: a compiled loop may overrun a run's budget before its HLT)
+    halted: cpu.halted,
+    shutdown: exit === 2,
     regs: [...cpu.r32.subarray(0, 8)],
     eip: cpu.eip,
     flags: cpu.getFlags(),

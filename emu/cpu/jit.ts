@@ -251,12 +251,19 @@ function flagExpr(f: string, w: Writer): string | null {
  * fields get the pending writer's values before anything that reads them (a handler, a helper,
  * PF/AF/EFLAGS), before every return and, in the catch, for a fault: a fault inside a writer
  * leaves the record as the writer before it set it. Rewrites `ils` in place; returns per record
- * the write-back to put before it, the pending writer before it and after it.
+ * the write-back to put before it, the pending writer before it and after it, and for the
+ * targets of jumps inside the block (`joins`, where nothing is pending) the write-back that ends
+ * the path falling through to them.
  */
-function deferFlags(ils: ({ code: string; pure: boolean } | null)[]) {
+function deferFlags(ils: ({ code: string; pure: boolean } | null)[], joins: Set<number>) {
   const before: string[] = [], at: (Writer | null)[] = [], after: (Writer | null)[] = [];
+  const join: string[] = [];
   let pending: Writer | null = null;
   for (let k = 0; k < ils.length; k++) {
+    // a record that a jump inside the block skips to: the record is written back on the way
+    // in that falls through (a jump over it writes back before it jumps)
+    join.push(joins.has(k) ? flagWriteBack(pending) : "");
+    if (joins.has(k)) pending = null;
     at.push(pending);
     const il = ils[k];
     let wb = "";
@@ -306,7 +313,7 @@ function deferFlags(ils: ({ code: string; pure: boolean } | null)[]) {
     before.push(wb);
     after.push(pending);
   }
-  return { before, at, after };
+  return { before, at, after, join };
 }
 
 /** A relative jump's taken branch in a handler body: `cpu.eip = (cpu.eip + imm) & mask;`. */
@@ -429,7 +436,23 @@ export function compileBlock(
     if (il === null) called = true;
     ils.push(il);
   }
-  const flags = deferFlags(ils);
+  // forward jumps to a record of the same block (past a normalisation, say) stay inside the
+  // function: the records in between sit in a labelled block the jump breaks out of.
+  // Properly nested ones only; the target starts a new register run with no flags pending.
+  const skipTo = new Map<number, number>();
+  const starts = ins.map((i) => i.end - i.len);
+  for (let k = 0; k < last; k++) {
+    const t0 = ins[k].exit && ils[k] !== null ? takenAtEnd(ils[k]!.code) : null;
+    if (t0 === null) continue;
+    const target = ins[k].end + Number(t0[1].replace(/[()]/g, ""));
+    const t = starts.indexOf(target, k + 2);
+    if (t < 0 || target <= ins[k].end) continue;
+    let nests = true;
+    for (const [a, e] of skipTo) if (a < k && k < e && t > e) nests = false;
+    if (nests) skipTo.set(k, t);
+  }
+  const joins = new Set(skipTo.values());
+  const flags = deferFlags(ils, joins);
   const reg = ils.map((il, k) =>
     il !== null && k < last && callsKeepRegisters(il.code) ? registerForm(il.code) : null
   );
@@ -448,12 +471,24 @@ export function compileBlock(
     const i = ins[k];
     const il = ils[k];
     let code = il !== null ? il.code : `I[${k}].fn(cpu, I[${k}]);\n`;
+    if (joins.has(k)) {
+      // the end of the records that jumps skip: the fall-through path finishes its flags
+      let n = 0;
+      for (const t of skipTo.values()) if (t === k) n++;
+      src += flags.join[k] + "}\n".repeat(n);
+    }
+    // a jump from this record past later ones breaks out of a block opened here
+    if (skipTo.has(k)) src += `J${k}: {\n`;
     if (
-      reg[k] !== null && (k === 0 || reg[k - 1] === null || (ins[k - 1].exit && !through[k - 1]))
+      reg[k] !== null &&
+      (k === 0 || reg[k - 1] === null || (ins[k - 1].exit && !through[k - 1]) || joins.has(k))
     ) {
       // a run starts: its extent, the registers it uses and writes
       let e = k;
-      while (e < last && reg[e] !== null && !(e > k && ins[e - 1].exit && !through[e - 1])) e++;
+      while (
+        e < last && reg[e] !== null && !(e > k && ins[e - 1].exit && !through[e - 1]) &&
+        !(e > k && joins.has(e))
+      ) e++;
       const used = new Set<string>(), written = new Set<string>();
       for (let j = k; j < e; j++) {
         for (const m of reg[j]!.matchAll(REG)) used.add(m[1]);
@@ -473,7 +508,8 @@ export function compileBlock(
       code = reg[k]!.replace(REG, (_m, n: string) => `Q${n}`);
       norm = [...w].map((n) => `Q${n} |= 0;\n`).join("");
     }
-    const endsRun = reg[k] !== null && (reg[k + 1] === null || (i.exit && !through[k]));
+    const endsRun = reg[k] !== null &&
+      (reg[k + 1] === null || (i.exit && !through[k]) || joins.has(k + 1));
     // only a record that calls out or touches memory can raise an exception
     if (il === null || !il.pure || k === last) src += `k = ${k};\n`;
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
@@ -493,11 +529,12 @@ export function compileBlock(
         // records, or until something asks for a return to the event loop
         const loop = i.end + disp === 0 && k < firstCall;
         looped ||= loop;
+        const skip = skipTo.get(k);
         const leave = loop
-          ? `{ ${wb}${fwb}N += ${
-            k + 1
-          }; if (N < ${LOOP_RECORDS} && !cpu.blockExit) continue LOOP; ` +
-            `cpu.eip = base; return N; }`
+          ? `{ ${wb}${fwb}N += ${k + 1} - D; D = 0; ` +
+            `if (N < ${LOOP_RECORDS} && !cpu.blockExit) continue LOOP; cpu.eip = base; return N; }`
+          : skip !== undefined
+          ? `{ ${wb}${fwb}D += ${skip - k - 1}; break J${k}; }`
           : `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${k + 1}; }`;
         src += code.slice(0, taken.index) + leave +
           code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
@@ -536,12 +573,17 @@ export function compileBlock(
   const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
   src += `${flagWriteBack(flags.after[last])}return ${last + 1};\n`;
+  if (skipTo.size !== 0) {
+    // records a jump skipped (D) did not run: every return leaves them out, and so does a fault
+    src = src.replace(/\breturn (\d+);/g, "return $1 - D;");
+    runs.push("cpu.instructions -= D;\n");
+  }
   if (looped) {
     // the records of earlier turns count too: every return adds them; a fault retires them
-    src = `LOOP: for (;;) {\n${src.replace(/\breturn (\d+);/g, "return N + $1;")}}\n`;
+    src = `LOOP: for (;;) {\n${src.replace(/\breturn (\d+)/g, "return N + $1")}}\n`;
     runs.push("cpu.instructions += N;\n");
   }
-  src = `${check}let k = 0, N = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\n` +
+  src = `${check}let k = 0, N = 0, D = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\n` +
     `try {\n${src}} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
