@@ -60,6 +60,22 @@ const CASES: Case[] = [
     regs: { 0: 1, 1: 9000, 7: 0x1000 },
     dsLimit: 0x4fff,
   },
+  {
+    // mov ebx, 3; top: add eax, ebx; test eax, 4; jz skip; inc edx; skip: mov [edi], eax;
+    // add edi, 4; dec ecx; jnz top; hlt -- a loop whose head is not the block's start
+    name: "loop after a first instruction, to its end",
+    code: [0xbb, 3, 0, 0, 0, 0x01, 0xd8, 0xf7, 0xc0, 4, 0, 0, 0, 0x74, 0x01, 0x42, 0x89, 0x07]
+      .concat([0x83, 0xc7, 0x04, 0x49, 0x75, 0xed, 0xf4]),
+    regs: { 1: 5000, 7: 0x1000 },
+    dsLimit: 0xfffff,
+  },
+  {
+    name: "loop after a first instruction, into a limit fault",
+    code: [0xbb, 3, 0, 0, 0, 0x01, 0xd8, 0xf7, 0xc0, 4, 0, 0, 0, 0x74, 0x01, 0x42, 0x89, 0x07]
+      .concat([0x83, 0xc7, 0x04, 0x49, 0x75, 0xed, 0xf4]),
+    regs: { 1: 5000, 7: 0x1000 },
+    dsLimit: 0x3fff,
+  },
 ];
 
 const CODE = 0x40000;
