@@ -76,6 +76,20 @@ const CASES: Case[] = [
     regs: { 1: 5000, 7: 0x1000 },
     dsLimit: 0x3fff,
   },
+  {
+    // top: add eax, ecx; dec ecx; jz out; jmp top; out: hlt -- closed by the block's last jump
+    name: "loop closed by a jmp",
+    code: [0x01, 0xc8, 0x49, 0x74, 0x02, 0xeb, 0xf9, 0xf4],
+    regs: { 1: 9000 },
+    dsLimit: 0xfffff,
+  },
+  {
+    // top: add eax, ecx; loop top; hlt -- closed by LOOP (a handler the compiler calls)
+    name: "loop closed by LOOP",
+    code: [0x01, 0xc8, 0xe2, 0xfc, 0xf4],
+    regs: { 1: 9000 },
+    dsLimit: 0xfffff,
+  },
 ];
 
 const CODE = 0x40000;
