@@ -406,6 +406,13 @@ export function specialize(i: Instr): Handler | null {
     return MOVX[o >= 0x1be ? 1 : 0][o & 1][sz - 1][m];
   }
   if ((o === 0xfe || o === 0xff) && i.regN < 2) return INCDEC_RM[i.regN][sz][m];
+  if (
+    (o === 0xc0 || o === 0xc1 || o === 0xd0 || o === 0xd1 || o === 0xd2 || o === 0xd3) &&
+    sz < 2 && i.regN >= 4
+  ) {
+    const op = i.regN === 6 ? 0 : i.regN === 7 ? 2 : i.regN - 4; // SAL = SHL
+    return SHIFT_NARROW[o <= 0xc1 ? 0 : o <= 0xd1 ? 1 : 2][sz][m][op];
+  }
   if (o === 0xc0 || o === 0xc1) return SHIFT_ANY[0][sz][m];
   if (o === 0xd0 || o === 0xd1) return SHIFT_ANY[1][sz][m];
   if (o === 0xd2 || o === 0xd3) return SHIFT_ANY[2][sz][m];
@@ -445,6 +452,40 @@ const SHIFT32: Handler[][][] = [0, 1, 2].map((form) =>
           `cpu.lop = ${LOP_RESULT}; cpu.lr = r; cpu.lsz = 2; cpu.lcin = cf | (of << 11) | 0x10; ${store}`,
       );
     })
+  )
+);
+
+/**
+ * SHL/SAL, SHR and SAR of a byte or word by an immediate, 1 or CL, indexed [count form][sz][mem]
+ * [op 0 SHL, 1 SHR, 2 SAR]: alu.ts's shift() for those sizes written out (same flag record).
+ */
+const SHIFT_NARROW: Handler[][][][] = [0, 1, 2].map((form) =>
+  [0, 1].map((sz) =>
+    [0, 1].map((mem) =>
+      [4, 5, 7].map((op) => {
+        const bits = sz === 0 ? 8 : 16, m = sz === 0 ? "0xff" : "0xffff";
+        const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
+        const load = mem
+          ? `const lin = i.ea(cpu, i); const v = cpu.${RDW[sz]}(lin);`
+          : `const v = ${RM[sz]};`;
+        const store = mem ? `cpu.${WR[sz]}(lin, r);` : `${RM[sz]} = r;`;
+        const calc = op === 4
+          ? `const r = (v << c) & ${m}; const cf = c <= ${bits} ? (v >>> (${bits} - c)) & 1 : 0; ` +
+            `const of = ((r >>> ${bits - 1}) & 1) ^ cf;`
+          : op === 5
+          ? `const r = v >>> c; const cf = c <= ${bits} ? (v >>> (c - 1)) & 1 : 0; ` +
+            `const of = c === 1 ? (v >>> ${bits - 1}) & 1 : 0;`
+          : `const sv = (v << ${32 - bits}) >> ${
+            32 - bits
+          }; const n = c > ${bits} ? ${bits} : c; ` +
+            `const r = (sv >> n) & ${m}; const cf = (sv >> (n - 1)) & 1; const of = 0;`;
+        return make(
+          `shiftn_${form}_${sz}_${mem}_${op}`,
+          `const c = ${count}; ${load} if (c === 0) return; ${calc} cpu.lop = ${LOP_RESULT}; ` +
+            `cpu.lr = r; cpu.lsz = ${sz}; cpu.lcin = cf | (of << 11) | 0x10; ${store}`,
+        );
+      })
+    )
   )
 );
 
