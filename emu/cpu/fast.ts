@@ -281,12 +281,19 @@ const SHIFT_ANY: Handler[][][] = [0, 1, 2].map((form) =>
 const IMUL: Handler[][][] = [0, 1].map((imm) =>
   [1, 2].map((sz) =>
     [0, 1].map((mem) => {
+      // alu.ts's imul2 written out: the double product is exact whenever it fits the
+      // destination, and past that its magnitude alone says the signed result overflowed
       const rm = mem ? `cpu.${RD[sz]}(i.ea(cpu, i))` : RM[sz];
-      const body = imm
-        ? `cpu.${VIEW[sz]}[i.reg] = H.imul2(cpu, ${rm}, i.imm, ${sz});`
-        : `const b = ${rm}; cpu.${VIEW[sz]}[i.reg] = H.imul2(cpu, cpu.${
-          VIEW[sz]
-        }[i.reg], b, ${sz});`;
+      const operands = imm
+        ? `const a = ${rm}, b = i.imm;`
+        : `const b = ${rm}, a = ${RM[sz].replace("i.rm", "i.reg")};`;
+      const body = sz === 2
+        ? `${operands} const x = a | 0, y = b | 0; const r = Math.imul(x, y); const p = x * y; ` +
+          `cpu.lop = ${LOP_RESULT}; cpu.lr = r; cpu.lsz = 2; ` +
+          `cpu.lcin = p > 2147483647 || p < -2147483648 ? 0x801 : 0; cpu.r32[i.reg] = r;`
+        : `${operands} const p = ((a << 16) >> 16) * ((b << 16) >> 16); const r = p & 0xffff; ` +
+          `cpu.lop = ${LOP_RESULT}; cpu.lr = r; cpu.lsz = 1; ` +
+          `cpu.lcin = p !== ((p << 16) >> 16) ? 0x801 : 0; cpu.r16[i.reg] = r;`;
       return make(`imul_${imm}_${sz}_${mem}`, body);
     })
   )

@@ -169,6 +169,11 @@ function inline(
   if (/\breturn\b/.test(c)) return null;
   c = c.replace(FIELD, (_m, f: string) => literal((i as unknown as Record<string, number>)[f]));
   if (/\bi\b/.test(c)) return null; // a field not folded: keep the handler
+  // a shift by a constant count that is not zero always shifts (and sets the flags)
+  const count = /^const c = (\d+)(?: & 31)?;/.exec(c);
+  if (count !== null && (Number(count[1]) & 31) !== 0) {
+    c = c.replace(/ if \(c === 0\) break L\d+;/, "");
+  }
   if (pre !== "") c = inlineMemory(c, ram32);
   return { code: `L${k}: {\n${pre}${c}\n}\n`, pure: !IMPURE.test(pre + c) };
 }
@@ -182,6 +187,8 @@ interface Writer {
   lsz: number;
   /** It sets lcin too (the lop's flags depend on it). */
   cin: boolean;
+  /** It sets la and lb (a LOP_RESULT record needs only lr and lcin). */
+  ab: boolean;
 }
 
 /** Reads of the four flags a Jcc needs. */
@@ -194,8 +201,8 @@ const FLAG_OTHER =
 function flagWriteBack(w: Writer | null): string {
   if (w === null) return "";
   const k = w.k;
-  return `cpu.la = Fla${k}; cpu.lb = Flb${k}; cpu.lr = Flr${k}; cpu.lsz = ${w.lsz}; ` +
-    `cpu.lop = ${w.lop};${w.cin ? ` cpu.lcin = Flcin${k};` : ""}\n`;
+  return `${w.ab ? `cpu.la = Fla${k}; cpu.lb = Flb${k}; ` : ""}cpu.lr = Flr${k}; ` +
+    `cpu.lsz = ${w.lsz}; cpu.lop = ${w.lop};${w.cin ? ` cpu.lcin = Flcin${k};` : ""}\n`;
 }
 
 /** CF, ZF, SF or OF of writer `w`'s record, as flags.ts computes it from the same fields. */
@@ -290,8 +297,9 @@ function deferFlags(ils: ({ code: string; pure: boolean } | null)[], joins: Set<
           const lop = Number(set.get("lop")), lsz = Number(set.get("lsz"));
           const cin = set.has("lcin");
           const needCin = lop !== LOP_ADD && lop !== LOP_SUB && lop !== LOP_LOGIC;
-          const ok = set.size === stores.length && !/\bbreak L/.test(c) &&
-            ["la", "lb", "lr"].every((f) => set.has(f)) && Number.isInteger(lop) &&
+          const ab = set.has("la") && set.has("lb");
+          const ok = set.size === stores.length && !/\bbreak L/.test(c) && set.has("lr") &&
+            (ab || lop === LOP_RESULT) && Number.isInteger(lop) &&
             lop >= LOP_ADD && lop <= LOP_RESULT && (lsz === 0 || lsz === 1 || lsz === 2) &&
             (cin || !needCin);
           if (ok) {
@@ -300,7 +308,7 @@ function deferFlags(ils: ({ code: string; pure: boolean } | null)[], joins: Set<
               (m, f: string) =>
                 f === "lop" || f === "lsz" ? "" : `F${f}${k} =${m.slice(m.indexOf("=") + 1)}`,
             );
-            pending = { k, lop, lsz, cin };
+            pending = { k, lop, lsz, cin, ab };
           } else {
             wb = flagWriteBack(pending);
             pending = null;
@@ -561,7 +569,8 @@ export function compileBlock(
   const writers = new Map<number, Writer>();
   for (const w of flags.after) if (w !== null) writers.set(w.k, w);
   for (const w of writers.values()) {
-    for (const f of ["la", "lb", "lr", ...(w.cin ? ["lcin"] : [])]) locals.add(`F${f}${w.k}`);
+    const fields = [...(w.ab ? ["la", "lb"] : []), "lr", ...(w.cin ? ["lcin"] : [])];
+    for (const f of fields) locals.add(`F${f}${w.k}`);
   }
   for (let k = 0; k <= last;) {
     const w = flags.at[k];
