@@ -90,6 +90,15 @@ const CASES: Case[] = [
     regs: { 1: 9000 },
     dsLimit: 0xfffff,
   },
+  {
+    // top: push eax; call f; pop edx; add eax, edx; dec ecx; jnz top; hlt;
+    // f: mov ebx, [esp+4]; inc ebx; mov [esp+4], ebx; ret -- the stack written out
+    name: "calls and pushes on a flat stack",
+    code: [0x50, 0xe8, 7, 0, 0, 0, 0x5a, 0x01, 0xd0, 0x49, 0x75, 0xf4, 0xf4]
+      .concat([0x8b, 0x5c, 0x24, 0x04, 0x43, 0x89, 0x5c, 0x24, 0x04, 0xc3]),
+    regs: { 0: 5, 1: 3000 },
+    dsLimit: 0xfffff,
+  },
 ];
 
 const CODE = 0x40000;

@@ -343,6 +343,7 @@ export class Cpu extends LazyFlags implements CpuControl {
             base: this.segBase,
             chk: this.segChk,
             chkW: this.segChkW,
+            spMask: this.spMask,
           });
         }
         if (jit !== null) {

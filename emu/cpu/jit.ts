@@ -41,6 +41,8 @@ export interface FlatSegments {
   base: Int32Array;
   chk: Float64Array;
   chkW: Float64Array;
+  /** The stack pointer's mask (-1: ESP, 0xffff: SP). */
+  spMask: number;
 }
 
 /**
@@ -71,7 +73,7 @@ function envThreshold(): number | undefined {
 
 const FIELD = /\bi\.(rm|reg|imm2|imm|base|index|scale|disp|rmN|regN|accN|seg|op)\b/g;
 /** The slow paths of inlined memory accesses (they set S) and the segment checks of addresses. */
-const SLOW = /S = 1[,;] cpu\.(rdw|rd|wr)(8|16|32)\(|cpu\.lin[RW]\(/g;
+const SLOW = /S = 1[,;] cpu\.(rdw|rd|wr)(8|16|32)\(|cpu\.lin[RW]\(|cpu\.limitFault\(/g;
 /** Calls that may touch memory or devices (and so set blockExit or fault). */
 const IMPURE = /cpu\.(rd|wr|push|pop|lin|peek|io|fault|limitFault)/;
 
@@ -152,11 +154,28 @@ function inline(
   k: number,
   ram32: boolean,
   flat?: (seg: number, write: boolean) => boolean,
+  stack?: () => boolean,
 ): { code: string; pure: boolean } | null {
   const body = handlerBody(i.fn);
   if (body === undefined) return null;
   let c = body;
   let pre = "";
+  if (/cpu\.(push32|pop32)\(/.test(c) && ram32 && stack !== undefined && stack()) {
+    // a flat 32-bit stack: cpu.ts's push32/pop32 written out (ESP moves after the access, so
+    // that a fault leaves it as it was)
+    c = c.replace(
+      /cpu\.push32\(([^;]*)\);/g,
+      (_m, v: string) =>
+        `{ const V${k} = ${v}; P = (cpu.r32[4] - 4) | 0; ` +
+        `if ((P >>> 0) > 4294967292) cpu.limitFault(2, P >>> 0, 3, true); ` +
+        `${writeInline("32", "P", `V${k}`, true)} cpu.r32[4] = P; }`,
+    );
+    c = c.replace(
+      /cpu\.pop32\(\)/g,
+      `(P = cpu.r32[4], (P >>> 0) > 4294967292 ? cpu.limitFault(2, P >>> 0, 3, false) : 0, ` +
+        `Y = ${readInline("rd", "32", "P", true)}, cpu.r32[4] = (P + 4) | 0, Y)`,
+    );
+  }
   if (c.includes("i.ea(cpu, i)")) {
     // the address first (nothing a body does before using it has an effect), then the
     // accesses through it written out
@@ -397,7 +416,7 @@ function narrowToWide(code: string): string | null {
 }
 
 /** Calls that leave the general registers alone (memory accesses, flag evaluation). */
-const KEEPS = /^((rd|rdw|wr)(8|16|32)|lin[RW]|cf|zf|sf|of|pf|af)$/;
+const KEEPS = /^((rd|rdw|wr)(8|16|32)|lin[RW]|limitFault|cf|zf|sf|of|pf|af)$/;
 
 /** Whether every call in `code` leaves the registers alone (push/pop move ESP, for one). */
 function callsKeepRegisters(code: string): boolean {
@@ -437,10 +456,16 @@ export function compileBlock(
     guard.add(`cpu.segBase[${seg}] === 0`).add(`cpu.${chk}[${seg}] === ${0xffffffff}`);
     return true;
   };
+  // a flat stack segment with a 32-bit stack pointer, checked on entry with the segments
+  const stack = (): boolean => {
+    if (segs === null || segs.spMask !== -1 || !flat(2, true) || !flat(2, false)) return false;
+    guard.add("cpu.spMask === -1");
+    return true;
+  };
   const ils: ({ code: string; pure: boolean } | null)[] = [];
   let called = false;
   for (let k = 0; k <= last; k++) {
-    const il = inline(ins[k], k, ram32, called ? undefined : flat);
+    const il = inline(ins[k], k, ram32, called ? undefined : flat, called ? undefined : stack);
     if (il === null) called = true;
     ils.push(il);
   }
@@ -592,7 +617,10 @@ export function compileBlock(
     src = `LOOP: for (;;) {\n${src.replace(/\breturn (\d+)/g, "return N + $1")}}\n`;
     runs.push("cpu.instructions += N;\n");
   }
-  src = `${check}let k = 0, N = 0, D = 0, S = 0, T = 0, X = 0, O = 0${decl ? ", " + decl : ""};\n` +
+  src =
+    `${check}let k = 0, N = 0, D = 0, S = 0, T = 0, X = 0, O = 0, P = 0, Y = 0${
+      decl ? ", " + decl : ""
+    };\n` +
     `try {\n${src}} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
