@@ -299,6 +299,20 @@ const IMUL: Handler[][][] = [0, 1].map((imm) =>
   )
 );
 
+/** NOT and NEG r/m (F6/F7 /2 /3) indexed [neg][sz][mem], as ops.ts's hNot/hNeg. */
+const NOTNEG: Handler[][][] = [0, 1].map((neg) =>
+  [0, 1, 2].map((sz) =>
+    [0, 1].map((mem) => {
+      const load = mem
+        ? `const lin = i.ea(cpu, i); const b = cpu.${RDW[sz]}(lin);`
+        : `const b = ${RM[sz]};`;
+      const calc = neg ? `const a = 0; ${aluBody(5, sz)}` : "const r = ~b;";
+      const put = mem ? `cpu.${WR[sz]}(lin, r);` : store(sz, RM[sz]);
+      return make(`${neg ? "neg" : "not"}_${sz}_${mem}`, `${load} ${calc} ${put}`);
+    })
+  )
+);
+
 /** TEST r/m, r (memory form) and TEST r/m, imm indexed [imm form][sz][mem]. */
 const TEST_ANY: Handler[][][] = [0, 1].map((imm) =>
   [0, 1, 2].map((sz) =>
@@ -427,6 +441,9 @@ export function specialize(i: Instr): Handler | null {
   if ((o === 0x69 || o === 0x6b) && sz > 0) return IMUL[1][sz - 1][m];
   if (o === 0x84 || o === 0x85) return TEST_ANY[0][sz][m];
   if ((o === 0xf6 || o === 0xf7) && i.regN < 2) return TEST_ANY[1][sz][m];
+  if ((o === 0xf6 || o === 0xf7) && (i.regN === 2 || i.regN === 3)) {
+    return NOTNEG[i.regN - 2][sz][m];
+  }
   if (o >= 0x190 && o <= 0x19f) return SETCC[o & 15][m];
   if (o >= 0x140 && o <= 0x14f && sz > 0) return CMOV[o & 15][sz - 1][m];
   if ((o === 0xc6 || o === 0xc7) && i.regN === 0) return MOV_RMI[sz][m];
