@@ -99,6 +99,14 @@ const CASES: Case[] = [
     regs: { 0: 5, 1: 3000 },
     dsLimit: 0xfffff,
   },
+  {
+    // top: inc eax; cmp eax, ecx; jz out; mov [edi], eax; add edi, 4; jmp top; out: hlt -- a
+    // fused compare-and-jump (two instructions, one record) before the store that faults
+    name: "fused compare before a faulting store",
+    code: [0x40, 0x39, 0xc8, 0x74, 0x07, 0x89, 0x07, 0x83, 0xc7, 0x04, 0xeb, 0xf4, 0xf4],
+    regs: { 1: 5000, 7: 0x1000 },
+    dsLimit: 0x2fff,
+  },
 ];
 
 const CODE = 0x40000;

@@ -486,6 +486,16 @@ export function compileBlock(
   }
   const joins = new Set(skipTo.values());
   const flags = deferFlags(ils, joins);
+  // the count a compiled block returns is of instructions: an inlined fused compare-and-jump is
+  // two (its handler counts the second itself: cpu.instructions++, dropped here); W[k] counts
+  // the instructions of records 0..k-1
+  const W = [0];
+  for (let k = 0; k <= last; k++) {
+    const il = ils[k];
+    const fused = il !== null && il.code.includes("cpu.instructions++;");
+    if (fused) il!.code = il!.code.replace("cpu.instructions++;", "");
+    W.push(W[k] + (fused ? 2 : 1));
+  }
   const reg = ils.map((il, k) =>
     il !== null && k < last && callsKeepRegisters(il.code) ? registerForm(il.code) : null
   );
@@ -564,18 +574,18 @@ export function compileBlock(
         looped ||= loop;
         const skip = skipTo.get(k);
         const leave = loop
-          ? `{ ${wb}${fwb}N += ${k + 1} - D; D = 0; ` +
+          ? `{ ${wb}${fwb}N += ${W[k + 1]} - D; D = 0; ` +
             `if (N < ${LOOP_RECORDS} && !cpu.blockExit) continue LOOP; cpu.eip = base; return N; }`
           : skip !== undefined
-          ? `{ ${wb}${fwb}D += ${skip - k - 1}; break J${k}; }`
-          : `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${k + 1}; }`;
+          ? `{ ${wb}${fwb}D += ${W[skip] - W[k + 1]}; break J${k}; }`
+          : `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${W[k + 1]}; }`;
         src += code.slice(0, taken.index) + leave +
           code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
         continue;
       }
       src += `cpu.eip = f${k};\n`;
       src += code + norm + (endsRun ? back : "");
-      src += `if ((cpu.eip | 0) !== (f${k} | 0)) { ${fwb}return ${k + 1}; }\n`;
+      src += `if ((cpu.eip | 0) !== (f${k} | 0)) { ${fwb}return ${W[k + 1]}; }\n`;
       continue;
     }
     src += code + norm + (endsRun ? back : "");
@@ -587,7 +597,7 @@ export function compileBlock(
         `if (${slowOnly ? "S !== 0 && " : ""}cpu.blockExit) { ${
           reg[k] !== null && !endsRun ? back : ""
         }` +
-        `${fwb}cpu.eip = (base + ${i.end}) & ${mask}; return ${k + 1}; }\n`;
+        `${fwb}cpu.eip = (base + ${i.end}) & ${mask}; return ${W[k + 1]}; }\n`;
     }
   }
   // the flag locals, and the catch's write-back of the record pending at a faulting record
@@ -606,7 +616,13 @@ export function compileBlock(
   }
   const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
-  src += `${flagWriteBack(flags.after[last])}return ${last + 1};\n`;
+  src += `${flagWriteBack(flags.after[last])}return ${W[last + 1]};\n`;
+  if (W[last + 1] !== last + 1) {
+    // a fault at record k: the loop counts k + 1; the fused pairs before it retired one more each
+    runs.push(
+      `cpu.instructions += [${W.slice(0, last + 1).map((w, k) => w - k).join(", ")}][k];\n`,
+    );
+  }
   if (skipTo.size !== 0) {
     // records a jump skipped (D) did not run: every return leaves them out, and so does a fault
     src = src.replace(/\breturn (\d+);/g, "return $1 - D;");
