@@ -311,7 +311,9 @@ export class Cpu extends LazyFlags implements CpuControl {
    * may be pending, the mode changed, code was overwritten). Returns instructions retired.
    */
   private runBlock(limit: number): number {
-    let n = 0;
+    // the budget counts retired instructions (a fused pair is two) the same way whether a block
+    // ran interpreted or compiled, so that slices end at the same instruction either way
+    const start = this.instructions;
     let k = 0;
     let inJit = false;
     // the running block and its EIP, for a fault's EIP (null: none, EIP is current)
@@ -348,11 +350,11 @@ export class Cpu extends LazyFlags implements CpuControl {
         }
         if (jit !== null) {
           inJit = true;
-          k = jit(this, ins, base);
+          k = jit(this, ins, base, limit - (this.instructions - start));
           if (k < 0) {
             // compiled for flat segments that are no longer flat: compiled again without
             block.jit = compileBlock(block, this.code32, this.ram32.length !== 0);
-            k = block.jit(this, ins, base);
+            k = block.jit(this, ins, base, limit - (this.instructions - start));
           }
           inJit = false;
         } else {
@@ -388,13 +390,12 @@ export class Cpu extends LazyFlags implements CpuControl {
             k = last + 1;
           }
         }
-        n += k;
         this.instructions += k;
         k = 0;
         // 32-bit code may leave EIP as a negative int32 (16-bit code masks it)
         let eip = this.eip;
         if (eip < 0) this.eip = eip = eip >>> 0;
-        if (this.blockExit || n >= limit) break;
+        if (this.blockExit || this.instructions - start >= limit) break;
         // follow the cached successor when it was linked under the same translation epoch
         let next: Block | null = null;
         if (block.linkEpoch === this.epoch) {
@@ -420,14 +421,14 @@ export class Cpu extends LazyFlags implements CpuControl {
         }
         block = next;
       }
-      return n;
+      return this.instructions - start;
     } catch (e) {
       if (e !== FAULT) throw e;
       if (inJit) k = this.jk;
       this.eip = this.faultEip(cur, curBase, k);
       this.instructions += k + 1;
       this.guardedInterrupt(this.excVec, this.excCode, 1);
-      return n + k + 1;
+      return this.instructions - start;
     }
   }
 

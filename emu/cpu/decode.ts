@@ -14,7 +14,7 @@ import { OPCODES, type OpEntry, UD_ENTRY, writesMemory } from "./ops.ts";
 const tooLong: Handler = (cpu) => cpu.fault(GP, 0);
 
 /** The most instructions one block holds. */
-const MAX_BLOCK = 48;
+export const MAX_BLOCK = 48;
 
 /** Register view index of register n for operand size sz (byte registers AH..BH sit at +1). */
 export function regIndex(sz: number, n: number): number {

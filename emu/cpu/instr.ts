@@ -94,7 +94,7 @@ export class Block {
   hits = 0;
   /**
    * The compiled form: runs the whole block from EIP `base`, leaves EIP past the last
-   * instruction run and returns how many records ran.
+   * instruction run and returns how many instructions retired.
    */
-  jit: ((cpu: Cpu, ins: Instr[], base: number) => number) | null = null;
+  jit: ((cpu: Cpu, ins: Instr[], base: number, lim: number) => number) | null = null;
 }

@@ -16,7 +16,7 @@
  */
 
 import type { Cpu } from "./cpu.ts";
-import { eaSource } from "./decode.ts";
+import { eaSource, MAX_BLOCK } from "./decode.ts";
 import { H, handlerBody } from "./fast.ts";
 import type { Block, Instr } from "./instr.ts";
 import {
@@ -31,10 +31,12 @@ import {
 } from "./flags.ts";
 
 /**
- * A compiled block: runs from EIP `base`; returns the number of records run, or -1 (having run
- * nothing) when a segment it was compiled for as flat is no longer flat.
+ * A compiled block: runs from EIP `base`; returns the number of instructions retired, or -1
+ * (having run nothing) when a segment it was compiled for as flat is no longer flat. `lim` is
+ * what is left of the slice's budget: a block that loops inside itself or jumps forward inside
+ * itself stops where the loop would have stopped between blocks.
  */
-export type BlockFn = (cpu: Cpu, ins: Instr[], base: number) => number;
+export type BlockFn = (cpu: Cpu, ins: Instr[], base: number, lim: number) => number;
 
 /** The segment caches' bases and read/write limit checks (cpu.ts's segBase/segChk/segChkW). */
 export interface FlatSegments {
@@ -53,12 +55,6 @@ export interface FlatSegments {
  * every block at once: the CPU tests then check compiled code; 0 turns the compiler off).
  */
 export const JIT_THRESHOLD: number = envThreshold() ?? 20000;
-
-/**
- * Records a compiled block that jumps back to its own start runs at most per call before it
- * returns to the loop (which checks the slice's budget, interrupts and timers).
- */
-const LOOP_RECORDS = 4096;
 
 function envThreshold(): number | undefined {
   try {
@@ -474,7 +470,10 @@ export function compileBlock(
   // Properly nested ones only; the target starts a new register run with no flags pending.
   const skipTo = new Map<number, number>();
   const starts = ins.map((i) => i.end - i.len);
-  for (let k = 0; k < last; k++) {
+  // Not in a block the decoder cut at MAX_BLOCK records: the loop would have run the target's
+  // own block, which goes on past this one's end, and a slice's budget would then run out at
+  // another instruction than here (compiled and interpreted runs stay in step under -icount).
+  for (let k = 0; k < last && ins.length < MAX_BLOCK; k++) {
     const t0 = ins[k].exit && ils[k] !== null ? takenAtEnd(ils[k]!.code) : null;
     if (t0 === null) continue;
     const target = ins[k].end + Number(t0[1].replace(/[()]/g, ""));
@@ -568,16 +567,18 @@ export function compileBlock(
         const wb = reg[k] !== null ? back : "";
         const disp = Number(taken[1].replace(/[()]/g, ""));
         // a jump back to the block's start with only inlined code before it loops here (a
-        // called handler might change what the entry checks assumed): up to LOOP_RECORDS
-        // records, or until something asks for a return to the event loop
+        // called handler might change what the entry checks assumed) while the slice's budget
+        // (lim, in instructions) lasts and nothing asks for a return to the event loop: the
+        // loop would stop at the same instruction after as many turns of the block
         const loop = i.end + disp === 0 && k < firstCall;
         looped ||= loop;
         const skip = skipTo.get(k);
         const leave = loop
           ? `{ ${wb}${fwb}N += ${W[k + 1]} - D; D = 0; ` +
-            `if (N < ${LOOP_RECORDS} && !cpu.blockExit) continue LOOP; cpu.eip = base; return N; }`
+            `if (N < lim && !cpu.blockExit) continue LOOP; cpu.eip = base; return N; }`
           : skip !== undefined
-          ? `{ ${wb}${fwb}D += ${W[skip] - W[k + 1]}; break J${k}; }`
+          ? `{ ${wb}${fwb}if (N + ${W[k + 1]} - D >= lim) { cpu.eip = (f${k} + ${taken[1]}) ` +
+            `${taken[2]}; return ${W[k + 1]}; } D += ${W[skip] - W[k + 1]}; break J${k}; }`
           : `{ cpu.eip = (f${k} + ${taken[1]}) ${taken[2]}; ${wb}${fwb}return ${W[k + 1]}; }`;
         src += code.slice(0, taken.index) + leave +
           code.slice(taken.index + taken[0].length) + norm + (endsRun ? back : "");
@@ -648,5 +649,7 @@ export function compileBlock(
   const pre = [...hoisted].map((f) => `const C_${f} = cpu.${f};\n`).join("");
   // named by physical address, so that profiles (perf with --perf-basic-prof) tell blocks apart
   const name = `block_${b.phys.toString(16)}`;
-  return new Function("H", `return function ${name}(cpu, I, base) {\n${pre}${src}};`)(H) as BlockFn;
+  return new Function("H", `return function ${name}(cpu, I, base, lim) {\n${pre}${src}};`)(
+    H,
+  ) as BlockFn;
 }
