@@ -520,49 +520,73 @@ const FUSED = new Map<string, Handler>();
  * ADC/SBB) whose lazy-flag record is (lop, sz): the formulas of flags.ts with the operation
  * and size known, so no dispatch on cpu.lop. PF still reads the record. Null: keep COND.
  */
-function directCond(cc: number, lop: number, sz: number): string | null {
+/**
+ * CF, OF, ZF and SF of a lazy-flag record whose operation and size are known, as JS over the
+ * names that hold its fields (`carry`: the ADC/SBB carry in; `lcin`: the record's lcin, for
+ * INC/DEC and LOP_RESULT): the formulas of flags.ts without the dispatch on lop. Used for fused
+ * compare-and-jumps here and for the flag locals of the block compiler (jit.ts).
+ */
+export function flagFormulas(
+  lop: number,
+  sz: number,
+  n: { a: string; b: string; r: string; carry: string; lcin: string },
+): { cf: string; of: string; zf: string; sf: string } | null {
   const M = ["0xff", "0xffff", "0xffffffff"][sz];
   const S = ["0x80", "0x8000", "0x80000000"][sz];
   const S1 = ["0x7f", "0x7fff", "0x7fffffff"][sz];
   const B1 = [7, 15, 31][sz];
+  const { a, b, r, carry: c, lcin } = n;
   let cf: string, of: string;
   switch (lop) {
     case LOP_ADD:
-      cf = `((r & ${M}) >>> 0 < a >>> 0 ? 1 : 0)`;
-      of = `(((a ^ r) & (b ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      cf = `((${r} & ${M}) >>> 0 < ${a} >>> 0 ? 1 : 0)`;
+      of = `(((${a} ^ ${r}) & (${b} ^ ${r}) & ${S}) !== 0 ? 1 : 0)`;
       break;
     case LOP_ADC:
-      cf = `(c ? ((r & ${M}) >>> 0 <= a >>> 0 ? 1 : 0) : ((r & ${M}) >>> 0 < a >>> 0 ? 1 : 0))`;
-      of = `(((a ^ r) & (b ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      cf = `(${c} ? ((${r} & ${M}) >>> 0 <= ${a} >>> 0 ? 1 : 0) : ` +
+        `((${r} & ${M}) >>> 0 < ${a} >>> 0 ? 1 : 0))`;
+      of = `(((${a} ^ ${r}) & (${b} ^ ${r}) & ${S}) !== 0 ? 1 : 0)`;
       break;
     case LOP_SUB:
-      cf = `(a >>> 0 < b >>> 0 ? 1 : 0)`;
-      of = `(((a ^ b) & (a ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      cf = `(${a} >>> 0 < ${b} >>> 0 ? 1 : 0)`;
+      of = `(((${a} ^ ${b}) & (${a} ^ ${r}) & ${S}) !== 0 ? 1 : 0)`;
       break;
     case LOP_SBB:
-      cf = `(c ? (a >>> 0 <= b >>> 0 ? 1 : 0) : (a >>> 0 < b >>> 0 ? 1 : 0))`;
-      of = `(((a ^ b) & (a ^ r) & ${S}) !== 0 ? 1 : 0)`;
+      cf = `(${c} ? (${a} >>> 0 <= ${b} >>> 0 ? 1 : 0) : (${a} >>> 0 < ${b} >>> 0 ? 1 : 0))`;
+      of = `(((${a} ^ ${b}) & (${a} ^ ${r}) & ${S}) !== 0 ? 1 : 0)`;
       break;
     case LOP_LOGIC:
       cf = "0";
       of = "0";
       break;
     case LOP_INC:
-      cf = "(cpu.lcin & 1)";
-      of = `((r & ${M}) >>> 0 === ${S} ? 1 : 0)`;
+      cf = `(${lcin} & 1)`;
+      of = `((${r} & ${M}) >>> 0 === ${S} ? 1 : 0)`;
       break;
     case LOP_DEC:
-      cf = "(cpu.lcin & 1)";
-      of = `((r & ${M}) >>> 0 === ${S1} ? 1 : 0)`;
+      cf = `(${lcin} & 1)`;
+      of = `((${r} & ${M}) >>> 0 === ${S1} ? 1 : 0)`;
+      break;
+    case LOP_RESULT:
+      cf = `(${lcin} & 1)`;
+      of = `((${lcin} >> 11) & 1)`;
       break;
     default:
       return null;
   }
+  return { cf, of, zf: `((${r} & ${M}) === 0 ? 1 : 0)`, sf: `((${r} >>> ${B1}) & 1)` };
+}
+
+function directCond(cc: number, lop: number, sz: number): string | null {
+  const f = lop === LOP_RESULT
+    ? null
+    : flagFormulas(lop, sz, { a: "a", b: "b", r: "r", carry: "c", lcin: "cpu.lcin" });
+  if (f === null) return null;
   return COND[cc]
-    .replaceAll("cpu.cf()", cf)
-    .replaceAll("cpu.of()", of)
-    .replaceAll("cpu.zf()", `((r & ${M}) === 0 ? 1 : 0)`)
-    .replaceAll("cpu.sf()", `((r >>> ${B1}) & 1)`);
+    .replaceAll("cpu.cf()", f.cf)
+    .replaceAll("cpu.of()", f.of)
+    .replaceAll("cpu.zf()", f.zf)
+    .replaceAll("cpu.sf()", f.sf);
 }
 
 /**

@@ -17,18 +17,9 @@
 
 import type { Cpu } from "./cpu.ts";
 import { eaSource, MAX_BLOCK } from "./decode.ts";
-import { H, handlerBody } from "./fast.ts";
+import { flagFormulas, H, handlerBody } from "./fast.ts";
 import type { Block, Instr } from "./instr.ts";
-import {
-  LOP_ADC,
-  LOP_ADD,
-  LOP_DEC,
-  LOP_INC,
-  LOP_LOGIC,
-  LOP_RESULT,
-  LOP_SBB,
-  LOP_SUB,
-} from "./flags.ts";
+import { LOP_ADD, LOP_LOGIC, LOP_RESULT, LOP_SUB } from "./flags.ts";
 
 /**
  * A compiled block: runs from EIP `base`; returns the number of instructions retired, or -1
@@ -220,50 +211,11 @@ function flagWriteBack(w: Writer | null): string {
     `cpu.lsz = ${w.lsz}; cpu.lop = ${w.lop};${w.cin ? ` cpu.lcin = Flcin${k};` : ""}\n`;
 }
 
-/** CF, ZF, SF or OF of writer `w`'s record, as flags.ts computes it from the same fields. */
-function flagExpr(f: string, w: Writer): string | null {
-  const k = w.k, m = [0xff, 0xffff, 0xffffffff][w.lsz], bits = [8, 16, 32][w.lsz];
-  const sign = [0x80, 0x8000, 0x80000000][w.lsz];
-  const a = `Fla${k}`, b = `Flb${k}`, r = `Flr${k}`, c = `Flcin${k}`;
-  switch (f) {
-    case "zf":
-      return `((${r} & ${m}) === 0 ? 1 : 0)`;
-    case "sf":
-      return `((${r} >>> ${bits - 1}) & 1)`;
-    case "cf":
-      switch (w.lop) {
-        case LOP_ADD:
-          return `((${r} & ${m}) >>> 0 < ${a} >>> 0 ? 1 : 0)`;
-        case LOP_ADC:
-          return `(${c} ? ((${r} & ${m}) >>> 0 <= ${a} >>> 0 ? 1 : 0) : ` +
-            `((${r} & ${m}) >>> 0 < ${a} >>> 0 ? 1 : 0))`;
-        case LOP_SUB:
-          return `(${a} >>> 0 < ${b} >>> 0 ? 1 : 0)`;
-        case LOP_SBB:
-          return `(${c} ? (${a} >>> 0 <= ${b} >>> 0 ? 1 : 0) : (${a} >>> 0 < ${b} >>> 0 ? 1 : 0))`;
-        case LOP_LOGIC:
-          return "0";
-        default:
-          return `(${c} & 1)`;
-      }
-    default: // of
-      switch (w.lop) {
-        case LOP_ADD:
-        case LOP_ADC:
-          return `(((${a} ^ ${r}) & (${b} ^ ${r}) & ${sign}) !== 0 ? 1 : 0)`;
-        case LOP_SUB:
-        case LOP_SBB:
-          return `(((${a} ^ ${b}) & (${a} ^ ${r}) & ${sign}) !== 0 ? 1 : 0)`;
-        case LOP_LOGIC:
-          return "0";
-        case LOP_INC:
-          return `((${r} & ${m}) >>> 0 === ${sign} ? 1 : 0)`;
-        case LOP_DEC:
-          return `((${r} & ${m}) >>> 0 === ${sign - 1} ? 1 : 0)`;
-        default:
-          return `((${c} >> 11) & 1)`;
-      }
-  }
+/** CF, ZF, SF or OF of writer `w`'s record, evaluated from its locals. */
+function flagExpr(f: string, w: Writer): string {
+  const k = w.k;
+  const n = { a: `Fla${k}`, b: `Flb${k}`, r: `Flr${k}`, carry: `Flcin${k}`, lcin: `Flcin${k}` };
+  return flagFormulas(w.lop, w.lsz, n)![f as "cf" | "of" | "zf" | "sf"];
 }
 
 /**
@@ -304,7 +256,7 @@ function deferFlags(ils: ({ code: string; pure: boolean } | null)[], joins: Set<
       } else {
         if (pending !== null) {
           const w: Writer = pending;
-          c = c.replace(FLAG_GET, (_m, f: string) => flagExpr(f, w)!);
+          c = c.replace(FLAG_GET, (_m, f: string) => flagExpr(f, w));
         }
         if (stores.length !== 0) {
           const set = new Map<string, string>();
