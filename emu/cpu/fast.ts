@@ -224,6 +224,19 @@ const POP32 = make("pop_r32", "const v = cpu.pop32(); cpu.r32[i.reg] = v;");
 
 /** The ModRM register operand of size sz read by JS (the rm field, register form). */
 const RM = ["cpu.r8[i.rm]", "cpu.r16[i.rm]", "cpu.r32[i.rm]"];
+
+/** An r/m operand of size sz read into `v` and written back: the read, and the store of `e`. */
+function rmw(sz: number, mem: number, v: string): { load: string; put: (e: string) => string } {
+  return mem
+    ? {
+      load: `const lin = i.ea(cpu, i); const ${v} = cpu.${RDW[sz]}(lin);`,
+      put: (e) => `cpu.${WR[sz]}(lin, ${e});`,
+    }
+    : { load: `const ${v} = ${RM[sz]};`, put: (e) => `${RM[sz]} = ${e};` };
+}
+
+/** The count of a group-2 shift by form: an immediate, 1, or CL (masked to 5 bits). */
+const SHIFT_COUNT = ["i.imm & 31", "1", "cpu.r8[4] & 31"];
 /** A byte/word register named by rmN (MOVZX/MOVSX sources have their own size). */
 const SRC_RM = ["cpu.r8[((i.rmN & 3) << 2) | (i.rmN >> 2)]", "cpu.r16[i.rmN << 1]"];
 const TRUNC = ["r & 0xff", "r & 0xffff", "r | 0"];
@@ -248,10 +261,8 @@ const MOVX: Handler[][][][] = [0, 1].map((sx) =>
 const INCDEC_RM: Handler[][][] = [0, 1].map((d) =>
   [0, 1, 2].map((sz) =>
     [0, 1].map((mem) => {
-      const load = mem
-        ? `const lin = i.ea(cpu, i); const a = cpu.${RDW[sz]}(lin);`
-        : `const a = ${RM[sz]};`;
-      const store = mem ? `cpu.${WR[sz]}(lin, ${TRUNC[sz]});` : `${RM[sz]} = ${TRUNC[sz]};`;
+      const { load, put } = rmw(sz, mem, "a");
+      const store = put(TRUNC[sz]);
       return make(
         `${d ? "dec" : "inc"}_rm_${sz}_${mem}`,
         `${load} cpu.lcin = cpu.cf(); cpu.lop = ${d ? LOP_DEC : LOP_INC}; const r = a ${
@@ -267,7 +278,7 @@ const INCDEC_RM: Handler[][][] = [0, 1].map((d) =>
 const SHIFT_ANY: Handler[][][] = [0, 1, 2].map((form) =>
   [0, 1, 2].map((sz) =>
     [0, 1].map((mem) => {
-      const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
+      const count = SHIFT_COUNT[form];
       const body = mem
         ? `const c = ${count}; const lin = i.ea(cpu, i); const v = cpu.${RDW[sz]}(lin); ` +
           `if (c === 0) return; cpu.${WR[sz]}(lin, H.shift(cpu, i.op, v, c, ${sz}));`
@@ -303,12 +314,10 @@ const IMUL: Handler[][][] = [0, 1].map((imm) =>
 const NOTNEG: Handler[][][] = [0, 1].map((neg) =>
   [0, 1, 2].map((sz) =>
     [0, 1].map((mem) => {
-      const load = mem
-        ? `const lin = i.ea(cpu, i); const b = cpu.${RDW[sz]}(lin);`
-        : `const b = ${RM[sz]};`;
+      const { load, put } = rmw(sz, mem, "b");
       const calc = neg ? `const a = 0; ${aluBody(5, sz)}` : "const r = ~b;";
-      const put = mem ? `cpu.${WR[sz]}(lin, r);` : store(sz, RM[sz]);
-      return make(`${neg ? "neg" : "not"}_${sz}_${mem}`, `${load} ${calc} ${put}`);
+      const back = put(sz === 2 && !mem ? "r | 0" : "r");
+      return make(`${neg ? "neg" : "not"}_${sz}_${mem}`, `${load} ${calc} ${back}`);
     })
   )
 );
@@ -460,11 +469,9 @@ export function specialize(i: Instr): Handler | null {
 const SHIFT32: Handler[][][] = [0, 1, 2].map((form) =>
   [0, 1].map((mem) =>
     [4, 5, 7].map((op) => {
-      const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
-      const load = mem
-        ? "const lin = i.ea(cpu, i); const v = cpu.rdw32(lin);"
-        : "const v = cpu.r32[i.rm];";
-      const store = mem ? "cpu.wr32(lin, r);" : "cpu.r32[i.rm] = r;";
+      const count = SHIFT_COUNT[form];
+      const { load, put } = rmw(2, mem, "v");
+      const store = put("r");
       const calc = op === 4
         ? "const r = v << c; const cf = (v >>> (32 - c)) & 1; const of = (r >>> 31) ^ cf;"
         : op === 5
@@ -488,11 +495,9 @@ const SHIFT_NARROW: Handler[][][][] = [0, 1, 2].map((form) =>
     [0, 1].map((mem) =>
       [4, 5, 7].map((op) => {
         const bits = sz === 0 ? 8 : 16, m = sz === 0 ? "0xff" : "0xffff";
-        const count = form === 0 ? "i.imm & 31" : form === 1 ? "1" : "cpu.r8[4] & 31";
-        const load = mem
-          ? `const lin = i.ea(cpu, i); const v = cpu.${RDW[sz]}(lin);`
-          : `const v = ${RM[sz]};`;
-        const store = mem ? `cpu.${WR[sz]}(lin, r);` : `${RM[sz]} = r;`;
+        const count = SHIFT_COUNT[form];
+        const { load, put } = rmw(sz, mem, "v");
+        const store = put("r");
         const calc = op === 4
           ? `const r = (v << c) & ${m}; const cf = c <= ${bits} ? (v >>> (${bits} - c)) & 1 : 0; ` +
             `const of = ((r >>> ${bits - 1}) & 1) ^ cf;`

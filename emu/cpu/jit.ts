@@ -453,9 +453,8 @@ export function compileBlock(
   // a register-form side exit whose taken branch returns from the block (writing the run's
   // registers back there) does not end its run: the fall-through goes on with the locals
   const through = reg.map((r, k) => r !== null && ins[k].exit && takenAtEnd(r) !== null);
-  const firstCall = ils.findIndex((il) => il === null) < 0
-    ? Infinity
-    : ils.findIndex((il) => il === null);
+  const called0 = ils.findIndex((il) => il === null);
+  const firstCall = called0 < 0 ? Infinity : called0;
   let looped = false;
   const runs: string[] = []; // per run: the catch's write-back for a fault inside it
   const locals = new Set<string>();
