@@ -1,8 +1,9 @@
 /**
  * Runs small looping programs on a bare CPU and prints the final state as JSON; cpu_jit_test.ts
  * runs it with the block compiler on every block and with it off and compares the two. The loops
- * exercise blocks that jump back to their own start (compiled as a loop), a fault in a later
- * turn, the turn cap, and flags carried from one turn into the next.
+ * exercise blocks that jump back to their own start (compiled as a loop), jumps forward inside
+ * a block, a fault in a later turn, the run budget ending a loop (run(1000) each time), calls and
+ * pushes, and flags carried from one turn into the next.
  */
 import { Cpu, ramOnlyBus } from "../emu/cpu/cpu.ts";
 
