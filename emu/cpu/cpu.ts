@@ -667,17 +667,30 @@ export class Cpu extends LazyFlags implements CpuControl {
     const map = this.pageBlocks[p];
     if (map !== undefined) {
       const b = map.get(key);
-      if (b !== undefined) return b;
+      // a block crossing into the next page: only while that page maps where it did (and a
+      // write to that page, which drops it there, has not dropped it)
+      if (b !== undefined && (b.phys2 < 0 || (b.valid && this.nextPagePhys(lin) === b.phys2))) {
+        return b;
+      }
     }
     const b = decodeBlock(this, lin, phys);
     b.key = key;
+    if (b.phys2 >= 0) b.phys2 = this.nextPagePhys(lin);
     if (b.cacheable) this.registerBlock(b);
     return b;
   }
 
+  /** The physical address of the code page after the one linear `lin` lies in. */
+  private nextPagePhys(lin: number): number {
+    const next = ((lin | 0xfff) + 1) | 0;
+    const e = this.tlbX[(next >>> 12) | this.tlbUser];
+    return e !== 0 ? (e - 1) * 4096 : this.translate(next, 2);
+  }
+
   private registerBlock(b: Block): void {
     const p = Math.floor(b.phys / 4096);
-    if (p >= this.ramPages) {
+    const p2 = b.phys2 < 0 ? -1 : Math.floor(b.phys2 / 4096);
+    if (p >= this.ramPages || p2 >= this.ramPages) {
       b.cacheable = false; // code outside RAM (device memory) is decoded every time
       return;
     }
@@ -689,6 +702,19 @@ export class Cpu extends LazyFlags implements CpuControl {
     for (let l = off >> 6, e = (off + this.blockBytes(b) - 1) >> 6; l <= e && l < 64; l++) {
       lines[p * 64 + l] = 1;
     }
+    this.markCodePage(p);
+    if (p2 >= 0) {
+      // the tail (under 16 bytes) lies in the second page's first line: a write there drops
+      // the block through that page's map, under a key no lookup uses
+      let map2 = this.pageBlocks[p2];
+      if (map2 === undefined) map2 = this.pageBlocks[p2] = new Map();
+      map2.set(-1 - (p * 8192 + b.key), b);
+      lines[p2 * 64] = 1;
+      this.markCodePage(p2);
+    }
+  }
+
+  private markCodePage(p: number): void {
     if (this.codePage[p] === 0) {
       this.codePage[p] = 1;
       this.dropWriteTlbFor(p);

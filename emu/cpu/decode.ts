@@ -301,7 +301,7 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
       throw err;
     }
     const crosses = ((p & 0xfff) + i.len) > 0x1000;
-    if (crosses && b.ins.length > 0) break; // decode it again as its own (uncached) block
+    if (crosses && b.ins.length > 0) break; // decoded again as a block of its own
     i.end = (p - lin + i.len) | 0;
     p = (p + i.len) | 0;
     const prev = b.ins.length > 0 ? b.ins[b.ins.length - 1] : null;
@@ -309,7 +309,7 @@ export function decodeBlock(cpu: Cpu, lin: number, phys: number): Block {
     if (prev === null || i.fn === lockUd || !fuse(prev, i)) b.ins.push(i);
     if (jcc) b.ins[b.ins.length - 1].exit = true; // the Jcc or the pair fused with it
     if (crosses) {
-      b.cacheable = false;
+      b.phys2 = 0; // the caller records the second page's physical address
       break;
     }
     if ((lastEnds && !jcc) || b.ins.length >= MAX_BLOCK || (p & 0xfff) === 0) break;

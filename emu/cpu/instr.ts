@@ -88,8 +88,14 @@ export class Block {
   nextEip1 = -1;
   next1: Block | null = null;
   linkEpoch = -1;
-  /** False for a lone instruction that crosses a page boundary (decoded again each time). */
+  /** False for code outside RAM (device memory: decoded again each time). */
   cacheable = true;
+  /**
+   * For a lone instruction that crosses a page boundary: the physical address of the page its
+   * tail lies in (-1: none). The block is cached under its first page, found only while the
+   * second page still maps there, and dropped by a write to either page.
+   */
+  phys2 = -1;
   /** Times run by the threaded-code loop (it is compiled to JS when hot; see jit.ts). */
   hits = 0;
   /**

@@ -103,6 +103,25 @@ main:
         mov byte [0x203001], 0x43       ; mov eax, 0x4243
         call 0xC0003000
         CHECK 17, eax, 0x4243
+        ; an instruction that crosses into the next page ("mov eax, 0x44332211; ret" from
+        ; C0004FFE): run often, then the second page is mapped elsewhere (the cached decode
+        ; must not be run again), then written to through its identity mapping
+        mov dword [PTC + 4 * 4], 0x204000 | 3
+        mov dword [PTC + 5 * 4], 0x205000 | 3
+        mov dword [0x204ffc], 0x11b80000
+        mov dword [0x205000], 0xc3443322
+        mov dword [0x206000], 0xc3887766    ; the other page: "mov eax, 0x88776611; ret"
+        mov ecx, 50
+.cross: call 0xC0004ffe
+        loop .cross
+        CHECK 42, eax, 0x44332211
+        mov dword [PTC + 5 * 4], 0x206000 | 3
+        invlpg [0xC0005000]
+        call 0xC0004ffe
+        CHECK 43, eax, 0x88776611
+        mov byte [0x206001], 0x55
+        call 0xC0004ffe
+        CHECK 44, eax, 0x88556611
         ; paging off again: linear = physical
         mov eax, cr0
         and eax, 0x7fffffff

@@ -31,6 +31,32 @@ main:
         mov dword [0x40001], 0x4242
         call 0x40000
         CHECK 6, eax, 0x4242
+        ; an instruction across a page boundary ("mov eax, 0x44332211; ret" from 0x40FFE), run
+        ; often, then its first byte of immediate (in the first page) patched
+        mov dword [0x40ffc], 0x11b80000
+        mov dword [0x41000], 0xc3443322
+        mov ecx, 50
+.cross: call 0x40ffe
+        loop .cross
+        CHECK 7, eax, 0x44332211
+        mov byte [0x40fff], 0x66
+        call 0x40ffe
+        CHECK 8, eax, 0x44332266
+        ; and a JMP rel32 from 0x50FFE across the boundary (to 0x52000: "mov eax, 1; ret"),
+        ; patched in the second page, where nothing else was decoded (to 0x52100: "mov eax, 2")
+        mov dword [0x50ffc], 0xfde90000
+        mov dword [0x51000], 0x0000000f
+        mov dword [0x52000], 0x000001b8
+        mov dword [0x52004], 0xc300
+        mov dword [0x52100], 0x000002b8
+        mov dword [0x52104], 0xc300
+        mov ecx, 50
+.crossj: call 0x50ffe
+        loop .crossj
+        CHECK 9, eax, 1
+        mov byte [0x51000], 0x10
+        call 0x50ffe
+        CHECK 10, eax, 2
         jmp pass
 
 patchme:
