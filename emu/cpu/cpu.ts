@@ -80,6 +80,11 @@ export class Cpu extends LazyFlags implements CpuControl {
   segChk: Float64Array = new Float64Array(8);
   /** The same for writes: -1 where the segment is not writable (protected mode). */
   segChkW: Float64Array = new Float64Array(8);
+  /**
+   * Per segment register s, bit s: base 0 and reads checked against 4G - 1 (flat for reads);
+   * bit 8 + s: the same for writes. Compiled blocks check their flat segments in one test.
+   */
+  flatMask = 0;
   gdtBase = 0;
   gdtLimit = 0xffff;
   idtBase = 0;
@@ -208,6 +213,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     this.segSel[CS] = 0xf000;
     this.segBase[CS] = 0xffff0000 | 0;
     this.segAttr[CS] = 0x9b;
+    this.segCheck(CS);
     this.segLimit[LDTR] = this.segLimit[TR] = 0xffff;
     this.segAttr[LDTR] = 0x82;
     this.segAttr[TR] = 0x8b;
@@ -626,15 +632,17 @@ export class Cpu extends LazyFlags implements CpuControl {
     const chk = (attr & 0x1c) === 0x14 ? -1 : limit; // expand-down: checked in limitFault
     if ((this.cr0 & 1) === 0 || (this.eflags & 0x20000) !== 0) {
       this.segChk[seg] = this.segChkW[seg] = chk;
-      return;
-    }
-    if (attr === 0) {
+    } else if (attr === 0) {
       this.segChk[seg] = this.segChkW[seg] = -1;
-      return;
+    } else {
+      const code = (attr & 0x18) === 0x18;
+      this.segChk[seg] = code && (attr & 2) === 0 ? -1 : chk;
+      this.segChkW[seg] = code || (attr & 2) === 0 ? -1 : chk;
     }
-    const code = (attr & 0x18) === 0x18;
-    this.segChk[seg] = code && (attr & 2) === 0 ? -1 : chk;
-    this.segChkW[seg] = code || (attr & 2) === 0 ? -1 : chk;
+    const base0 = this.segBase[seg] === 0;
+    const r = base0 && this.segChk[seg] === 0xffffffff ? 1 << seg : 0;
+    const w = base0 && this.segChkW[seg] === 0xffffffff ? 0x100 << seg : 0;
+    this.flatMask = (this.flatMask & ~(0x101 << seg)) | r | w;
   }
 
   /**

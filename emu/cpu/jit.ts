@@ -397,11 +397,11 @@ export function compileBlock(
   // limit arithmetic, up to the first record that calls its handler (it might load a segment
   // register); the function starts by checking that those segments are still flat
   const guard = new Set<string>();
+  let flatBits = 0; // of cpu.flatMask
   const flat = (seg: number, write: boolean): boolean => {
     if (segs === null || segs.base[seg] !== 0) return false;
-    const chk = write ? "segChkW" : "segChk";
     if ((write ? segs.chkW : segs.chk)[seg] !== 0xffffffff) return false;
-    guard.add(`cpu.segBase[${seg}] === 0`).add(`cpu.${chk}[${seg}] === ${0xffffffff}`);
+    flatBits |= (write ? 0x100 : 1) << seg;
     return true;
   };
   // a flat stack segment with a 32-bit stack pointer, checked on entry with the segments
@@ -567,6 +567,7 @@ export function compileBlock(
     k = e;
   }
   const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
+  if (flatBits !== 0) guard.add(`(cpu.flatMask & ${flatBits}) === ${flatBits}`);
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
   src += `${flagWriteBack(flags.after[last])}return ${W[last + 1]};\n`;
   if (W[last + 1] !== last + 1) {

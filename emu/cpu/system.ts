@@ -68,6 +68,7 @@ function loadReal(cpu: Cpu, seg: number, sel: number): void {
   } else {
     cpu.segSel[seg] = sel;
     cpu.segBase[seg] = sel << 4;
+    cpu.segCheck(seg); // the flat mask
   }
 }
 
