@@ -33,7 +33,12 @@ async function waitForSocket(path: string, child: Deno.ChildProcess, ms = 15000)
   const end = Date.now() + ms;
   while (Date.now() < end && !exited) {
     try {
-      if (Deno.statSync(path).isSocket) return;
+      // listening, not only bound (the file exists between bind and listen): a connection
+      // that is accepted and closed at once
+      if (Deno.statSync(path).isSocket) {
+        (await Deno.connect({ transport: "unix", path })).close();
+        return;
+      }
     } catch {
       // not yet
     }
