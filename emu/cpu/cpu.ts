@@ -348,9 +348,7 @@ export class Cpu extends LazyFlags implements CpuControl {
         if (jit === null && ++block.hits >= JIT_THRESHOLD && block.cacheable && block.valid) {
           // hot: compiled before this run (so that DEMU_JIT_AFTER=1 runs compiled code only)
           jit = block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
-            base: this.segBase,
-            chk: this.segChk,
-            chkW: this.segChkW,
+            flatMask: this.flatMask,
             spMask: this.spMask,
           });
         }

@@ -29,11 +29,10 @@ import { LOP_ADD, LOP_LOGIC, LOP_RESULT, LOP_SUB } from "./flags.ts";
  */
 export type BlockFn = (cpu: Cpu, ins: Instr[], base: number, lim: number) => number;
 
-/** The segment caches' bases and read/write limit checks (cpu.ts's segBase/segChk/segChkW). */
+/** The segment state a block is compiled for. */
 export interface FlatSegments {
-  base: Int32Array;
-  chk: Float64Array;
-  chkW: Float64Array;
+  /** cpu.ts's flatMask: which segments are flat (base 0, limit 4G) for reads and for writes. */
+  flatMask: number;
   /** The stack pointer's mask (-1: ESP, 0xffff: SP). */
   spMask: number;
 }
@@ -399,9 +398,9 @@ export function compileBlock(
   const guard = new Set<string>();
   let flatBits = 0; // of cpu.flatMask
   const flat = (seg: number, write: boolean): boolean => {
-    if (segs === null || segs.base[seg] !== 0) return false;
-    if ((write ? segs.chkW : segs.chk)[seg] !== 0xffffffff) return false;
-    flatBits |= (write ? 0x100 : 1) << seg;
+    const bit = (write ? 0x100 : 1) << seg;
+    if (segs === null || (segs.flatMask & bit) === 0) return false;
+    flatBits |= bit;
     return true;
   };
   // a flat stack segment with a 32-bit stack pointer, checked on entry with the segments
