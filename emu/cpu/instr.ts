@@ -15,7 +15,10 @@ export type EaFn = (cpu: Cpu, i: Instr) => number;
 export const ZERO32 = 8;
 export const ZERO16 = 16;
 
-/** One decoded instruction. */
+/**
+ * One decoded instruction. The fields are declared in the order the threaded-code loop and the
+ * handlers read them (V8 lays them out so): the hot ones share the object's first cache lines.
+ */
 export class Instr {
   /** The handler. */
   fn: Handler;
@@ -44,7 +47,7 @@ export class Instr {
   seg = 3;
   /** Bytes accessed at the memory operand minus one (for the segment limit check). */
   accN = 0;
-  /** Index register index, likewise. */
+  /** Index register index, as for base. */
   index = ZERO32;
   /** SIB scale as a shift count. */
   scale = 0;
@@ -73,7 +76,10 @@ export class Instr {
   }
 }
 
-/** A run of decoded instructions starting at one physical address. */
+/**
+ * A run of decoded instructions starting at one physical address; fields in the order the
+ * block loop reads them, as in Instr.
+ */
 export class Block {
   ins: Instr[] = [];
   /**
