@@ -242,17 +242,28 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   memoryMapChanged(): void {
     this.blockExit = true; // a compiled block holds ram/ram32 in locals
+    const other = this.ram !== this.bus.ram;
     this.ram = this.bus.ram;
     this.ram32 = dwordView(this.ram);
     const pages = this.ram.length >>> 12;
+    if (other) this.flushCode(); // other RAM: no decoded block holds
     if (pages !== this.ramPages) {
       this.ramPages = pages;
       this.codePage = new Uint8Array(pages);
       this.codeLines = new Uint8Array(pages * 64);
       this.pageKinds = new Uint8Array(pages);
     }
-    for (let p = 0; p < pages; p++) this.pageKinds[p] = this.bus.pageKind(p);
-    this.flushCode(); // ROM/shadow contents may differ now
+    // only the pages whose kind changed lose their code: a PCI BAR that moves (Linux sizes
+    // every BAR at boot) changes no page of RAM, and dropping all code there cost the boot
+    // its warm blocks. Contents that change under a page (PAM swapping shadow RAM) come
+    // through ramWritten.
+    for (let p = 0; p < pages; p++) {
+      const kind = this.bus.pageKind(p);
+      if (kind !== this.pageKinds[p]) {
+        this.pageKinds[p] = kind;
+        if (this.codePage[p] !== 0) this.invalidateCodePage(p);
+      }
+    }
     this.flushTlb();
   }
 
@@ -428,7 +439,10 @@ export class Cpu extends LazyFlags implements CpuControl {
       return this.instructions - start;
     } catch (e) {
       if (e !== FAULT) throw e;
-      if (inJit) k = this.jk;
+      if (inJit) {
+        k = this.jk;
+        this.instructions += this.jx;
+      }
       this.eip = this.faultEip(cur, curBase, k);
       this.instructions += k + 1;
       this.guardedInterrupt(this.excVec, this.excCode, 1);
@@ -436,8 +450,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
   }
 
-  /** The record of the running compiled block that raised a fault (set by jit.ts code). */
+  /**
+   * The record of the running compiled block that may raise a fault, and the instructions to
+   * add to k + 1 for the count it retired (set by jit.ts code before each call that can fault).
+   */
   jk = 0;
+  jx = 0;
 
   /** Linear address of offset `off` in segment `seg` for a read of n+1 bytes (limit checked). */
   linR(seg: number, off: number, n: number): number {
