@@ -371,6 +371,35 @@ function callsKeepRegisters(code: string): boolean {
   return true;
 }
 
+/** Calls that cannot fault: the lazy-flag evaluators. */
+const NO_FAULT = /^(cf|zf|sf|of|pf|af)$/;
+/** The slow paths of inlined accesses and the address checks: calls that are rarely made. */
+const SLOW_READ = /\(S = 1, (?=cpu\.)/g;
+const SLOW_WRITE = /\bS = 1; (?=cpu\.)/g;
+const CHECK = /\bcpu\.(linR|linW|limitFault)\((\d+),/g;
+
+/**
+ * Record k's code with what a fault inside it needs written first: the registers its run keeps
+ * in locals (`back`), the lazy-flag record pending before it (`flags`), and which record it is
+ * with the count the block retired before it (cpu.jk, cpu.jx: runBlock's catch reads them).
+ * The slow paths of inlined accesses and the address checks get it inline, where it costs
+ * nothing on the fast path; a record with any other call that can fault gets it before
+ * itself. Writing state back early is harmless: the locals stay what the code goes on with.
+ * (A try/catch around the block did this once at the fault, but its exception edges made V8's
+ * code for every block slower: the kernel's decompression took 10% longer.)
+ */
+function withSync(code: string, k: number, dk: number, back: string, flags: string): string {
+  const stmts = `${back}${flags}cpu.jk = ${k}; cpu.jx = ${dk} - D + N;`;
+  const expr = stmts.split(";").map((x) => x.trim()).filter((x) => x !== "").join(", ");
+  const rest = code.replace(/\bS = 1[,;] cpu\.\w+\(/g, "").replace(CHECK, "");
+  const other = [...rest.matchAll(/\bcpu\.(\w+)\(/g)].some((m) => !NO_FAULT.test(m[1])) ||
+    /\bH\.|\bI\[/.test(rest);
+  if (other) return `${stmts}\n${code}`;
+  return code.replace(SLOW_READ, `(S = 1, ${expr}, `)
+    .replace(SLOW_WRITE, `S = 1; ${stmts} `)
+    .replace(CHECK, (_m, f: string, seg: string) => `cpu.${f}((${expr}, ${seg}),`);
+}
+
 /** CPU fields that compiled code reads once at entry (none is assigned by inlined code). */
 const HOISTED =
   /\bcpu\.(r32|r16|r8|ram32|ram|tlbR|tlbW|tlbUser|segBase|segChkW|segChk)\b(?!\s*=[^=])/g;
@@ -455,7 +484,6 @@ export function compileBlock(
   const called0 = ils.findIndex((il) => il === null);
   const firstCall = called0 < 0 ? Infinity : called0;
   let looped = false;
-  const runs: string[] = []; // per run: the catch's write-back for a fault inside it
   const locals = new Set<string>();
   let src = "";
   let back = ""; // the write-back ending the current run
@@ -491,7 +519,6 @@ export function compileBlock(
         src += `Q${n} = cpu.r32[${n}];\n`;
       }
       back = [...written].map((n) => `cpu.r32[${n}] = Q${n};\n`).join("");
-      if (back !== "") runs.push(`if (k >= ${k} && k < ${e}) {\n${back}}\n`);
     }
     let norm = "";
     if (reg[k] !== null) {
@@ -502,8 +529,10 @@ export function compileBlock(
     }
     const endsRun = reg[k] !== null &&
       (reg[k + 1] === null || (i.exit && !through[k]) || joins.has(k + 1));
-    // only a record that calls out or touches memory can raise an exception
-    if (il === null || !il.pure || k === last) src += `k = ${k};\n`;
+    // the writer pending before the record, unless it was written back before it (the record
+    // then may set the CPU's fields itself before a call, as its handler does)
+    const pendingFlags = flags.before[k] === "" ? flagWriteBack(flags.at[k]) : "";
+    code = withSync(code, k, W[k] - k, reg[k] !== null ? back : "", pendingFlags);
     if (k === last) src += `cpu.eip = (base + ${i.end}) & ${mask};\n`;
     src += flags.before[k];
     const fwb = flagWriteBack(flags.after[k]); // before a return after this record
@@ -551,45 +580,29 @@ export function compileBlock(
         `${fwb}cpu.eip = (base + ${i.end}) & ${mask}; return ${W[k + 1]}; }\n`;
     }
   }
-  // the flag locals, and the catch's write-back of the record pending at a faulting record
+  // the flag locals
   const writers = new Map<number, Writer>();
   for (const w of flags.after) if (w !== null) writers.set(w.k, w);
   for (const w of writers.values()) {
     const fields = [...(w.ab ? ["la", "lb"] : []), "lr", ...(w.cin ? ["lcin"] : [])];
     for (const f of fields) locals.add(`F${f}${w.k}`);
   }
-  for (let k = 0; k <= last;) {
-    const w = flags.at[k];
-    let e = k + 1;
-    while (e <= last && flags.at[e] === w) e++;
-    if (w !== null) runs.push(`if (k >= ${k} && k < ${e}) {\n${flagWriteBack(w)}}\n`);
-    k = e;
-  }
   const decl = [...locals].map((n) => `${/^\d+$/.test(n) ? "Q" : ""}${n} = 0`).join(", ");
   if (flatBits !== 0) guard.add(`(cpu.flatMask & ${flatBits}) === ${flatBits}`);
   const check = guard.size === 0 ? "" : `if (!(${[...guard].join(" && ")})) return -1;\n`;
   src += `${flagWriteBack(flags.after[last])}return ${W[last + 1]};\n`;
-  if (W[last + 1] !== last + 1) {
-    // a fault at record k: the loop counts k + 1; the fused pairs before it retired one more each
-    runs.push(
-      `cpu.instructions += [${W.slice(0, last + 1).map((w, k) => w - k).join(", ")}][k];\n`,
-    );
-  }
   if (skipTo.size !== 0) {
-    // records a jump skipped (D) did not run: every return leaves them out, and so does a fault
+    // records a jump skipped (D) did not run: every return leaves them out (and cpu.jx, for a
+    // fault, too)
     src = src.replace(/\breturn (\d+);/g, "return $1 - D;");
-    runs.push("cpu.instructions -= D;\n");
   }
   if (looped) {
-    // the records of earlier turns count too: every return adds them; a fault retires them
+    // the records of earlier turns count too: every return adds them (and cpu.jx, for a fault)
     src = `LOOP: for (;;) {\n${src.replace(/\breturn (\d+)/g, "return N + $1")}}\n`;
-    runs.push("cpu.instructions += N;\n");
   }
-  src =
-    `${check}let k = 0, N = 0, D = 0, S = 0, T = 0, X = 0, O = 0, P = 0, Y = 0${
-      decl ? ", " + decl : ""
-    };\n` +
-    `try {\n${src}} catch (e) {\n${runs.join("")}cpu.jk = k;\nthrow e;\n}\n`;
+  src = `${check}let N = 0, D = 0, S = 0, T = 0, X = 0, O = 0, P = 0, Y = 0${
+    decl ? ", " + decl : ""
+  };\n${src}`;
   // the CPU's arrays (never replaced while a block runs: memoryMapChanged and setCpl end it)
   // and the TLB half read once, so that no slow-path call in between makes V8 load them again
   const hoisted = new Set<string>();
