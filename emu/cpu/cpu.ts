@@ -820,8 +820,18 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** INVLPG: drops one linear page in both privilege halves. */
   invlpg(lin: number): void {
-    this.epoch++;
     const region = lin >>> 22;
+    const x = lin >>> 12;
+    // block links follow code fetched through tlbX: a page no code was fetched through since
+    // they were made (the kernel's text_poke INVLPGs its writable alias of the text, tens of
+    // thousands of times at boot) leaves them standing. (With alignment checks on, user code
+    // is fetched without TLB entries.)
+    if (
+      this.largeRegion[region] !== 0 || this.tlbX[x] !== 0 || this.tlbX[x | TLB_PAGES] !== 0 ||
+      this.acActive
+    ) {
+      this.epoch++;
+    }
     if (this.largeRegion[region] !== 0) {
       // the address may lie in a 4 MiB/2 MiB page: drop every 4 KiB entry cached from it
       this.largeRegion[region] = 0;
@@ -832,7 +842,6 @@ export class Cpu extends LazyFlags implements CpuControl {
       }
       return;
     }
-    const x = lin >>> 12;
     this.tlbR[x] = this.tlbW[x] = this.tlbX[x] = 0;
     this.tlbR[x | TLB_PAGES] = this.tlbW[x | TLB_PAGES] = this.tlbX[x | TLB_PAGES] = 0;
   }

@@ -122,6 +122,24 @@ main:
         mov byte [0x206001], 0x55
         call 0xC0004ffe
         CHECK 44, eax, 0x88556611
+        ; a call into a code page that is then remapped: the calling block is linked to the
+        ; routine's block, and INVLPG of a page code was fetched through must drop that link
+        ; (C0006000 -> 0x207000 "mov eax, 0x1111; ret", then -> 0x208000 "mov eax, 0x2222; ret")
+        mov dword [PTC + 6 * 4], 0x207000 | 3
+        mov dword [0x207000], 0x001111b8
+        mov word [0x207004], 0xc300
+        mov dword [0x208000], 0x002222b8
+        mov word [0x208004], 0xc300
+        mov ecx, 50
+.link1: call call_c6
+        loop .link1
+        CHECK 45, eax, 0x1111
+        mov dword [PTC + 6 * 4], 0x208000 | 3
+        invlpg [0xC0006000]
+        mov ecx, 50
+.link2: call call_c6
+        loop .link2
+        CHECK 46, eax, 0x2222
         ; paging off again: linear = physical
         mov eax, cr0
         and eax, 0x7fffffff
@@ -135,6 +153,10 @@ routine:
         mov eax, 0x4242
         ret
 routine_end:
+
+call_c6:                                ; one call site for both loops (its block gets linked)
+        call 0xC0006000
+        ret
 
 pf_handler:
         push eax
