@@ -23,6 +23,7 @@ import {
   CR0_PG,
   CR0_WP,
   CR4_PAE,
+  CR4_PGE,
   CR4_PSE,
   CS,
   DB,
@@ -150,6 +151,15 @@ export class Cpu extends LazyFlags implements CpuControl {
   /** Execute permission (separate from read: NX pages are readable, not executable). */
   private tlbX = new Int32Array(2 * TLB_PAGES);
   private tlbLog = new Int32Array(TLB_LOG);
+  /**
+   * Per TLB index: its entries came from a global page (CR4.PGE), which a CR3 write keeps.
+   * Those indices are logged apart (tlbGLog), so that a CR3 write walks only the others.
+   */
+  private tlbGlobal = new Uint8Array(2 * TLB_PAGES);
+  private tlbGLog = new Int32Array(TLB_LOG);
+  private tlbGLogN = 0;
+  /** tlbWByPage for the write entries of global pages. */
+  private tlbWByPageG = new Map<number, number[]>();
   /** Physical page -> the write-TLB indices filled for it (so a page turning into code drops them). */
   private tlbWByPage = new Map<number, number[]>();
   private tlbLogN = 0;
@@ -798,24 +808,59 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   // ------------------------------------------------------------------ TLB and paging
 
-  /** Drops every cached translation (CR3 write, paging mode change, A20, memory map). */
-  flushTlb(): void {
+  /**
+   * Drops every cached translation (paging mode change, A20, memory map) or, for a CR3 write
+   * (`keepGlobal`), all but those of global pages (CR4.PGE): the kernel's mappings then survive
+   * its switches between address spaces, as on the real CPU (Linux switches to a temporary
+   * address space and back for every patch of its text at boot, ~37,000 times a second).
+   */
+  flushTlb(keepGlobal = false): void {
+    if (
+      keepGlobal && (this.cr4 & CR4_PGE) !== 0 && this.tlbLogN < TLB_LOG &&
+      this.tlbGLogN < TLB_LOG
+    ) {
+      this.flushNonGlobal();
+      return;
+    }
     this.epoch++;
     this.tlbWByPage.clear();
+    this.tlbWByPageG.clear();
     this.largeRegion.fill(0);
-    if (this.tlbLogN >= TLB_LOG) {
+    if (this.tlbLogN >= TLB_LOG || this.tlbGLogN >= TLB_LOG) {
       this.tlbR.fill(0);
       this.tlbW.fill(0);
       this.tlbX.fill(0);
+      this.tlbGlobal.fill(0);
     } else {
-      for (let k = 0; k < this.tlbLogN; k++) {
-        const x = this.tlbLog[k];
-        this.tlbR[x] = 0;
-        this.tlbW[x] = 0;
-        this.tlbX[x] = 0;
+      for (
+        const [log, n] of [[this.tlbLog, this.tlbLogN], [this.tlbGLog, this.tlbGLogN]] as const
+      ) {
+        for (let k = 0; k < n; k++) {
+          const x = log[k];
+          this.tlbR[x] = 0;
+          this.tlbW[x] = 0;
+          this.tlbX[x] = 0;
+          this.tlbGlobal[x] = 0;
+        }
       }
     }
     this.tlbLogN = 0;
+    this.tlbGLogN = 0;
+  }
+
+  /** flushTlb's CR3 case: the entries not from global pages go. */
+  private flushNonGlobal(): void {
+    const log = this.tlbLog, g = this.tlbGlobal;
+    let code = false; // code was fetched through a page that goes: block links go too
+    for (let k = 0; k < this.tlbLogN; k++) {
+      const x = log[k];
+      if (g[x] !== 0) continue; // filled again from a global page since
+      if (this.tlbX[x] !== 0) code = true;
+      this.tlbR[x] = this.tlbW[x] = this.tlbX[x] = 0;
+    }
+    this.tlbLogN = 0;
+    this.tlbWByPage.clear();
+    if (code || this.acActive) this.epoch++; // (alignment checks: user code has no entries)
   }
 
   /** INVLPG: drops one linear page in both privilege halves. */
@@ -848,11 +893,13 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   private dropWriteTlbFor(physPage: number): void {
     // the write-TLB entries that map this page (recorded when they were filled)
-    const list = this.tlbWByPage.get(physPage);
-    if (list === undefined) return;
-    this.tlbWByPage.delete(physPage);
     const w = this.tlbW;
-    for (let k = 0; k < list.length; k++) if (w[list[k]] === physPage + 1) w[list[k]] = 0;
+    for (const map of [this.tlbWByPage, this.tlbWByPageG]) {
+      const list = map.get(physPage);
+      if (list === undefined) continue;
+      map.delete(physPage);
+      for (let k = 0; k < list.length; k++) if (w[list[k]] === physPage + 1) w[list[k]] = 0;
+    }
   }
 
   /** Sets the CPL (and with it which TLB half applies). */
@@ -887,6 +934,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     let phys: number;
     let writable = true;
     this.walkLarge = false;
+    this.walkGlobal = false;
     if ((this.cr0 & CR0_PG) === 0) {
       phys = (lin & this.a20Mask) >>> 0;
     } else if ((this.cr4 & CR4_PAE) !== 0) {
@@ -908,16 +956,27 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (kind !== PageKind.Mmio) {
         const x = (lin >>> 12) | (user ? TLB_PAGES : 0);
         if (this.walkLarge) this.largeRegion[lin >>> 22] = 1;
+        const global = this.walkGlobal;
         if (access === 2) this.tlbX[x] = pp + 1;
         else this.tlbR[x] = pp + 1;
         if (kind === PageKind.Ram && writable && this.codePage[pp] === 0 && (access === 1)) {
           this.tlbW[x] = pp + 1;
-          const list = this.tlbWByPage.get(pp);
-          if (list === undefined) this.tlbWByPage.set(pp, [x]);
+          const byPage = global ? this.tlbWByPageG : this.tlbWByPage;
+          const list = byPage.get(pp);
+          if (list === undefined) byPage.set(pp, [x]);
           else list.push(x);
         }
-        if (this.tlbLogN < TLB_LOG) this.tlbLog[this.tlbLogN++] = x;
-        else this.tlbLogN = TLB_LOG;
+        if (global) {
+          if (this.tlbGlobal[x] === 0) {
+            this.tlbGlobal[x] = 1;
+            if (this.tlbGLogN < TLB_LOG) this.tlbGLog[this.tlbGLogN++] = x;
+            else this.tlbGLogN = TLB_LOG;
+          }
+        } else {
+          this.tlbGlobal[x] = 0;
+          if (this.tlbLogN < TLB_LOG) this.tlbLog[this.tlbLogN++] = x;
+          else this.tlbLogN = TLB_LOG;
+        }
       }
     }
     return phys;
@@ -925,6 +984,8 @@ export class Cpu extends LazyFlags implements CpuControl {
 
   /** Whether the last walk found the page writable for the access's privilege (and dirty). */
   private walkWritable = true;
+  /** The last walk found a global page (G set, CR4.PGE on). */
+  private walkGlobal = false;
   /** The last walk went through a large (4 MiB or 2 MiB) page. */
   private walkLarge = false;
   /** Per 4 MiB linear region: TLB entries from a large page are cached there (for INVLPG). */
@@ -950,6 +1011,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (access === 1) npde |= 0x40;
       if (npde !== pde) this.physWrite32(pdeAddr, npde);
       this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      this.walkGlobal = (npde & 0x100) !== 0 && (this.cr4 & CR4_PGE) !== 0;
       this.walkLarge = true;
       return (((pde & 0xffc00000) | (lin & 0x3fffff)) & this.a20Mask) >>> 0;
     }
@@ -964,6 +1026,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (access === 1) npte |= 0x40;
     if (npte !== pte) this.physWrite32(pteAddr, npte);
     this.walkWritable = (w || (!user && !wp)) && (npte & 0x40) !== 0;
+    this.walkGlobal = (npte & 0x100) !== 0 && (this.cr4 & CR4_PGE) !== 0;
     return (((pte & ~0xfff) | (lin & 0xfff)) & this.a20Mask) >>> 0;
   }
 
@@ -988,6 +1051,7 @@ export class Cpu extends LazyFlags implements CpuControl {
       if (access === 1) npde |= 0x40;
       if (npde !== pde) this.physWrite32(pdeAddr, npde);
       this.walkWritable = (w || (!user && !wp)) && (npde & 0x40) !== 0;
+      this.walkGlobal = (npde & 0x100) !== 0 && (this.cr4 & CR4_PGE) !== 0;
       this.walkLarge = true;
       return (pdeHi & 0xf) * 4294967296 +
         ((((pde & 0xffe00000) | (lin & 0x1fffff)) & this.a20Mask) >>> 0);
@@ -1006,6 +1070,7 @@ export class Cpu extends LazyFlags implements CpuControl {
     if (access === 1) npte |= 0x40;
     if (npte !== pte) this.physWrite32(pteAddr, npte);
     this.walkWritable = (w || (!user && !wp)) && (npte & 0x40) !== 0;
+    this.walkGlobal = (npte & 0x100) !== 0 && (this.cr4 & CR4_PGE) !== 0;
     return (pteHi & 0xf) * 4294967296 + ((((pte & ~0xfff) | (lin & 0xfff)) & this.a20Mask) >>> 0);
   }
 

@@ -249,7 +249,7 @@ export const hMovToCr: Handler = (cpu, i) => {
       break;
     case 3:
       cpu.cr3 = v;
-      cpu.flushTlb();
+      cpu.flushTlb(true); // global pages stay
       break;
     case 4: {
       if (

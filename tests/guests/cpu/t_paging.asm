@@ -140,6 +140,56 @@ main:
 .link2: call call_c6
         loop .link2
         CHECK 46, eax, 0x2222
+        ; global pages (CR4.PGE): a CR3 write may keep them, but INVLPG and clearing PGE drop
+        ; them; pages without G still go with the CR3 write
+        mov eax, cr4
+        or eax, 0x80                    ; PGE
+        mov cr4, eax
+        mov dword [0x209000], 0x9001
+        mov dword [0x20a000], 0xa001
+        mov dword [0x20b000], 0xb001
+        mov dword [PTC + 7 * 4], 0x209000 | 0x103     ; C0007000, global
+        mov dword [PTC + 8 * 4], 0x20a000 | 3         ; C0008000, not global
+        CHECK 47, dword [0xC0007000], 0x9001
+        CHECK 48, dword [0xC0008000], 0xa001
+        mov dword [PTC + 8 * 4], 0x20b000 | 3
+        mov eax, cr3
+        mov cr3, eax
+        CHECK 49, dword [0xC0008000], 0xb001
+        mov dword [PTC + 7 * 4], 0x20a000 | 0x103
+        invlpg [0xC0007000]
+        CHECK 50, dword [0xC0007000], 0xa001
+        mov dword [PTC + 7 * 4], 0x20b000 | 0x103
+        mov eax, cr4
+        and eax, ~0x80
+        mov cr4, eax
+        or eax, 0x80
+        mov cr4, eax
+        CHECK 51, dword [0xC0007000], 0xb001
+        ; code in a global page, run through a linked call, then the page remapped and PGE
+        ; toggled: the new code runs
+        mov dword [PTC + 6 * 4], 0x207000 | 0x103
+        mov eax, cr4
+        and eax, ~0x80
+        mov cr4, eax
+        or eax, 0x80
+        mov cr4, eax
+        mov ecx, 50
+.glob1: call call_c6
+        loop .glob1
+        CHECK 52, eax, 0x1111
+        mov dword [PTC + 6 * 4], 0x208000 | 0x103
+        mov eax, cr3
+        mov cr3, eax
+        mov eax, cr4
+        and eax, ~0x80
+        mov cr4, eax
+        or eax, 0x80
+        mov cr4, eax
+        mov ecx, 50
+.glob2: call call_c6
+        loop .glob2
+        CHECK 53, eax, 0x2222
         ; paging off again: linear = physical
         mov eax, cr0
         and eax, 0x7fffffff
