@@ -250,6 +250,12 @@ export class Cpu extends LazyFlags implements CpuControl {
     }
   }
 
+  /**
+   * Bytes of plain RAM from 1 MiB up (no ROM, no device page): with paging off, compiled
+   * blocks access them without the TLB (jit.ts).
+   */
+  directSpan = 0;
+
   memoryMapChanged(): void {
     this.blockExit = true; // a compiled block holds ram/ram32 in locals
     const other = this.ram !== this.bus.ram;
@@ -274,6 +280,9 @@ export class Cpu extends LazyFlags implements CpuControl {
         if (this.codePage[p] !== 0) this.invalidateCodePage(p);
       }
     }
+    let p = 256;
+    while (p < pages && this.pageKinds[p] === PageKind.Ram) p++;
+    this.directSpan = Math.max(0, p - 256) * 4096;
     this.flushTlb();
   }
 
@@ -371,6 +380,8 @@ export class Cpu extends LazyFlags implements CpuControl {
           jit = block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
             flatMask: this.flatMask,
             spMask: this.spMask,
+            direct: (this.cr0 & CR0_PG) === 0 && this.a20Mask === -1 && this.dbgData === 0 &&
+              !this.acActive,
           });
         }
         if (jit !== null) {

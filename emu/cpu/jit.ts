@@ -35,6 +35,11 @@ export interface FlatSegments {
   flatMask: number;
   /** The stack pointer's mask (-1: ESP, 0xffff: SP). */
   spMask: number;
+  /**
+   * Linear addresses are physical (paging off, A20 on) and accesses need no TLB for anything
+   * else (no data breakpoints, no alignment checks): RAM above 1 MiB is accessed directly.
+   */
+  direct: boolean;
 }
 
 /**
@@ -69,33 +74,66 @@ function literal(v: number): string {
 
 /**
  * The TLB fast paths of cpu.ts's rd8/rd16/rd32, rdw8/16/32 and wr8/16/32 written out for the
- * address in local `a` (T and X are scratch locals); the slow path is the method itself.
+ * address in local `a` (T and X are scratch locals); the slow path is the method itself. With
+ * `direct` (the block runs with paging off and A20 on, so linear addresses are physical) an
+ * address in the plain RAM above 1 MiB (cpu.directSpan bytes of it) is read, and written where
+ * no decoded code lies, without the TLB; others take the TLB path.
  */
-function readInline(kind: string, size: string, a: string, ram32: boolean): string | null {
+function readInline(
+  kind: string,
+  size: string,
+  a: string,
+  ram32: boolean,
+  direct = false,
+): string | null {
   const tlb = kind === "rdw" ? "cpu.tlbW" : "cpu.tlbR";
   const e = `(T = ${tlb}[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
   const call = `(S = 1, cpu.${kind}${size}(${a}))`;
-  if (size === "8") return `(${e} ? cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] : ${call})`;
+  // a write-intent read (rdw) of a direct address: the write after it checks for code
+  const win = `(${a} - 1048576) >>> 0 < cpu.directSpan`;
+  if (size === "8") {
+    const t = `(${e} ? cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] : ${call})`;
+    return direct ? `(${win} ? cpu.ram[${a}] : ${t})` : t;
+  }
   if (size === "16") {
-    return `(${e} && (${a} & 0xfff) !== 0xfff ? (X = (T - 1) * 4096 + (${a} & 0xfff), ` +
+    const t = `(${e} && (${a} & 0xfff) !== 0xfff ? (X = (T - 1) * 4096 + (${a} & 0xfff), ` +
       `cpu.ram[X] | (cpu.ram[X + 1] << 8)) : ${call})`;
+    return direct
+      ? `(${win} && (${a} & 0xfff) !== 0xfff ? cpu.ram[${a}] | (cpu.ram[${a} + 1] << 8) : ${t})`
+      : t;
   }
   if (!ram32) return null;
-  return `(${e} && (${a} & 3) === 0 ? cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] : ${call})`;
+  const t =
+    `(${e} && (${a} & 3) === 0 ? cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] : ${call})`;
+  return direct ? `(${win} && (${a} & 3) === 0 ? cpu.ram32[${a} >>> 2] : ${t})` : t;
 }
 
-function writeInline(size: string, a: string, v: string, ram32: boolean): string | null {
+function writeInline(
+  size: string,
+  a: string,
+  v: string,
+  ram32: boolean,
+  direct = false,
+): string | null {
   const e = `(T = cpu.tlbW[(${a} >>> 12) | cpu.tlbUser]) !== 0`;
+  const win = direct
+    ? `(${a} - 1048576) >>> 0 < cpu.directSpan && cpu.codePage[${a} >>> 12] === 0`
+    : "";
   if (size === "8") {
-    return `{ const V = ${v}; if (${e}) cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] = V; ` +
+    const d = direct ? `if (${win}) cpu.ram[${a}] = V; else ` : "";
+    return `{ const V = ${v}; ${d}if (${e}) cpu.ram[(T - 1) * 4096 + (${a} & 0xfff)] = V; ` +
       `else { S = 1; cpu.wr8(${a}, V); } }`;
   }
   if (size === "16") {
-    return `{ const V = ${v}; if (${e} && (${a} & 0xfff) !== 0xfff) { X = (T - 1) * 4096 + ` +
+    const d = direct
+      ? `if (${win} && (${a} & 0xfff) !== 0xfff) { cpu.ram[${a}] = V; cpu.ram[${a} + 1] = V >> 8; } else `
+      : "";
+    return `{ const V = ${v}; ${d}if (${e} && (${a} & 0xfff) !== 0xfff) { X = (T - 1) * 4096 + ` +
       `(${a} & 0xfff); cpu.ram[X] = V; cpu.ram[X + 1] = V >> 8; } else { S = 1; cpu.wr16(${a}, V); } }`;
   }
   if (!ram32) return null;
-  return `{ const V = ${v}; if (${e} && (${a} & 3) === 0) ` +
+  const d = direct ? `if (${win} && (${a} & 3) === 0) cpu.ram32[${a} >>> 2] = V; else ` : "";
+  return `{ const V = ${v}; ${d}if (${e} && (${a} & 3) === 0) ` +
     `cpu.ram32[(T - 1) * 1024 + ((${a} & 0xfff) >>> 2)] = V; else { S = 1; cpu.wr32(${a}, V); } }`;
 }
 
@@ -110,10 +148,10 @@ function closing(s: string, from: number): number {
 }
 
 /** Writes memory accesses at the address locals (A<k>, lin) of `c` out inline. */
-function inlineMemory(c: string, ram32: boolean): string {
+function inlineMemory(c: string, ram32: boolean, direct: boolean): string {
   c = c.replace(
     /cpu\.(rdw|rd)(8|16|32)\((A\d+|lin)\)/g,
-    (m, kind, size, a) => readInline(kind, size, a, ram32) ?? m,
+    (m, kind, size, a) => readInline(kind, size, a, ram32, direct) ?? m,
   );
   for (let from = 0;;) {
     const m = /cpu\.wr(8|16|32)\((A\d+|lin), /g;
@@ -123,7 +161,7 @@ function inlineMemory(c: string, ram32: boolean): string {
     const open = r.index + r[0].length;
     const close = closing(c, open);
     if (close < 0 || c[close + 1] !== ";") break;
-    const w = writeInline(r[1], r[2], c.slice(open, close), ram32);
+    const w = writeInline(r[1], r[2], c.slice(open, close), ram32, direct);
     if (w === null) {
       from = close;
       continue;
@@ -141,6 +179,7 @@ function inline(
   ram32: boolean,
   flat?: (seg: number, write: boolean) => boolean,
   stack?: () => boolean,
+  direct = false,
 ): { code: string; pure: boolean } | null {
   const body = handlerBody(i.fn);
   if (body === undefined) return null;
@@ -154,12 +193,12 @@ function inline(
       (_m, v: string) =>
         `{ const V${k} = ${v}; P = (cpu.r32[4] - 4) | 0; ` +
         `if ((P >>> 0) > 4294967292) cpu.limitFault(2, P >>> 0, 3, true); ` +
-        `${writeInline("32", "P", `V${k}`, true)} cpu.r32[4] = P; }`,
+        `${writeInline("32", "P", `V${k}`, true, direct)} cpu.r32[4] = P; }`,
     );
     c = c.replace(
       /cpu\.pop32\(\)/g,
       `(P = cpu.r32[4], (P >>> 0) > 4294967292 ? cpu.limitFault(2, P >>> 0, 3, false) : 0, ` +
-        `Y = ${readInline("rd", "32", "P", true)}, cpu.r32[4] = (P + 4) | 0, Y)`,
+        `Y = ${readInline("rd", "32", "P", true, direct)}, cpu.r32[4] = (P + 4) | 0, Y)`,
     );
   }
   if (c.includes("i.ea(cpu, i)")) {
@@ -179,7 +218,7 @@ function inline(
   if (count !== null && (Number(count[1]) & 31) !== 0) {
     c = c.replace(/ if \(c === 0\) break L\d+;/, "");
   }
-  if (pre !== "") c = inlineMemory(c, ram32);
+  if (pre !== "") c = inlineMemory(c, ram32, direct);
   return { code: `L${k}: {\n${pre}${c}\n}\n`, pure: !IMPURE.test(pre + c) };
 }
 
@@ -402,7 +441,7 @@ function withSync(code: string, k: number, dk: number, back: string, flags: stri
 
 /** CPU fields that compiled code reads once at entry (none is assigned by inlined code). */
 const HOISTED =
-  /\bcpu\.(r32|r16|r8|ram32|ram|tlbR|tlbW|tlbUser|segBase|segChkW|segChk)\b(?!\s*=[^=])/g;
+  /\bcpu\.(r32|r16|r8|ram32|ram|tlbR|tlbW|tlbUser|segBase|segChkW|segChk|codePage|directSpan)\b(?!\s*=[^=])/g;
 
 /**
  * Compiles block `b` (decoded for code32 = `code32`). A run of inlined records whose calls leave
@@ -438,10 +477,24 @@ export function compileBlock(
     guard.add("cpu.spMask === -1");
     return true;
   };
+  // physical addressing, checked on entry (the loop recompiles without it when that fails)
+  const direct = segs !== null && segs.direct && ram32;
+  if (direct) {
+    guard.add(
+      "(cpu.cr0 & -2147483648) === 0 && cpu.a20Mask === -1 && cpu.dbgData === 0 && !cpu.acActive",
+    );
+  }
   const ils: ({ code: string; pure: boolean } | null)[] = [];
   let called = false;
   for (let k = 0; k <= last; k++) {
-    const il = inline(ins[k], k, ram32, called ? undefined : flat, called ? undefined : stack);
+    const il = inline(
+      ins[k],
+      k,
+      ram32,
+      called ? undefined : flat,
+      called ? undefined : stack,
+      direct,
+    );
     if (il === null) called = true;
     ils.push(il);
   }

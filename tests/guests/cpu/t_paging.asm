@@ -22,6 +22,17 @@ main:
 .fill:  stosd
         add eax, 0x1000
         loop .fill
+        ; a routine run with paging off reads RAM above 1 MiB (compiled code reads it without
+        ; the TLB then); run again with paging on it must read through the page tables
+        ; (the routine sits alone in its page, so that no store near it drops its decoded block)
+        mov dword [0x60000], 0x400100a1 ; mov eax, [0x400100]; ret
+        mov word [0x60004], 0xc300
+        mov dword [0x400100], 0x1111
+        mov dword [0x800100], 0x2222
+        mov ecx, 50
+.direct: call 0x60000
+        loop .direct
+        mov ebx, eax
         mov dword [PTC + 0 * 4], 0x200000 | 3   ; C0000000 -> 2 MiB, writable
         mov dword [PTC + 1 * 4], 0x201000 | 1   ; C0001000 -> 2 MiB + 4K, read-only
         mov dword [PTC + 2 * 4], 0              ; C0002000 not present
@@ -34,6 +45,9 @@ main:
         mov eax, cr0
         or eax, 0x80000000
         mov cr0, eax
+        CHECK 54, ebx, 0x1111
+        call 0x60000                    ; linear 4 MiB + 0x100 -> physical 8 MiB + 0x100
+        CHECK 55, eax, 0x2222
         ; a write through the high mapping lands at physical 2 MiB (identity-mapped low)
         mov dword [0xC0000010], 0x12345678
         CHECK 1, dword [0x200010], 0x12345678

@@ -57,6 +57,28 @@ main:
         mov byte [0x51000], 0x10
         call 0x50ffe
         CHECK 10, eax, 2
+        ; the same above 1 MiB, where compiled blocks store to RAM without the TLB while paging
+        ; is off: a store to a page holding decoded code must still drop that code
+        mov esi, blob
+        mov edi, 0x300000
+        mov ecx, blob_end - blob
+        rep movsb
+        mov ecx, 50
+.high:  call 0x300000
+        loop .high
+        CHECK 11, eax, 0x31337
+        mov dword [0x300001], 0x4343
+        call 0x300000
+        CHECK 12, eax, 0x4343
+        mov word [0x300001], 0x4444
+        call 0x300000
+        CHECK 13, eax, 0x4444
+        mov byte [0x300001], 0x45
+        call 0x300000
+        CHECK 14, eax, 0x4445
+        mov dword [0x300000], 0x004446b8 ; an aligned store: "mov eax, 0x4446"
+        call 0x300000
+        CHECK 15, eax, 0x4446
         jmp pass
 
 patchme:
