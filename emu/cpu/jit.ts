@@ -6,12 +6,14 @@
  * the segment limit check written out (the cpu.ts methods stay the slow path), and lazy-flag
  * stores that a later register-only instruction overwrites unseen are dropped. Runs of inlined
  * records keep the general registers in JS locals; segments that are flat when the block is
- * compiled (base 0, limit 4G) skip the base and limit arithmetic behind an entry check; an
- * inlined jump inside the block returns straight from its taken branch. The compiled
+ * compiled (base 0, limit 4G) skip the base and limit arithmetic behind an entry check, and
+ * with paging off RAM above 1 MiB is reached without the TLB; an inlined jump inside the block
+ * returns straight from its taken branch. The compiled
  * function keeps the loop's rules: EIP is set before the last instruction and before each side
  * exit (a Jcc inside the block) only, a handler that sets blockExit ends the block after
- * itself, and a fault reports which record raised it (cpu.jk) so that EIP is restored exactly
- * as for the loop. Semantics therefore stay those of the handlers.
+ * itself, and before any call that may fault the block leaves the state the fault needs (the
+ * registers and flags, which record it is: cpu.jk, cpu.jx) so that EIP and the count are
+ * restored exactly as for the loop. Semantics therefore stay those of the handlers.
  * @module
  */
 
@@ -261,8 +263,8 @@ function flagExpr(f: string, w: Writer): string {
  * known operation and size (and nothing else touching the flags) assigns F<field><k> instead of
  * the CPU's fields, and the CF/ZF/SF/OF reads after it evaluate those locals directly. The CPU's
  * fields get the pending writer's values before anything that reads them (a handler, a helper,
- * PF/AF/EFLAGS), before every return and, in the catch, for a fault: a fault inside a writer
- * leaves the record as the writer before it set it. Rewrites `ils` in place; returns per record
+ * PF/AF/EFLAGS), before every return and before a call that may fault (withSync): a fault
+ * inside a writer leaves the record as the writer before it set it. Rewrites `ils` in place; returns per record
  * the write-back to put before it, the pending writer before it and after it, and for the
  * targets of jumps inside the block (`joins`, where nothing is pending) the write-back that ends
  * the path falling through to them.
@@ -447,9 +449,9 @@ const HOISTED =
  * Compiles block `b` (decoded for code32 = `code32`). A run of inlined records whose calls leave
  * the registers alone (memory accesses, flag evaluation) keeps the registers it uses in JS
  * locals: read at the run's start, written back at its end (before a side exit's test), before
- * an early exit inside it and, when one of its accesses faults, in the catch (a local the run
- * has not written yet holds the register's value, so writing back every local the run may
- * write leaves exactly what the records before the fault left).
+ * an early exit inside it and before a call that may fault (withSync: a local the run has
+ * not written yet holds the register's value, so writing back every local the run may write
+ * leaves exactly what the records before the fault left).
  */
 export function compileBlock(
   b: Block,
