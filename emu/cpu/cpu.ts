@@ -679,7 +679,11 @@ export class Cpu extends LazyFlags implements CpuControl {
     const base0 = this.segBase[seg] === 0;
     const r = base0 && this.segChk[seg] === 0xffffffff ? 1 << seg : 0;
     const w = base0 && this.segChkW[seg] === 0xffffffff ? 0x100 << seg : 0;
-    this.flatMask = (this.flatMask & ~(0x101 << seg)) | r | w;
+    const mask = (this.flatMask & ~(0x101 << seg)) | r | w;
+    // compiled code after a handler call assumes the flatness it was compiled for until it
+    // sees blockExit (jit.ts)
+    if (mask !== this.flatMask) this.blockExit = true;
+    this.flatMask = mask;
   }
 
   /**

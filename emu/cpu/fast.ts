@@ -221,6 +221,8 @@ const LEA32 = make(
 const MOVZX8 = make("movzx_r32_r8", "cpu.r32[i.reg] = cpu.r8[((i.rmN & 3) << 2) | (i.rmN >> 2)];");
 const PUSHI32 = make("push_i32", "cpu.push32(i.imm);");
 const POP32 = make("pop_r32", "const v = cpu.pop32(); cpu.r32[i.reg] = v;");
+/** NOP, PAUSE and the hint NOPs (0F 18..1F): nothing, but a body the block compiler inlines. */
+const NOP = make("nop", "");
 
 /** The ModRM register operand of size sz read by JS (the rm field, register form). */
 const RM = ["cpu.r8[i.rm]", "cpu.r16[i.rm]", "cpu.r32[i.rm]"];
@@ -459,6 +461,7 @@ export function specialize(i: Instr): Handler | null {
   if (o >= 0xa0 && o <= 0xa3) return MOV_MOFF[o >> 1 & 1][sz];
   if (o === 0x98 && sz > 0) return CBW[sz - 1];
   if (o === 0x99 && sz > 0) return CWD[sz - 1];
+  if (o === 0x90 || (o >= 0x118 && o <= 0x11f)) return NOP;
   return null;
 }
 

@@ -463,8 +463,9 @@ export function compileBlock(
   const last = ins.length - 1;
   const mask = code32 ? "-1" : "0xffff";
   // memory operands through a segment that is flat now (base 0, limit 4G) skip the base and
-  // limit arithmetic, up to the first record that calls its handler (it might load a segment
-  // register); the function starts by checking that those segments are still flat
+  // limit arithmetic; the function starts by checking that those segments are still flat, and
+  // a handler it calls that changes them (loads a segment register) sets blockExit (segCheck),
+  // which ends the block right after it
   const guard = new Set<string>();
   let flatBits = 0; // of cpu.flatMask
   const flat = (seg: number, write: boolean): boolean => {
@@ -487,17 +488,15 @@ export function compileBlock(
     );
   }
   const ils: ({ code: string; pure: boolean } | null)[] = [];
-  let called = false;
   for (let k = 0; k <= last; k++) {
     const il = inline(
       ins[k],
       k,
       ram32,
-      called ? undefined : flat,
-      called ? undefined : stack,
+      flat,
+      stack,
       direct,
     );
-    if (il === null) called = true;
     ils.push(il);
   }
   // forward jumps to a record of the same block (past a normalisation, say) stay inside the

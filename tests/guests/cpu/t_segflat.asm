@@ -7,6 +7,7 @@
 %define READIT 0x50000
 %define WRITEIT 0x50010
 %define POPPER 0x50020
+%define SEGLOAD 0x50030
 main:
         mov dword [gdt + SHIFTED], 0x1000ffff
         mov dword [gdt + SHIFTED + 4], 0x00cf9200
@@ -55,6 +56,17 @@ main:
         mov esp, ebp
         CHECK 6, edx, 0x44444444
         CHECK 7, dword [0x1000 + 0x6fe8], 0x55555555
+        ; a segment load inside a block compiled for a flat DS, before a DS access of the same
+        ; block: the access after it must use the new base (compiled code after a handler call
+        ; keeps the flatness it was compiled for only until the load ends the block)
+        mov ecx, 3
+.flat3: mov ax, DATA32
+        call SEGLOAD
+        loop .flat3
+        CHECK 8, esi, 0x11111111
+        mov ax, SHIFTED
+        call SEGLOAD
+        CHECK 9, esi, 0x22222222
         jmp pass
 
 routines:
@@ -67,5 +79,11 @@ routines:
         mov edx, [esp + 4]              ; POPPER: with ESP = 0x6fec, reads SS:0x6ff0
         push dword 0x55555555
         pop edi
+        ret
+        times READIT + 0x30 - ($ - routines + READIT) db 0x90
+        mov ds, ax                      ; SEGLOAD: AX = the selector to load
+        mov esi, [ebx + 0x100]
+        mov dx, DATA32
+        mov ds, dx
         ret
 routines_end:
