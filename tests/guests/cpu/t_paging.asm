@@ -174,20 +174,12 @@ main:
         invlpg [0xC0007000]
         CHECK 50, dword [0xC0007000], 0xa001
         mov dword [PTC + 7 * 4], 0x20b000 | 0x103
-        mov eax, cr4
-        and eax, ~0x80
-        mov cr4, eax
-        or eax, 0x80
-        mov cr4, eax
+        call pge_toggle
         CHECK 51, dword [0xC0007000], 0xb001
         ; code in a global page, run through a linked call, then the page remapped and PGE
         ; toggled: the new code runs
         mov dword [PTC + 6 * 4], 0x207000 | 0x103
-        mov eax, cr4
-        and eax, ~0x80
-        mov cr4, eax
-        or eax, 0x80
-        mov cr4, eax
+        call pge_toggle
         mov ecx, 50
 .glob1: call call_c6
         loop .glob1
@@ -195,11 +187,7 @@ main:
         mov dword [PTC + 6 * 4], 0x208000 | 0x103
         mov eax, cr3
         mov cr3, eax
-        mov eax, cr4
-        and eax, ~0x80
-        mov cr4, eax
-        or eax, 0x80
-        mov cr4, eax
+        call pge_toggle
         mov ecx, 50
 .glob2: call call_c6
         loop .glob2
@@ -217,6 +205,14 @@ routine:
         mov eax, 0x4242
         ret
 routine_end:
+
+pge_toggle:                             ; CR4.PGE off and on: drops the global entries
+        mov eax, cr4
+        and eax, ~0x80
+        mov cr4, eax
+        or eax, 0x80
+        mov cr4, eax
+        ret
 
 call_c6:                                ; one call site for both loops (its block gets linked)
         call 0xC0006000
