@@ -256,6 +256,16 @@ export class Cpu extends LazyFlags implements CpuControl {
    */
   directSpan = 0;
 
+  /**
+   * Linear addresses are physical (paging off, A20 on) and no access needs the TLB's slow path
+   * for anything else (data breakpoints, alignment checks): what compiled blocks check before
+   * they reach RAM above 1 MiB directly.
+   */
+  physicalDirect(): boolean {
+    return (this.cr0 & CR0_PG) === 0 && this.a20Mask === -1 && this.dbgData === 0 &&
+      !this.acActive;
+  }
+
   memoryMapChanged(): void {
     this.blockExit = true; // a compiled block holds ram/ram32 in locals
     const other = this.ram !== this.bus.ram;
@@ -380,8 +390,7 @@ export class Cpu extends LazyFlags implements CpuControl {
           jit = block.jit = compileBlock(block, this.code32, this.ram32.length !== 0, {
             flatMask: this.flatMask,
             spMask: this.spMask,
-            direct: (this.cr0 & CR0_PG) === 0 && this.a20Mask === -1 && this.dbgData === 0 &&
-              !this.acActive,
+            direct: this.physicalDirect(),
           });
         }
         if (jit !== null) {

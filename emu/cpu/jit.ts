@@ -432,7 +432,7 @@ const CHECK = /\bcpu\.(linR|linW|limitFault)\((\d+),/g;
 function withSync(code: string, k: number, dk: number, back: string, flags: string): string {
   const stmts = `${back}${flags}cpu.jk = ${k}; cpu.jx = ${dk} - D + N;`;
   const expr = stmts.split(";").map((x) => x.trim()).filter((x) => x !== "").join(", ");
-  const rest = code.replace(/\bS = 1[,;] cpu\.\w+\(/g, "").replace(CHECK, "");
+  const rest = code.replace(SLOW, "");
   const other = [...rest.matchAll(/\bcpu\.(\w+)\(/g)].some((m) => !NO_FAULT.test(m[1])) ||
     /\bH\.|\bI\[/.test(rest);
   if (other) return `${stmts}\n${code}`;
@@ -483,6 +483,7 @@ export function compileBlock(
   // physical addressing, checked on entry (the loop recompiles without it when that fails)
   const direct = segs !== null && segs.direct && ram32;
   if (direct) {
+    // cpu.physicalDirect() written out (no call on every block entry)
     guard.add(
       "(cpu.cr0 & -2147483648) === 0 && cpu.a20Mask === -1 && cpu.dbgData === 0 && !cpu.acActive",
     );
